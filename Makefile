@@ -29,6 +29,8 @@ DEB_PACKAGES := \
 	python3 \
 	qemu-system-x86 \
 	qemu-utils \
+	sshpass \
+	sudo \
 	xz-utils
 
 # Go tools, as module@version.
