@@ -21,6 +21,8 @@ const (
 	capValidate10      = "urn:ietf:params:netconf:capability:validate:1.0"
 	capValidate11      = "urn:ietf:params:netconf:capability:validate:1.1"
 	capWritableRunning = "urn:ietf:params:netconf:capability:writable-running:1.0"
+	// capYumaNCX identifies yuma123's netconfd (see transaction).
+	capYumaNCX = "http://netconfcentral.org/ns/yuma-ncx"
 )
 
 const eom = "]]>]]>"

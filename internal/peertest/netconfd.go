@@ -93,6 +93,7 @@ func StartNetconfd(tb testing.TB, u *User, cfg NetconfdConfig) *Netconfd {
 	n.cmd.Dir = dir
 	n.cmd.Env = []string{"HOME=" + dir, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	n.cmd.WaitDelay = time.Second
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: syscall.CLONE_NEWUTS | syscall.CLONE_NEWNET}
 	if err := n.cmd.Start(); err != nil {
 		tb.Fatalf("peertest: netconfd: %v", err)
@@ -117,13 +118,6 @@ func StartNetconfd(tb testing.TB, u *User, cfg NetconfdConfig) *Netconfd {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// Hostname is the hostname inside netconfd's private UTS namespace (what
-// ietf-system set).
-func (n *Netconfd) Hostname() (string, error) {
-	out, err := exec.Command("nsenter", "--uts", "-t", fmt.Sprint(n.cmd.Process.Pid), "hostname").Output()
-	return string(out), err
 }
 
 func (n *Netconfd) stop() {

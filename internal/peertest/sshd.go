@@ -136,6 +136,8 @@ func (s *SSHD) start(sshdPath, conf string, port int, isolate bool) error {
 	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Session processes inherit the log pipe; do not wait for them.
+	s.cmd.WaitDelay = time.Second
 	if err := s.cmd.Start(); err != nil {
 		return err
 	}
