@@ -99,7 +99,14 @@ func newNetconfClient(ctx context.Context, c *ssh.Client) (*NetconfClient, error
 func (n *NetconfClient) Close() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.tr.Send([]byte(`<rpc message-id="endpointkit-close" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><close-session/></rpc>`))
+	// Polite close: wait briefly for the reply so the server sees a
+	// clean end of session.
+	if n.tr.Send([]byte(`<rpc message-id="endpointkit-close" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><close-session/></rpc>`)) == nil {
+		select {
+		case <-n.tr.msgs:
+		case <-time.After(time.Second):
+		}
+	}
 	n.tr.Close()
 	return n.client.Close()
 }
