@@ -52,6 +52,7 @@ func NewUser(tb testing.TB) *User {
 	ektest.RequireRoot(tb)
 	ektest.RequireTool(tb, "useradd", "userdel", "chpasswd")
 
+	sweepStaleUsers()
 	name := ektest.Name("ekt")
 	pw := make([]byte, 12)
 	if _, err := rand.Read(pw); err != nil {
@@ -70,7 +71,8 @@ func NewUser(tb testing.TB) *User {
 	u.Home = filepath.Join(base, name)
 
 	if out, err := retryLocked(func() ([]byte, error) {
-		return exec.Command("useradd", "--create-home", "--home-dir", u.Home, "--shell", "/bin/bash", "--user-group", name).CombinedOutput()
+		return exec.Command("useradd", "--create-home", "--home-dir", u.Home, "--shell", "/bin/bash", "--user-group",
+			"--comment", fmt.Sprintf("%s%d", staleMark, os.Getpid()), name).CombinedOutput()
 	}); err != nil {
 		tb.Fatalf("peertest: useradd %s: %v: %s", name, err, out)
 	}
@@ -112,6 +114,36 @@ func NewUser(tb testing.TB) *User {
 	}
 	u.Signer, u.AuthorizedKey = signer, pub
 	return u
+}
+
+// staleMark starts the comment (GECOS) field of every user NewUser makes,
+// followed by the creating process's PID.
+const staleMark = "endpointkit peertest pid "
+
+// sweepStaleUsers removes users (and their sudoers drop-ins) left behind
+// by test processes that died before their cleanup ran.
+func sweepStaleUsers() {
+	raw, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 5 || !strings.HasPrefix(f[4], staleMark) {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimPrefix(f[4], staleMark))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // its test process still runs
+		}
+		retryLocked(func() ([]byte, error) {
+			return exec.Command("userdel", "--force", "--remove", f[0]).CombinedOutput()
+		})
+		os.Remove(filepath.Join("/etc/sudoers.d", f[0]))
+	}
 }
 
 // writeKey generates an ed25519 key, stores the private half at path in
