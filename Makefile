@@ -39,7 +39,11 @@ GO_TOOLS := \
 
 FUZZTIME ?= 30s
 # Fuzz targets run by `make fuzz` (and so by `make test`): package:Target.
-FUZZ_TARGETS :=
+FUZZ_TARGETS := \
+	./configure:FuzzJunosLoadRPC \
+	./configure:FuzzParseAnsibleJSON \
+	./configure:FuzzParseNetconfConfig \
+	./configure:FuzzSplitScriptOutput
 
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .

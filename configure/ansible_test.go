@@ -188,4 +188,3 @@ func FuzzParseAnsibleJSON(f *testing.F) {
 		}
 	})
 }
-

@@ -141,7 +141,7 @@ func (f *fakeJunos) ops() ([]string, []string) {
 		}
 		r = r[strings.Index(r, "<rpc"):]
 		inner := r[strings.Index(r, ">")+1:]
-		op := inner[1:strings.IndexAny(inner[1:], " />")+1]
+		op := inner[1 : strings.IndexAny(inner[1:], " />")+1]
 		ops = append(ops, op)
 		bodies = append(bodies, r)
 	}
@@ -229,12 +229,12 @@ func TestNapalmOtherDriverNeedsNapalm(t *testing.T) {
 
 func TestDetectJunosFormat(t *testing.T) {
 	for in, want := range map[string]JunosFormat{
-		"<configuration/>":                 JunosXML,
+		"<configuration/>":                  JunosXML,
 		"\n  <?xml version='1.0'?><a/>":     JunosXML,
-		"# c\n\nset system host-name x\n":  JunosSet,
+		"# c\n\nset system host-name x\n":   JunosSet,
 		"/* c */\ndelete interfaces xe-0\n": JunosSet,
 		"system {\n host-name x;\n}\n":      JunosText,
-		"":                                 JunosText,
+		"":                                  JunosText,
 	} {
 		if got := DetectJunosFormat(in); got != want {
 			t.Errorf("DetectJunosFormat(%q) = %s; want %s", in, got, want)

@@ -19,6 +19,17 @@ type Configurator interface {
 	Configure(ctx context.Context, t Target, sc endpoint.StageConfig) (Report, error)
 }
 
+// ConfiguratorFunc adapts a function to [Configurator], e.g. a Linux
+// endpoint's setup written with [SSHClient].
+type ConfiguratorFunc func(ctx context.Context, t Target, sc endpoint.StageConfig) (Report, error)
+
+// Configure calls f.
+func (f ConfiguratorFunc) Configure(ctx context.Context, t Target, sc endpoint.StageConfig) (Report, error) {
+	return f(ctx, t, sc)
+}
+
+var _ Configurator = ConfiguratorFunc(nil)
+
 // Report is what a configurator did.
 type Report struct {
 	Steps  []Step

@@ -55,7 +55,6 @@ func TestSSHScriptPerCommandResults(t *testing.T) {
 	}
 }
 
-
 func TestSSHClientLinuxOperations(t *testing.T) {
 	u := peertest.NewUser(t)
 	s := peertest.StartSSHD(t, peertest.SSHDConfig{Users: []*peertest.User{u}, Isolate: true})
@@ -229,4 +228,30 @@ func TestWaitReachable(t *testing.T) {
 	if !errors.Is(err, ErrUnreachable) || time.Since(start) > 3*time.Second {
 		t.Fatalf("closed port: err = %v after %s", err, time.Since(start))
 	}
+}
+
+func TestSplitScriptOutput(t *testing.T) {
+	n := "@@nonce"
+	out := n + " 2 0\nhello\n\n" + n + " 3 0\n\n" + n + " 4 0\nboom\n"
+	got := splitScriptOutput(out, n, 7, []byte("a\nb\nc\n"))
+	if len(got) != 3 || got[0].Line != 1 || got[0].Command != "a" || got[0].Output != "hello" || got[2].Status != 7 || got[2].Output != "boom" || got[1].Status != 0 {
+		t.Fatalf("got %+v", got)
+	}
+	if got := splitScriptOutput("plain sh\n", n, 3, nil); len(got) != 1 || got[0].Status != 3 {
+		t.Fatalf("no markers: %+v", got)
+	}
+}
+
+func FuzzSplitScriptOutput(f *testing.F) {
+	f.Add("@@n 2 0\nx\n@@n 99 1\n", "a\nb\n", 1)
+	f.Add("@@n -5 x\n@@n 1\n", "", 0)
+	f.Fuzz(func(t *testing.T, out, script string, exit int) {
+		res := splitScriptOutput(out, "@@n", exit, []byte(script))
+		if len(res) == 0 {
+			t.Fatal("no results")
+		}
+		if res[len(res)-1].Status != exit {
+			t.Fatalf("last status %d; want the exit status %d", res[len(res)-1].Status, exit)
+		}
+	})
 }
