@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit/endpoint"
+	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/vmimage"
 	"golang.org/x/crypto/ssh"
 )
@@ -218,6 +220,10 @@ func TestNapalmJunosRPCShape(t *testing.T) {
 }
 
 func TestNapalmOtherDriverNeedsNapalm(t *testing.T) {
+	ektest.RequireTool(t, "python3")
+	if exec.Command("python3", "-c", "import napalm").Run() == nil {
+		t.Skip("python napalm is installed here: the missing-napalm error cannot be shown")
+	}
 	l := newLesson(t)
 	file := l.config(0, "eos1-eos.txt", "hostname eos1\n")
 	tg := Target{Name: "eos1", Address: "127.0.0.1", HostKeys: HostKeyPolicy{InsecureIgnore: true}}

@@ -120,12 +120,4 @@ func StartNetconfd(tb testing.TB, u *User, cfg NetconfdConfig) *Netconfd {
 	}
 }
 
-func (n *Netconfd) stop() {
-	syscall.Kill(-n.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-n.done:
-	case <-time.After(5 * time.Second):
-		syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-		<-n.done
-	}
-}
+func (n *Netconfd) stop() { stopGroup(n.cmd.Process.Pid, n.done) }

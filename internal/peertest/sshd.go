@@ -172,12 +172,18 @@ func (s *SSHD) stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	stopGroup(s.cmd.Process.Pid, s.done)
+}
+
+// stopGroup terminates the process group led by pid (then kills it after
+// 5 s) and waits until done is closed.
+func stopGroup(pid int, done <-chan struct{}) {
+	syscall.Kill(-pid, syscall.SIGTERM)
 	select {
-	case <-s.done:
+	case <-done:
 	case <-time.After(5 * time.Second):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
+		syscall.Kill(-pid, syscall.SIGKILL)
+		<-done
 	}
 }
 
