@@ -140,7 +140,7 @@ func BenchmarkFanout20(b *testing.B) {
 	// the smallest x-vs-one this host could show.
 	perEP := cpu / time.Duration(b.N*n)
 	b.ReportMetric(float64(perEP.Microseconds())/1000, "cpu-ms/endpoint")
-	b.ReportMetric(float64((client / time.Duration(b.N*n)).Microseconds())/1000, "client-cpu-ms/endpoint")
+	b.ReportMetric(float64((client/time.Duration(b.N*n)).Microseconds())/1000, "client-cpu-ms/endpoint")
 	floor := float64(perEP*n) / float64(runtime.NumCPU()) / (float64(one) / float64(b.N))
 	b.ReportMetric(max(1, floor), "x-cpu-floor")
 }
