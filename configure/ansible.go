@@ -106,7 +106,7 @@ func (a *Ansible) Configure(ctx context.Context, t Target, sc endpoint.StageConf
 	}
 	all := stdout.String() + "\n" + stderr.String()
 	if m := ansibleErrorAt.FindStringSubmatch(all); m != nil {
-		return rep, fmt.Errorf("%w: %s:%s:%s: %s", ErrBadConfig, m[1], m[2], m[3], ansibleErrorLine(all))
+		return rep, fmt.Errorf("%s:%s:%s: %s: %w", m[1], m[2], m[3], ansibleErrorLine(all), ErrBadConfig)
 	}
 	if msg := ansibleErrorLine(all); msg != "" {
 		return rep, fmt.Errorf("%s: %s: %w", sc.File, msg, runErr)

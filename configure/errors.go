@@ -54,7 +54,7 @@ func (e *Error) Error() string {
 	fmt.Fprintf(&b, "configure: endpoint %q stage %d", e.Endpoint, e.Stage)
 	if e.Method != endpoint.MethodNone {
 		fmt.Fprintf(&b, " (%s", e.Method)
-		if e.File != "" {
+		if e.File != "" && !strings.Contains(e.Err.Error(), e.File) {
 			fmt.Fprintf(&b, " %s", e.File)
 		}
 		b.WriteString(")")

@@ -130,7 +130,7 @@ func ParseNetconfConfig(file string, raw []byte) (string, error) {
 			if errors.As(err, &se) {
 				msg = se.Msg
 			}
-			return "", fmt.Errorf("%w: %s:%d:%d: %s", ErrBadConfig, file, line, col, msg)
+			return "", fmt.Errorf("%s:%d:%d: %s: %w", file, line, col, msg, ErrBadConfig)
 		}
 		switch tk := tok.(type) {
 		case xml.StartElement:
@@ -151,16 +151,16 @@ func ParseNetconfConfig(file string, raw []byte) (string, error) {
 		case xml.CharData:
 			if depth == 0 && len(bytes.TrimSpace(tk)) > 0 {
 				line, col := dec.InputPos()
-				return "", fmt.Errorf("%w: %s:%d:%d: text outside any element", ErrBadConfig, file, line, col)
+				return "", fmt.Errorf("%s:%d:%d: text outside any element: %w", file, line, col, ErrBadConfig)
 			}
 		}
 	}
 	if depth != 0 {
 		line, col := dec.InputPos()
-		return "", fmt.Errorf("%w: %s:%d:%d: unexpected end of file inside an element", ErrBadConfig, file, line, col)
+		return "", fmt.Errorf("%s:%d:%d: unexpected end of file inside an element: %w", file, line, col, ErrBadConfig)
 	}
 	if roots == 0 {
-		return "", fmt.Errorf("%w: %s:1:1: no XML element: put the configuration (or a <config> element) in the file", ErrBadConfig, file)
+		return "", fmt.Errorf("%s:1:1: no XML element: put the configuration (or a <config> element) in the file: %w", file, ErrBadConfig)
 	}
 	if roots == 1 && rootName == "config" {
 		return strings.TrimSpace(string(raw[innerStart:innerEnd])), nil
