@@ -255,3 +255,27 @@ func FuzzSplitScriptOutput(f *testing.F) {
 		}
 	})
 }
+
+func TestSSHScriptDeadline(t *testing.T) {
+	u := peertest.NewUser(t)
+	s := peertest.StartSSHD(t, peertest.SSHDConfig{Users: []*peertest.User{u}})
+	l := newLesson(t)
+	tag := fmt.Sprintf("%d.%d", 290+time.Now().Nanosecond()%9, time.Now().Nanosecond()%1000)
+	file := l.config(0, "slow.sh", "echo started\nsleep "+tag+"\n")
+	start := time.Now()
+	_, err := (&SSH{}).Configure(ctxT(t, 2*time.Second), sshTarget("slow", s, u, l), stage0(endpoint.MethodSSH, file))
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("err = %v after %s; want a deadline error after ~2s", err, time.Since(start))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids, _ := ektest.ProcessesMatching("sleep " + tag)
+		if len(pids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the script's command still runs on the target after the deadline: pids %v", pids)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
