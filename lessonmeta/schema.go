@@ -1,0 +1,29 @@
+package lessonmeta
+
+import (
+	"encoding/json"
+	"reflect"
+
+	"github.com/invopop/jsonschema"
+)
+
+// SchemaID is the $id of the lesson.meta.yaml JSON Schema.
+const SchemaID = "https://github.com/endpointkit/endpointkit/lessonmeta/lesson.meta.schema.json"
+
+// Schema returns a JSON Schema (draft 2020-12) for lesson.meta.yaml,
+// generated from [RawLesson], for editors (yaml-language-server and the
+// like). The Go validator stays the source of truth: the schema cannot
+// express the cross-field rules (unique names, connection ends, files per
+// stage), and it rejects unknown keys where the validator only warns.
+func Schema() ([]byte, error) {
+	r := &jsonschema.Reflector{
+		FieldNameTag:               "yaml",
+		RequiredFromJSONSchemaTags: true,
+		Namer:                      func(t reflect.Type) string { return t.Name() },
+	}
+	s := r.Reflect(&RawLesson{})
+	s.ID = SchemaID
+	s.Title = "Antidote lesson.meta.yaml (with endpointkit extensions)"
+	s.Description = "An NRE Labs / Antidote lesson (antidote-core v0.6/v0.7 format). configurationType netconf and ssh are endpointkit extensions."
+	return json.MarshalIndent(s, "", "  ")
+}
