@@ -264,6 +264,7 @@ func (cur *Curriculum) crossCheck(probs *problems) {
 		all = append(all, s)
 	}
 	slices.Sort(all)
+	suggested := 0
 	for _, l := range cur.Lessons {
 		for i, p := range l.Prereqs {
 			if _, ok := slugs[p]; ok {
@@ -271,7 +272,10 @@ func (cur *Curriculum) crossCheck(probs *problems) {
 			}
 			field := fmt.Sprintf("prereqs[%d]", i)
 			msg := fmt.Sprintf("no lesson in this curriculum has the slug %q", p)
-			if s := suggest(p, all); s != "" {
+			suggested++
+			if suggested > maxSuggestions {
+				// enough help for one curriculum
+			} else if s := suggest(p, all); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			probs.add(&Problem{File: l.File, Pos: l.Position(field), Field: field, Kind: ErrReference, Message: msg})

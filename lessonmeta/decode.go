@@ -133,12 +133,33 @@ func syntaxProblem(file string, err error) *Problem {
 	pos := Position{1, 1}
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		if n, convErr := strconv.Atoi(m[1]); convErr == nil {
+			// yaml.v3 numbers lines from 1 for scanner errors but from 0
+			// for parser errors (and then names the line where the
+			// enclosing construct starts).
+			if isParserError(m[2]) {
+				n++
+			}
 			pos = Position{Line: n, Column: 1}
 		}
 		msg = m[2]
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	return &Problem{File: file, Pos: pos, Kind: ErrSyntax, Message: "not valid YAML: " + msg}
+}
+
+// isParserError tells yaml.v3's parser errors from its scanner errors by
+// their text.
+func isParserError(msg string) bool {
+	for _, p := range []string{
+		"did not find expected <", "did not find expected node content", "did not find expected '-' indicator",
+		"did not find expected key", "did not find expected ',' or", "found undefined tag handle",
+		"found duplicate %", "found incompatible YAML document",
+	} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // decodeFile parses data and decodes it into out (a pointer to a raw
@@ -182,6 +203,7 @@ func (d *decoder) problem(sev Severity, kind error, n *yaml.Node, path, format s
 // resolve follows aliases, charging the budget. It returns nil when the
 // budget is spent.
 func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
+	site := n
 	for n != nil && n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -191,7 +213,7 @@ func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
 	d.budget--
 	if d.budget < 0 {
 		d.exhausted = true
-		d.probs.add(&Problem{File: d.src.file, Pos: Position{n.Line, n.Column}, Kind: ErrTooComplex,
+		d.probs.add(&Problem{File: d.src.file, Pos: Position{site.Line, site.Column}, Kind: ErrTooComplex,
 			Message: "aliases expand to far more nodes than the file holds; refusing to expand them (write the values out)"})
 		return nil
 	}
@@ -437,39 +459,62 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 func suggest(key string, candidates []string) string {
 	best, bestDist := "", 1<<30
 	lk := strings.ToLower(key)
-	for _, c := range candidates {
+	limit := max(1, min(3, len(key)/3))
+	for i, c := range candidates {
 		lc := strings.ToLower(c)
 		if lc == lk {
 			return c
+		}
+		// Bound the work: typos are short and close in length, and a
+		// hostile file may hold thousands of long names.
+		if i >= maxSuggestCandidates || len(lk) > maxSuggestLen || len(lc) > maxSuggestLen || abs(len(lk)-len(lc)) > limit {
+			continue
 		}
 		if dist := editDistance(lk, lc); dist < bestDist {
 			best, bestDist = c, dist
 		}
 	}
-	limit := max(1, min(3, len(key)/3))
 	if bestDist <= limit {
 		return best
 	}
 	return ""
 }
 
-// editDistance is the Levenshtein distance between a and b (bytes).
+const (
+	maxSuggestCandidates = 200
+	maxSuggestLen        = 32
+)
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// editDistance is the optimal-string-alignment distance between a and b
+// (bytes): insertions, deletions, substitutions and swaps of neighbours
+// ("imgae") cost 1 each.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -62,15 +61,17 @@ func ParseImage(file string, data []byte, opts Options) (*Image, error) {
 	c.required("sshPassword", raw.SSHPassword, "sshUser's password")
 	c.required("configUser", raw.ConfigUser, "the user the configurators log in as")
 	c.required("configPassword", raw.ConfigPassword, "configUser's password")
+	seen := map[string]bool{}
 	for i, n := range raw.NetworkInterfaces {
 		f := fmt.Sprintf("networkInterfaces[%d]", i)
 		switch {
 		case !c.required(f, n, "an interface name"):
 		case n == "eth0":
 			c.errf(ErrInvalid, f, "eth0 is the management interface and cannot be a data interface")
-		case slices.Index(raw.NetworkInterfaces, n) < i:
+		case seen[n]:
 			c.errf(ErrDuplicate, f, "%q is listed twice", n)
 		}
+		seen[n] = true
 	}
 	if raw.Privileged != nil {
 		c.warnf(ErrUnknownKey, "privileged", "ignored since antidote-core v0.7; flavor says how the image runs")

@@ -18,6 +18,15 @@ const LessonFile = "lesson.meta.yaml"
 // No addresses are planned from it.
 const DefaultSubnet = "169.0.0.0/16"
 
+// Size limits of a lesson, far above any real one (NRE Labs lessons have at
+// most six stages and six endpoints); they keep a hostile file from making
+// validation or migration do quadratic work.
+const (
+	MaxStages      = 100
+	MaxEndpoints   = 1000
+	MaxConnections = 4000
+)
+
 // Category is a lesson's category.
 type Category string
 
@@ -251,7 +260,7 @@ func Validate(raw *RawLesson, lessonDir fs.FS, opts Options) (*Lesson, error) {
 	}
 	c := newChecker(raw)
 	l := c.lesson(raw)
-	if lessonDir != nil {
+	if lessonDir != nil && !c.tooBig {
 		c.files(l, lessonDir)
 	}
 	if opts.Images != nil {

@@ -101,13 +101,17 @@ func Migrate(file string, data []byte) (*Migration, error) {
 		if !mg.decode(data, &r) {
 			return nil, probs.err()
 		}
-		mg.v01(&r)
+		if mg.withinLimits(len(r.Stages), len(r.Devices)+len(r.Utilities)+len(r.Blackboxes)) {
+			mg.v01(&r)
+		}
 	default:
 		var r rawSyringe
 		if !mg.decode(data, &r) {
 			return nil, probs.err()
 		}
-		mg.syringe(&r)
+		if mg.withinLimits(len(r.Stages), len(r.Devices)+len(r.Utilities)+len(r.Blackboxes)+len(r.Endpoints)) {
+			mg.syringe(&r)
+		}
 	}
 	if err := probs.err(); err != nil {
 		return nil, err
@@ -133,6 +137,17 @@ func (mg *migrator) decode(data []byte, out any) bool {
 	src, _, ok := decodeFile(mg.file, data, out, false, mg.probs)
 	mg.src = src
 	return ok
+}
+
+// withinLimits refuses lessons beyond MaxStages or MaxEndpoints, whose
+// per-stage, per-endpoint renames would be huge.
+func (mg *migrator) withinLimits(stages, endpoints int) bool {
+	if stages <= MaxStages && endpoints <= MaxEndpoints {
+		return true
+	}
+	mg.probs.add(&Problem{File: mg.file, Pos: Position{1, 1}, Kind: ErrInvalid,
+		Message: fmt.Sprintf("%d stages and %d endpoints; endpointkit handles at most %d and %d", stages, endpoints, MaxStages, MaxEndpoints)})
+	return false
 }
 
 func (mg *migrator) note(kind NoteKind, field, format string, args ...any) {
@@ -259,6 +274,10 @@ func (mg *migrator) v01(r *rawV01) {
 	}
 	slices.SortFunc(keys, func(a, b stageKey) int { return a.id - b.id })
 	out := mg.m.Lesson
+	devices := map[string]bool{}
+	for _, d := range r.Devices {
+		devices[d.Name] = true
+	}
 	for i, k := range keys {
 		st := r.Stages[k.key]
 		f := "stages." + k.key
@@ -279,7 +298,7 @@ func (mg *migrator) v01(r *rawV01) {
 				mg.probs.add(&Problem{File: mg.file, Pos: mg.src.at(f + ".configs." + ep), Field: f + ".configs." + ep, Kind: ErrUnsafePath,
 					Message: fmt.Sprintf("%q is not a path inside the lesson directory", p)})
 			}
-			if !slices.ContainsFunc(r.Devices, func(d rawV01Endpoint) bool { return d.Name == ep }) {
+			if !devices[ep] {
 				mg.note(NoteDropped, f+".configs."+ep, "%q is not a device; Syringe never applied this file", ep)
 			}
 		}

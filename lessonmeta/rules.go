@@ -23,6 +23,22 @@ const jupyterEndpoint = "jupyterlabguide"
 type checker struct {
 	src   *source
 	probs problems
+	// tooBig is set when a size limit is exceeded; the file checks are
+	// then skipped.
+	tooBig bool
+	// suggested counts "did you mean" searches over endpoint names, which
+	// are capped per file.
+	suggested int
+}
+
+const maxSuggestions = 20
+
+// limit reports a list longer than max.
+func (c *checker) limit(field string, n, max int, what string) {
+	if n > max {
+		c.tooBig = true
+		c.errf(ErrInvalid, field, "%d %s; endpointkit handles at most %d", n, what, max)
+	}
 }
 
 func newChecker(raw *RawLesson) *checker {
@@ -133,6 +149,9 @@ func (c *checker) lesson(raw *RawLesson) *Lesson {
 		}
 		l.Authors = append(l.Authors, Author(a))
 	}
+	c.limit("stages", len(raw.Stages), MaxStages, "stages")
+	c.limit("endpoints", len(raw.Endpoints), MaxEndpoints, "endpoints")
+	c.limit("connections", len(raw.Connections), MaxConnections, "connections")
 	c.stages(raw, l)
 	c.endpoints(raw, l)
 	c.connections(raw, l)
@@ -259,9 +278,12 @@ func (c *checker) connEnd(field, name string, names []string) bool {
 		return true
 	}
 	msg := fmt.Sprintf("no endpoint is named %q", name)
-	if s := suggest(name, names); s != "" {
+	c.suggested++
+	if c.suggested > maxSuggestions {
+		// enough help for one file
+	} else if s := suggest(name, names); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
-	} else if len(names) > 0 {
+	} else if len(names) > 0 && len(names) <= 10 {
 		msg += " (endpoints: " + strings.Join(names, ", ") + ")"
 	}
 	c.errf(ErrReference, field, "%s", msg)

@@ -1,7 +1,9 @@
 package lessonmeta
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 
 	"github.com/invopop/jsonschema"
@@ -25,5 +27,12 @@ func Schema() ([]byte, error) {
 	s.ID = SchemaID
 	s.Title = "Antidote lesson.meta.yaml (with endpointkit extensions)"
 	s.Description = "An NRE Labs / Antidote lesson (antidote-core v0.6/v0.7 format). configurationType netconf and ssh are endpointkit extensions."
-	return json.MarshalIndent(s, "", "  ")
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s); err != nil {
+		return nil, fmt.Errorf("lessonmeta: schema: %w", err)
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
