@@ -159,7 +159,7 @@ func (b *builder) image(slug string, images Images) *lessonmeta.Image {
 	case err == nil:
 		return im
 	case errors.Is(err, lessonmeta.ErrNoImage):
-		b.warnf("image %q has no image.meta.yaml in %s; credentials and guest interface names are unknown until it is built", slug, describe(images))
+		b.warnf("image %q has no image.meta.yaml (searched: %s); credentials and guest interface names are unknown until it is built", slug, describe(images))
 	default:
 		b.warnf("image %q: %v", slug, err)
 	}

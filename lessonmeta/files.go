@@ -177,7 +177,7 @@ func (c *checker) images(l *Lesson, src ImageSource) {
 		}
 		field := fmt.Sprintf("endpoints[%d].image", users[slug][0])
 		if errors.Is(err, ErrNoImage) {
-			c.warnf(ErrReference, field, "image %q (used by %s) has no image.meta.yaml in %s; the lesson is valid, but launching it needs that image",
+			c.warnf(ErrReference, field, "image %q (used by %s) has no image.meta.yaml (searched: %s); the lesson is valid, but launching it needs that image",
 				slug, strings.Join(names, ", "), describeSource(src))
 		} else {
 			c.warnf(ErrReference, field, "image %q (used by %s): %s", slug, strings.Join(names, ", "), firstLine(err.Error()))

@@ -139,7 +139,7 @@ func (d ImageDirs) Image(slug string) (*Image, error) {
 // String describes the directories, for messages.
 func (d ImageDirs) String() string {
 	if len(d) == 0 {
-		return "no image directories"
+		return "nowhere, no image directories given"
 	}
 	return strings.Join(d, ", ")
 }

@@ -211,15 +211,6 @@ type problems struct {
 
 func (ps *problems) add(p *Problem) { ps.list = append(ps.list, p) }
 
-func (ps *problems) hasErrors() bool {
-	for _, p := range ps.list {
-		if p.Severity == SeverityError {
-			return true
-		}
-	}
-	return false
-}
-
 func (ps *problems) warnings() []*Problem {
 	sortProblems(ps.list)
 	return filter(ps.list, SeverityWarning)
