@@ -43,13 +43,10 @@ type CurriculumMeta struct {
 
 // ParseCollection decodes and validates collection.meta.yaml contents.
 func ParseCollection(file string, data []byte, opts Options) (*Collection, error) {
-	var probs problems
-	var raw RawCollection
-	src, _, ok := decodeFile(file, data, &raw, opts.Strict, &probs)
-	if !ok {
-		return nil, probs.err()
+	raw, c, err := decodeChecked[RawCollection](file, data, opts)
+	if c == nil {
+		return nil, err
 	}
-	c := &checker{src: src, probs: probs}
 	if c.required("slug", raw.Slug, "the collection's ID") && !slugRE.MatchString(raw.Slug) {
 		c.errf(ErrInvalid, "slug", "%q may hold only lower-case letters and hyphens (try %q)", raw.Slug, slugify(raw.Slug))
 	}
@@ -73,13 +70,10 @@ func ParseCollection(file string, data []byte, opts Options) (*Collection, error
 
 // ParseCurriculumMeta decodes and validates curriculum.meta.yaml contents.
 func ParseCurriculumMeta(file string, data []byte, opts Options) (*CurriculumMeta, error) {
-	var probs problems
-	var raw RawCurriculum
-	src, _, ok := decodeFile(file, data, &raw, opts.Strict, &probs)
-	if !ok {
-		return nil, probs.err()
+	raw, c, err := decodeChecked[RawCurriculum](file, data, opts)
+	if c == nil {
+		return nil, err
 	}
-	c := &checker{src: src, probs: probs}
 	c.required("name", raw.Name, "the curriculum's name")
 	c.required("description", raw.Description, "a description")
 	c.required("website", raw.Website, "a website URL")

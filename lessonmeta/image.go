@@ -46,13 +46,10 @@ type Image struct {
 
 // ParseImage decodes and validates image.meta.yaml contents.
 func ParseImage(file string, data []byte, opts Options) (*Image, error) {
-	var probs problems
-	var raw RawImage
-	src, _, ok := decodeFile(file, data, &raw, opts.Strict, &probs)
-	if !ok {
-		return nil, probs.err()
+	raw, c, err := decodeChecked[RawImage](file, data, opts)
+	if c == nil {
+		return nil, err
 	}
-	c := &checker{src: src, probs: probs}
 	if c.required("slug", raw.Slug, "the image's slug (its directory name)") && !imageSlugRE.MatchString(raw.Slug) {
 		c.errf(ErrInvalid, "slug", "%q is not an image slug (letters, digits and hyphens)", raw.Slug)
 	}

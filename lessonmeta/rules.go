@@ -41,6 +41,19 @@ func (c *checker) limit(field string, n, max int, what string) {
 	}
 }
 
+// decodeChecked decodes a small metafile into a new T and returns a checker
+// holding the decoding problems; a nil checker means nothing could be
+// decoded, and err says why.
+func decodeChecked[T any](file string, data []byte, opts Options) (*T, *checker, error) {
+	var probs problems
+	raw := new(T)
+	src, _, ok := decodeFile(file, data, raw, opts.Strict, &probs)
+	if !ok {
+		return nil, nil, probs.err()
+	}
+	return raw, &checker{src: src, probs: probs}, nil
+}
+
 func newChecker(raw *RawLesson) *checker {
 	c := &checker{}
 	if raw.meta != nil {
