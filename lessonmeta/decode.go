@@ -114,10 +114,14 @@ func parseYAML(file string, data []byte, probs *problems) (root *yaml.Node) {
 		probs.add(syntaxProblem(file, err))
 		return nil
 	}
+	// Antidote (yaml.v2) read the first document and ignored the rest: an
+	// empty trailing document is fine, a non-empty one is a warning.
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		probs.add(&Problem{File: file, Pos: Position{extra.Line, extra.Column}, Kind: ErrSyntax,
-			Message: "a second YAML document; a metafile holds exactly one (remove the extra `---` and what follows)"})
+		if len(extra.Content) > 0 && !isNull(extra.Content[0]) {
+			probs.add(&Problem{File: file, Pos: Position{extra.Line, extra.Column}, Kind: ErrSyntax, Severity: SeverityWarning,
+				Message: "a second YAML document is ignored; a metafile holds one (remove the extra `---` and what follows)"})
+		}
 	} else if !errors.Is(err, io.EOF) {
 		probs.add(syntaxProblem(file, err))
 	}
@@ -345,8 +349,16 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 			continue
 		}
 		if prev, dup := seen[k.Value]; dup {
-			d.problem(SeverityError, ErrDuplicate, k, joinPath(path, k.Value),
-				"key given twice (first at line %d); remove one", prev.Line)
+			// yaml.v2 (so Antidote) let the last one win: so do we, and
+			// say so (an error under Strict).
+			d.problem(d.unknown, ErrDuplicate, k, joinPath(path, k.Value),
+				"key given twice (first at line %d); the last one is used, remove the other", prev.Line)
+			for i := range out {
+				if out[i].key == prev {
+					out[i] = pair{k, val}
+				}
+			}
+			seen[k.Value] = k
 			continue
 		}
 		seen[k.Value] = k

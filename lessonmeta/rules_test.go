@@ -90,6 +90,7 @@ type ruleCase struct {
 	kind    error
 	msg     string
 	warning bool // the problem is a warning and the lesson stays valid
+	none    bool // no problem at all: the edit is allowed
 }
 
 func replace(old, new string) func(string) string {
@@ -150,12 +151,15 @@ func ruleCases() []ruleCase {
 		{name: "unknown key strict", strict: true, edit: replace("tier: local", "tier: local\ntiers: x"), line: 5, field: "tiers", kind: ErrUnknownKey, msg: `did you mean "tier"?`},
 		{name: "legacy key hint", edit: replace("name: Demo", "name: Demo\nlessonVideo: x"), line: 2, field: "lessonVideo", kind: ErrUnknownKey, msg: `"lessonVideo" is now "video"`, warning: true},
 		{name: "legacy format", edit: replace("name: Demo", "name: Demo\nlessonId: 12"), line: 1, kind: ErrLegacyFormat, msg: "lesson migrate"},
-		{name: "duplicate key", edit: replace("tier: local", "tier: local\ntier: prod"), line: 5, field: "tier", kind: ErrDuplicate, msg: "key given twice (first at line 4)"},
+		{name: "duplicate key", edit: replace("tier: local", "tier: local\ntier: prod"), line: 5, field: "tier", kind: ErrDuplicate, msg: "key given twice (first at line 4); the last one is used", warning: true},
+		{name: "duplicate key strict", strict: true, edit: replace("tier: local", "tier: local\ntier: dev"), line: 5, field: "tier", kind: ErrDuplicate, msg: "key given twice"},
+		{name: "duplicate key: the last wins", edit: replace("tier: local", "tier: local\ntier: dev"), line: 5, field: "tier", kind: ErrInvalid, msg: `"dev" is not one of`},
 		{name: "wrong type", edit: replace("prereqs: [other]", "prereqs: other"), line: 7, field: "prereqs", kind: ErrType, msg: `want a list, got "other"`},
 		{name: "endpoint not a mapping", edit: replace("  - name: r2\n    image: utility\n    additionalPorts: [8080]\n", "  - r2\n"), line: 16, field: "endpoints[1]", kind: ErrType, msg: "want a mapping"},
 		{name: "syntax error", edit: replace("tier: local", "tier: [local"), line: 4, kind: ErrSyntax, msg: "not valid YAML"},
 		{name: "scanner error", edit: replace("description: A demo lesson", "description: A: demo"), line: 5, kind: ErrSyntax, msg: "mapping values are not allowed"},
-		{name: "second document", edit: func(s string) string { return s + "---\nname: x\n" }, line: 26, kind: ErrSyntax, msg: "a second YAML document"},
+		{name: "second document", edit: func(s string) string { return s + "---\nname: x\n" }, line: 26, kind: ErrSyntax, msg: "a second YAML document is ignored", warning: true},
+		{name: "empty trailing document is fine", edit: func(s string) string { return s + "---\n" }, none: true},
 		{name: "guide missing", fs: func(m fstest.MapFS) { delete(m, "stage0/guide.md") }, line: 25, field: "stages[0].guideType", kind: ErrMissingFile, msg: "stage 0's guide stage0/guide.md is missing"},
 		{name: "guide of the other type", fs: func(m fstest.MapFS) {
 			delete(m, "stage0/guide.md")
@@ -198,6 +202,12 @@ func TestRules(t *testing.T) {
 			}
 			l, err := load(t, src, fsys, Options{Strict: tc.strict})
 			var probs []*Problem
+			if tc.none {
+				if err != nil || len(l.Warnings) > 0 {
+					t.Fatalf("want no problem, got %v %v", err, l.Warnings)
+				}
+				return
+			}
 			if tc.warning {
 				if err != nil {
 					t.Fatalf("want a valid lesson with a warning, got %v", err)
