@@ -9,8 +9,9 @@ import (
 	"github.com/invopop/jsonschema"
 )
 
-// SchemaID is the $id of the lesson.meta.yaml JSON Schema.
-const SchemaID = "https://github.com/endpointkit/endpointkit/lessonmeta/lesson.meta.schema.json"
+// SchemaID is the $id of the lesson.meta.yaml JSON Schema: where the copy
+// kept in the repository (docs/lesson.meta.schema.json) is served.
+const SchemaID = "https://raw.githubusercontent.com/endpointkit/endpointkit/main/docs/lesson.meta.schema.json"
 
 // Schema returns a JSON Schema (draft 2020-12) for lesson.meta.yaml,
 // generated from [RawLesson], for editors (yaml-language-server and the

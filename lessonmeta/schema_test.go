@@ -3,6 +3,7 @@ package lessonmeta
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,5 +105,31 @@ func TestSchemaRejectsBadLessons(t *testing.T) {
 		if !strings.Contains(string(raw), ext) {
 			t.Errorf("schema lacks the extension configurationType %s", ext)
 		}
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite docs/lesson.meta.schema.json from the Go types")
+
+// TestSchemaFileUpToDate keeps the checked-in schema (what editors point
+// at) equal to the generated one. Regenerate with
+// `go test ./lessonmeta -run SchemaFile -update`.
+func TestSchemaFileUpToDate(t *testing.T) {
+	want, err := Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, '\n')
+	file := filepath.Join(ektest.RepoRoot(t), "docs", "lesson.meta.schema.json")
+	if *update {
+		if err := os.WriteFile(file, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s is stale: run `go test ./lessonmeta -run SchemaFile -update`", file)
 	}
 }
