@@ -1,6 +1,6 @@
-// Command lesson validates, plans and converts NRE Labs / Antidote lessons.
-// Run `lesson --help` for its commands; the work is done by the endpointkit
-// packages (see cmd/lesson/internal/cli).
+// Command lesson works with NRE Labs / Antidote lessons; `lesson --help`
+// lists its commands. The work is done by the endpointkit packages, through
+// cmd/lesson/internal/cli.
 package main
 
 import (

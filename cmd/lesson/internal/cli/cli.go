@@ -147,7 +147,7 @@ func ExitCode(err error) int {
 }
 
 func writeOverview(w io.Writer, cmds []*Command) {
-	fmt.Fprint(w, "lesson validates, plans and converts NRE Labs / Antidote lessons.\n\nUsage:\n  lesson COMMAND [flags] [args]\n\nCommands:\n")
+	fmt.Fprint(w, "lesson works with NRE Labs / Antidote lessons.\n\nUsage:\n  lesson COMMAND [flags] [args]\n\nCommands:\n")
 	for _, c := range cmds {
 		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Summary)
 	}

@@ -44,6 +44,11 @@ func runPlan(env *Env, paths, images []string, bopts endpoint.Options, asJSON bo
 	out := PlanOutput{Version: 1, Plans: []PlanJSON{}}
 	failed := false
 	for i, path := range paths {
+		if lessonmeta.IsCurriculum(path) {
+			failed = true
+			fmt.Fprintf(env.Stderr, "%s: a curriculum; plan takes lesson directories (%s/lessons/...)\n", path, path)
+			continue
+		}
 		catalog := imageCatalog(path, images)
 		l, err := lessonmeta.Load(path, lessonmeta.Options{}) // Build warns about images
 		if err != nil {
