@@ -141,7 +141,9 @@ func LoadCurriculum(dir string, opts Options) (*Curriculum, error) {
 		return cur, fmt.Errorf("lessonmeta: %s is not a curriculum directory (no lessons/ folder)", dir)
 	}
 	var probs problems
-	collect := func(warnings []*Problem, err error) {
+	// collect adds a file's warnings, or the problems of its error (an
+	// I/O error becomes a problem of that file).
+	collect := func(file string, warnings []*Problem, err error) {
 		if err == nil {
 			probs.list = append(probs.list, warnings...)
 			return
@@ -150,7 +152,7 @@ func LoadCurriculum(dir string, opts Options) (*Curriculum, error) {
 			probs.list = append(probs.list, ps...)
 			return
 		}
-		probs.add(&Problem{File: dir, Kind: ErrSyntax, Message: err.Error()})
+		probs.add(&Problem{File: file, Kind: ErrMissingFile, Message: err.Error()})
 	}
 	if file := filepath.Join(dir, CurriculumFile); fileExists(file) {
 		data, err := ReadFile(file)
@@ -158,9 +160,9 @@ func LoadCurriculum(dir string, opts Options) (*Curriculum, error) {
 			cur.Meta, err = ParseCurriculumMeta(file, data, opts)
 		}
 		if cur.Meta != nil {
-			collect(cur.Meta.Warnings, nil)
+			collect(file, cur.Meta.Warnings, nil)
 		} else {
-			collect(nil, err)
+			collect(file, nil, err)
 		}
 	} else {
 		probs.add(&Problem{File: file, Severity: SeverityWarning, Kind: ErrMissingFile,
@@ -179,10 +181,10 @@ func LoadCurriculum(dir string, opts Options) (*Curriculum, error) {
 		}
 		im, err := LoadImage(file, opts)
 		if im == nil {
-			collect(nil, err)
+			collect(file, nil, err)
 			continue
 		}
-		collect(im.Warnings, nil)
+		collect(file, im.Warnings, nil)
 		if im.Slug != e.Name() {
 			probs.add(&Problem{File: file, Pos: Position{1, 1}, Field: "slug", Severity: SeverityWarning, Kind: ErrInvalid,
 				Message: fmt.Sprintf("slug %q differs from the directory name %q; lessons find images by directory", im.Slug, e.Name())})
@@ -201,10 +203,10 @@ func LoadCurriculum(dir string, opts Options) (*Curriculum, error) {
 			col, err = ParseCollection(file, data, opts)
 		}
 		if col == nil {
-			collect(nil, err)
+			collect(file, nil, err)
 			continue
 		}
-		collect(col.Warnings, nil)
+		collect(file, col.Warnings, nil)
 		cur.Collections[col.Slug] = col
 	}
 	lopts := opts
@@ -225,10 +227,10 @@ func LoadCurriculum(dir string, opts Options) (*Curriculum, error) {
 		cur.LessonFiles = append(cur.LessonFiles, p)
 		l, err := Load(p, lopts)
 		if l == nil {
-			collect(nil, err)
+			collect(p, nil, err)
 			return nil
 		}
-		collect(l.Warnings, nil)
+		collect(p, l.Warnings, nil)
 		cur.Lessons = append(cur.Lessons, l)
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -295,8 +296,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.SetString(n.Value)
 	case reflect.Int, reflect.Int64:
-		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || err != nil {
+		i, ok := wholeNumber(n)
+		if !ok {
 			d.problem(SeverityError, ErrType, n, path, "want a whole number, got %s", describe(n))
 			return
 		}
@@ -311,6 +312,27 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	default:
 		panic("lessonmeta: decoder does not handle " + v.Type().String())
 	}
+}
+
+// wholeNumber reads an integer scalar as yaml.v3 resolves it (0x1F, 0o17,
+// 1_000), and, as yaml.v2 (so Antidote) did, a float with no fraction
+// (22.0, or 08080 which YAML resolves as a float).
+func wholeNumber(n *yaml.Node) (int64, bool) {
+	if n.Kind != yaml.ScalarNode {
+		return 0, false
+	}
+	switch n.ShortTag() {
+	case "!!int":
+		var i int64
+		return i, n.Decode(&i) == nil
+	case "!!float":
+		var f float64
+		if n.Decode(&f) != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+			return 0, false
+		}
+		return int64(f), true
+	}
+	return 0, false
 }
 
 // parseBool accepts YAML 1.2 booleans and, as yaml.v2 (and so Antidote) did,
