@@ -43,7 +43,8 @@ FUZZ_TARGETS := \
 	./configure:FuzzJunosLoadRPC \
 	./configure:FuzzParseAnsibleJSON \
 	./configure:FuzzParseNetconfConfig \
-	./configure:FuzzSplitScriptOutput
+	./configure:FuzzSplitScriptOutput \
+	./lessonmeta:FuzzParse
 
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .
