@@ -19,8 +19,20 @@ import (
 )
 
 // builderVersion is part of every cache key: bump it when a builder
-// changes what it produces.
+// changes what it produces in a way builderFingerprint does not see.
 const builderVersion = "imagebuild/1"
+
+// builderFingerprint hashes builderVersion and the text the builders put
+// into images (units, configs, package and module lists), so changing any
+// of them invalidates cached images.
+func builderFingerprint() string {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	enc.Encode([]any{builderVersion, initramfsCmdline, debianCmdline, udhcpcScript, profile, defaultModules,
+		basePackages, stage1Modules, rootModuleDirs, sshdConfig, sudoersFile, dataNICRule, readyUnit, shareUnit,
+		interfacesFile(true)})
+	return hex.EncodeToString(h.Sum(nil))
+}
 
 // Sentinel errors; match with errors.Is.
 var (
@@ -65,6 +77,7 @@ type Builder struct {
 	opts     Options
 	log      *slog.Logger
 	progress *progress
+	euidFunc func() int // tests pretend not to be root
 }
 
 // New returns a Builder.
@@ -229,7 +242,7 @@ type buildPlan struct {
 // plan resolves the inputs of r (downloading and extracting what is
 // missing from the cache) and computes the cache key.
 func (b *Builder) plan(ctx context.Context, r *Recipe) (*buildPlan, error) {
-	inputs := map[string]string{"builder": builderVersion, "goarch": runtime.GOARCH}
+	inputs := map[string]string{"builder": builderFingerprint(), "goarch": runtime.GOARCH}
 	var k *kernel
 	if r.Kernel.Package != "" {
 		debs := filepath.Join(b.opts.CacheDir, "debs")

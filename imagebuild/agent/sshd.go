@@ -35,6 +35,16 @@ type Server struct {
 	SFTPCommand []string
 	// Logger receives one line per connection and session; nil discards.
 	Logger *slog.Logger
+	// Lookup finds a user's account (uid, gid, home); nil means
+	// os/user.Lookup.
+	Lookup func(name string) (*user.User, error)
+}
+
+func (s *Server) lookup(name string) (*user.User, error) {
+	if s.Lookup != nil {
+		return s.Lookup(name)
+	}
+	return user.Lookup(name)
 }
 
 // NewServer loads the host keys and users of c.
@@ -97,7 +107,7 @@ func (s *Server) config() *ssh.ServerConfig {
 			return nil, fmt.Errorf("password rejected for %q", md.User())
 		},
 		PublicKeyCallback: func(md ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if _, ok := s.user(md.User()); ok && authorizedKey(md.User(), key) {
+			if _, ok := s.user(md.User()); ok && s.authorizedKey(md.User(), key) {
 				return nil, nil
 			}
 			return nil, fmt.Errorf("key rejected for %q", md.User())
@@ -111,8 +121,8 @@ func (s *Server) config() *ssh.ServerConfig {
 
 // authorizedKey reports whether key is listed in the user's
 // ~/.ssh/authorized_keys.
-func authorizedKey(name string, key ssh.PublicKey) bool {
-	u, err := user.Lookup(name)
+func (s *Server) authorizedKey(name string, key ssh.PublicKey) bool {
+	u, err := s.lookup(name)
 	if err != nil {
 		return false
 	}
@@ -182,11 +192,12 @@ func (s *Server) handleConn(c net.Conn, cfg *ssh.ServerConfig) {
 	defer sc.Close()
 	s.log().Info("ssh login", "user", sc.User(), "remote", sc.RemoteAddr().String())
 	go ssh.DiscardRequests(reqs)
-	u, err := lookupAccount(sc.User())
+	uu, err := s.lookup(sc.User())
 	if err != nil {
 		s.log().Warn("ssh: no account", "user", sc.User(), "err", err)
 		return
 	}
+	u := newAccount(uu)
 	u.env = append(u.env, "SSH_CONNECTION="+connString(sc))
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
@@ -228,6 +239,11 @@ func lookupAccount(name string) (*account, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newAccount(u), nil
+}
+
+func newAccount(u *user.User) *account {
+	name := u.Username
 	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
 	a := &account{name: name, uid: uint32(uid), gid: uint32(gid), home: u.HomeDir, shell: loginShell(name)}
@@ -240,7 +256,7 @@ func lookupAccount(name string) (*account, error) {
 	}
 	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	a.env = []string{"HOME=" + a.home, "USER=" + name, "LOGNAME=" + name, "SHELL=" + a.shell, "PATH=" + path}
-	return a, nil
+	return a
 }
 
 // loginShell reads the user's shell from /etc/passwd (os/user does not

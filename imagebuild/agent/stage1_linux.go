@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -42,6 +43,9 @@ func stage1(params map[string]string, say func(string, ...any)) error {
 	}
 	if name := params[HostnameParam]; name != "" && flags&unix.MS_RDONLY == 0 {
 		os.WriteFile("/newroot/etc/hostname", []byte(name+"\n"), 0o644)
+		if raw, err := os.ReadFile("/newroot/etc/hosts"); err == nil {
+			os.WriteFile("/newroot/etc/hosts", []byte(hostsWithName(string(raw), name)), 0o644)
+		}
 	}
 	for _, m := range []string{"/dev", "/proc", "/sys", "/run"} {
 		if err := unix.Mount(m, "/newroot"+m, "", unix.MS_MOVE, ""); err != nil {
@@ -66,4 +70,20 @@ func stage1(params map[string]string, say func(string, ...any)) error {
 	// systemd reads its own parameters from /proc/cmdline.
 	err := unix.Exec(init, []string{init}, os.Environ())
 	return fmt.Errorf("agent: stage1: exec %s: %w", init, err)
+}
+
+// hostsWithName points the 127.0.1.1 line of an /etc/hosts file at name
+// (adding the line when missing), as Debian's installer does.
+func hostsWithName(hosts, name string) string {
+	lines := strings.Split(strings.TrimRight(hosts, "\n"), "\n")
+	found := false
+	for i, l := range lines {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == "127.0.1.1" {
+			lines[i], found = "127.0.1.1\t"+name, true
+		}
+	}
+	if !found {
+		lines = append(lines, "127.0.1.1\t"+name)
+	}
+	return strings.Join(lines, "\n") + "\n"
 }
