@@ -141,27 +141,32 @@ func (b *Builder) debootstrap(ctx context.Context, r *Recipe, root string) error
 	err := cmd.Run()
 	lines.Close()
 	if err != nil {
-		tail := lines.Tail()
-		if pkg := failedPackage(tail); pkg != "" {
-			return fmt.Errorf("imagebuild: debootstrap %s: package %s from mirror %s: %v: %s", r.Suite, pkg, r.Mirror, err, tail)
-		}
-		return fmt.Errorf("imagebuild: debootstrap %s from mirror %s (packages %s): %v: %s", r.Suite, r.Mirror, strings.Join(r.Packages, ","), err, tail)
+		return debootstrapError(r, err, lines.Tail())
 	}
 	return nil
 }
 
-// failedPackage picks the package name out of debootstrap's error lines.
-func failedPackage(tail string) string {
-	for _, pat := range []string{"Couldn't download package ", "Couldn't find these debs: ", "Failed getting release file ", "Invalid Release file", "no such package "} {
+// debootstrapError explains a failed debootstrap: the mirror, and the
+// package when one is to blame.
+func debootstrapError(r *Recipe, err error, tail string) error {
+	pkgErr := func(pat string) string {
 		if i := strings.Index(tail, pat); i >= 0 {
-			rest := strings.Fields(tail[i+len(pat):])
-			if len(rest) > 0 {
-				return strings.Trim(rest[0], "|")
+			if f := strings.Fields(tail[i+len(pat):]); len(f) > 0 {
+				return strings.Trim(f[0], "|")
 			}
-			return strings.TrimSpace(pat)
 		}
+		return ""
 	}
-	return ""
+	switch {
+	case strings.Contains(tail, "Failed getting release file") || strings.Contains(tail, "Invalid Release file"):
+		return fmt.Errorf("imagebuild: %s: mirror %s unreachable or not a Debian mirror (fetching dists/%s/Release failed): %v: %s (set mirror: in the recipe)",
+			r.Path, r.Mirror, r.Suite, err, tail)
+	case pkgErr("Couldn't download package ") != "":
+		return fmt.Errorf("imagebuild: %s: could not download package %s from mirror %s: %v: %s", r.Path, pkgErr("Couldn't download package "), r.Mirror, err, tail)
+	case pkgErr("Couldn't find these debs: ") != "":
+		return fmt.Errorf("imagebuild: %s: package %s not found on mirror %s for %s (check packages:): %v: %s", r.Path, pkgErr("Couldn't find these debs: "), r.Mirror, r.Suite, err, tail)
+	}
+	return fmt.Errorf("imagebuild: %s: debootstrap %s from mirror %s (packages %s): %v: %s", r.Path, r.Suite, r.Mirror, strings.Join(r.Packages, ","), err, tail)
 }
 
 const (

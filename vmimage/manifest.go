@@ -46,12 +46,20 @@ const (
 
 // Manifest describes a built image. Paths are relative to the image directory.
 type Manifest struct {
-	Version     int    `json:"version"`
-	Slug        string `json:"slug"`
+	// Version is the manifest format ([Version]); Write sets it.
+	Version int `json:"version"`
+	// Slug is the image's name (Antidote's image slug).
+	Slug string `json:"slug"`
+	// Description is one human line.
 	Description string `json:"description,omitempty"`
-	Kind        Kind   `json:"kind"`
+	// Kind says which builder made the image.
+	Kind Kind `json:"kind"`
 
 	// Direct kernel boot (empty Kernel: boot the disk's own bootloader).
+	// Kernel is the kernel file; KernelFormat how to boot it (a PVH
+	// vmlinux goes to QEMU's -kernel as is); Initrd the initramfs
+	// (-initrd). Cmdline is the complete kernel command line except
+	// "endpointkit.hostname=NAME", which the launcher appends.
 	Kernel       string       `json:"kernel,omitempty"`
 	KernelFormat KernelFormat `json:"kernelFormat,omitempty"`
 	Initrd       string       `json:"initrd,omitempty"`
@@ -68,6 +76,9 @@ type Manifest struct {
 	// a second drive. Empty: none.
 	Seed string `json:"seed,omitempty"`
 
+	// QEMU are hints for the command line; Readiness how to know the
+	// guest is up; Users the accounts (as in image.meta.yaml); APIs the
+	// guest ports of the management services.
 	QEMU      QEMUHints   `json:"qemu"`
 	Readiness Readiness   `json:"readiness"`
 	Users     Credentials `json:"users"`
@@ -82,6 +93,9 @@ type Manifest struct {
 	// lesson directory) at /antidote.
 	Share9P bool `json:"share9p,omitempty"`
 
+	// HostKeys are the guest's SSH host keys, generated at build time: a
+	// launcher or configurator can pin them instead of trusting on first
+	// use.
 	HostKeys []HostKey `json:"hostKeys,omitempty"`
 
 	// BuildKey identifies the recipe and inputs the image was built from

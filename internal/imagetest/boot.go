@@ -32,6 +32,9 @@ type BootOptions struct {
 	// networks 10.(10+N).0.0/24 with no outside access, whose gateway
 	// 10.(10+N).0.2 answers ping.
 	DataNICs int
+	// ExtraForwards are more guest TCP ports forwarded to random local
+	// ports (see VM.Forwarded).
+	ExtraForwards []int
 	// Timeout bounds the wait for the serial marker and SSH; default 2 min.
 	Timeout time.Duration
 }
@@ -47,12 +50,13 @@ type VM struct {
 	// SSHAfter to the first successful SSH login.
 	ReadyAfter, SSHAfter time.Duration
 
-	cmd     *exec.Cmd
-	qmp     string
-	done    chan struct{}
-	waitErr error
-	mu      sync.Mutex
-	console bytes.Buffer
+	forwards map[int]string
+	cmd      *exec.Cmd
+	qmp      string
+	done     chan struct{}
+	waitErr  error
+	mu       sync.Mutex
+	console  bytes.Buffer
 }
 
 // Console returns the serial console output so far.
@@ -78,9 +82,14 @@ func freePort(tb testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// Forwarded returns the local address forwarded to a guest port given in
+// BootOptions.ExtraForwards (or the SSH port).
+func (v *VM) Forwarded(guestPort int) string { return v.forwards[guestPort] }
+
 // Args returns the QEMU command line that boots im with user-mode
-// networking forwarding 127.0.0.1:sshPort to the guest's SSH port.
-func Args(im *vmimage.Image, opts BootOptions, sshPort int, qmpPath string) []string {
+// networking forwarding local ports to guest ports (forwards: guest port
+// to local address).
+func Args(im *vmimage.Image, opts BootOptions, forwards map[int]string, qmpPath string) []string {
 	m := im.Manifest
 	machine := m.QEMU.Machine
 	if machine == "" {
@@ -94,10 +103,6 @@ func Args(im *vmimage.Image, opts BootOptions, sshPort int, qmpPath string) []st
 	nic := m.QEMU.NICModel
 	if nic == "" {
 		nic = "virtio-net-pci"
-	}
-	guestSSH := m.APIs.SSH
-	if guestSSH == 0 {
-		guestSSH = 22
 	}
 	args := []string{"-machine", machine, "-accel", "tcg", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
@@ -118,8 +123,11 @@ func Args(im *vmimage.Image, opts BootOptions, sshPort int, qmpPath string) []st
 	if m.Seed != "" {
 		args = append(args, "-drive", "file="+im.Path(m.Seed)+",format=raw,if=virtio,readonly=on")
 	}
-	fwd := fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:%d", sshPort, guestSSH)
-	args = append(args, "-netdev", "user,id=n0,"+fwd, "-device", nic+",netdev=n0")
+	user := "user,id=n0"
+	for guest, local := range forwards {
+		user += fmt.Sprintf(",hostfwd=tcp:%s-:%d", local, guest)
+	}
+	args = append(args, "-netdev", user, "-device", nic+",netdev=n0")
 	for i := 1; i <= opts.DataNICs; i++ {
 		args = append(args, "-netdev", fmt.Sprintf("user,id=n%d,restrict=on,net=10.%d.0.0/24", i, 10+i), "-device", fmt.Sprintf("%s,netdev=n%d", nic, i))
 	}
@@ -146,10 +154,17 @@ func Boot(tb testing.TB, im *vmimage.Image, opts BootOptions) *VM {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
-	port := freePort(tb)
-	v := &VM{Image: im, SSHAddr: fmt.Sprintf("127.0.0.1:%d", port), Hostname: opts.Hostname,
+	guestSSH := im.Manifest.APIs.SSH
+	if guestSSH == 0 {
+		guestSSH = 22
+	}
+	fwd := map[int]string{}
+	for _, p := range append([]int{guestSSH}, opts.ExtraForwards...) {
+		fwd[p] = fmt.Sprintf("127.0.0.1:%d", freePort(tb))
+	}
+	v := &VM{Image: im, SSHAddr: fwd[guestSSH], Hostname: opts.Hostname, forwards: fwd,
 		qmp: filepath.Join(dir, "qmp.sock"), done: make(chan struct{})}
-	v.cmd = exec.Command("qemu-system-x86_64", Args(im, opts, port, v.qmp)...)
+	v.cmd = exec.Command("qemu-system-x86_64", Args(im, opts, fwd, v.qmp)...)
 	v.cmd.Stdout = v
 	v.cmd.Stderr = v
 	start := time.Now()
