@@ -20,7 +20,7 @@ import (
 
 // builderVersion is part of every cache key: bump it when a builder
 // changes what it produces in a way builderFingerprint does not see.
-const builderVersion = "imagebuild/1"
+const builderVersion = "imagebuild/2"
 
 // builderFingerprint hashes builderVersion and the text the builders put
 // into images (units, configs, package and module lists), so changing any
@@ -64,6 +64,9 @@ type Options struct {
 	// Busybox is the static busybox of initramfs images (default
 	// /bin/busybox from busybox-static).
 	Busybox string
+	// StoreURL is the raw-image store of vendor disks (gocloud.dev/blob
+	// bucket URL). Default: file://<CacheDir>/disks.
+	StoreURL string
 	// Logger receives structured progress; nil discards.
 	Logger *slog.Logger
 	// Progress, when a terminal, shows steps and long-running output as

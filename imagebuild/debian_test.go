@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/endpointkit/endpointkit/imagebuild"
 	"github.com/endpointkit/endpointkit/internal/imagetest"
 	"github.com/pkg/sftp"
 )
@@ -21,7 +22,20 @@ func TestDebianBoots(t *testing.T) {
 	im := imagetest.Debian(t)
 	share := t.TempDir()
 	os.WriteFile(filepath.Join(share, "lesson.txt"), []byte("shared\n"), 0o644)
-	vm := imagetest.Boot(t, im, imagetest.BootOptions{Share: share, DataNICs: 1})
+	// A cloud-init seed as a second disk: the guest kernel must read the
+	// generated ISO 9660 (label cidata, Joliet names).
+	seedRecipe, err := imagebuild.ParseRecipe("image.yaml", []byte("slug: seeded\nkind: initramfs\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedRecipe.Resolve()
+	iso, err := imagebuild.SeedISO(seedRecipe, "iid-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := filepath.Join(t.TempDir(), "seed.iso")
+	os.WriteFile(seed, iso, 0o644)
+	vm := imagetest.Boot(t, im, imagetest.BootOptions{Share: share, DataNICs: 1, Drives: []string{seed}})
 	c := vm.SSH(t)
 	run := func(cmd string) string {
 		t.Helper()
@@ -52,6 +66,12 @@ func TestDebianBoots(t *testing.T) {
 	}
 	if got := run("systemctl is-system-running || true"); got != "running" {
 		t.Errorf("systemctl is-system-running = %q; failed units: %s", got, run("systemctl --failed --no-legend"))
+	}
+	if got := run("sudo blkid -o export /dev/vdb"); !strings.Contains(got, "LABEL=cidata") || !strings.Contains(got, "TYPE=iso9660") {
+		t.Errorf("blkid seed = %q", got)
+	}
+	if got := run("sudo mount -o ro /dev/vdb /mnt && cat /mnt/meta-data /mnt/user-data && sudo umount /mnt"); !strings.Contains(got, "instance-id: iid-test") || !strings.Contains(got, "plain_text_passwd: antidotepassword") {
+		t.Errorf("seed content in the guest = %q", got)
 	}
 	sc, err := sftp.NewClient(c)
 	if err != nil {

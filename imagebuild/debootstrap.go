@@ -391,27 +391,50 @@ func readHostKeys(root string) ([]vmimage.HostKey, error) {
 	return keys, nil
 }
 
-// copyModules copies part of the kernel's module tree into the image and
-// runs depmod there.
+// copyModules copies part of the kernel's module tree (rootModuleDirs and
+// every module those depend on, per modules.dep) into the image and runs
+// depmod there.
 func copyModules(ctx context.Context, k *kernel, root string) error {
-	dst := filepath.Join(root, "lib", "modules", k.Version)
-	for _, d := range rootModuleDirs {
-		src := filepath.Join(k.moduleDir(), d)
-		if _, err := os.Stat(src); err != nil {
-			continue
-		}
-		p, err := copyTree(src, d, 0, 0, 0)
-		if err != nil {
-			return err
-		}
-		if err := p.writeDir(dst); err != nil {
-			return err
+	dep, err := os.ReadFile(filepath.Join(k.moduleDir(), "modules.dep"))
+	if err != nil {
+		return fmt.Errorf("imagebuild: kernel %s: %w", k.Version, err)
+	}
+	deps := map[string][]string{}
+	for _, line := range strings.Split(string(dep), "\n") {
+		if mod, rest, ok := strings.Cut(line, ":"); ok {
+			deps[mod] = strings.Fields(rest)
 		}
 	}
-	for _, f := range []string{"modules.builtin", "modules.builtin.modinfo", "modules.order"} {
-		if err := copyFile(filepath.Join(k.moduleDir(), f), filepath.Join(dst, f), 0o644); err != nil && !os.IsNotExist(err) {
-			return err
+	want := map[string]bool{}
+	var add func(string)
+	add = func(m string) {
+		if want[m] {
+			return
 		}
+		want[m] = true
+		for _, d := range deps[m] {
+			add(d)
+		}
+	}
+	for m := range deps {
+		for _, d := range rootModuleDirs {
+			if strings.HasPrefix(m, d+"/") {
+				add(m)
+			}
+		}
+	}
+	dst := filepath.Join(root, "lib", "modules", k.Version)
+	var plan fsPlan
+	for m := range want {
+		plan = append(plan, fsEntry{Path: m, Mode: 0o644, Src: k.modulePath(m)})
+	}
+	for _, f := range []string{"modules.builtin", "modules.builtin.modinfo", "modules.order"} {
+		if _, err := os.Stat(k.modulePath(f)); err == nil {
+			plan = append(plan, fsEntry{Path: f, Mode: 0o644, Src: k.modulePath(f)})
+		}
+	}
+	if err := plan.writeDir(dst); err != nil {
+		return err
 	}
 	if out, err := exec.CommandContext(ctx, "depmod", "-b", root, k.Version).CombinedOutput(); err != nil {
 		return fmt.Errorf("imagebuild: depmod in the image: %v: %s", err, lastLines(out, 3))

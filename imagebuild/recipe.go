@@ -160,7 +160,12 @@ type RecipeError struct {
 	Line, Col int
 	Field     string // e.g. "users[0].name"; empty for syntax errors
 	Msg       string
+	// Err is the underlying error, if any (errors.Is/As see through).
+	Err error
 }
+
+// Unwrap returns the underlying error.
+func (e *RecipeError) Unwrap() error { return e.Err }
 
 func (e *RecipeError) Error() string {
 	loc := e.Path
@@ -350,5 +355,12 @@ func (r *Recipe) errAt(field, format string, a ...any) error {
 		}
 		p, ok = r.pos[at]
 	}
-	return &RecipeError{Path: r.Path, Line: p[0], Col: p[1], Field: field, Msg: fmt.Sprintf(format, a...)}
+	re := &RecipeError{Path: r.Path, Line: p[0], Col: p[1], Field: field, Msg: fmt.Sprintf(format, a...)}
+	for _, v := range a {
+		if err, ok := v.(error); ok {
+			re.Err = err
+			break
+		}
+	}
+	return re
 }

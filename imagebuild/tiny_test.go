@@ -128,3 +128,39 @@ func TestTinyBoots(t *testing.T) {
 		t.Errorf("qemu still running: %v", pids)
 	}
 }
+
+// BenchmarkTinyBoot measures start-to-serial-marker and start-to-SSH-login
+// of the tiny image booted as a PVH vmlinux, against the same kernel as
+// the compressed bzImage Debian ships (the plain alternative).
+func BenchmarkTinyBoot(b *testing.B) {
+	im := imagetest.Tiny(b)
+	bz, _ := filepath.Glob(filepath.Join(ektest.CacheDir(b), "imagebuild", "kernels", "*", "boot", "vmlinuz-"+im.Manifest.KernelVersion))
+	kernels := map[string]string{"pvh-vmlinux": ""}
+	if len(bz) > 0 {
+		kernels["bzimage"] = bz[0]
+	}
+	ssh := map[string]float64{}
+	for _, name := range []string{"pvh-vmlinux", "bzimage"} {
+		kernel, ok := kernels[name]
+		if !ok {
+			continue
+		}
+		b.Run(name, func(b *testing.B) {
+			var ready, login time.Duration
+			for i := 0; i < b.N; i++ {
+				vm := imagetest.Boot(b, im, imagetest.BootOptions{Kernel: kernel})
+				ready += vm.ReadyAfter
+				login += vm.SSHAfter
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				vm.PowerDown(ctx)
+				cancel()
+			}
+			b.ReportMetric(ready.Seconds()/float64(b.N), "marker-s")
+			b.ReportMetric(login.Seconds()/float64(b.N), "ssh-s")
+			ssh[name] = login.Seconds() / float64(b.N)
+		})
+	}
+	if ssh["pvh-vmlinux"] > 0 && ssh["bzimage"] > 0 {
+		b.Logf("bzImage/PVH boot-to-SSH ratio: %.2f", ssh["bzimage"]/ssh["pvh-vmlinux"])
+	}
+}

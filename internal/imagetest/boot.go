@@ -37,6 +37,12 @@ type BootOptions struct {
 	ExtraForwards []int
 	// Timeout bounds the wait for the serial marker and SSH; default 2 min.
 	Timeout time.Duration
+	// Drives are extra raw disk images attached read-only (virtio), after
+	// the image's own disk.
+	Drives []string
+	// Kernel overrides the image's kernel file (for comparisons, e.g. a
+	// compressed bzImage against the PVH vmlinux).
+	Kernel string
 }
 
 // VM is a booted test guest.
@@ -108,7 +114,11 @@ func Args(im *vmimage.Image, opts BootOptions, forwards map[int]string, qmpPath 
 		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
 		"-qmp", "unix:" + qmpPath + ",server=on,wait=off", "-no-reboot"}
 	if m.Kernel != "" {
-		args = append(args, "-kernel", im.Path(m.Kernel), "-append", m.Cmdline+" endpointkit.hostname="+opts.Hostname)
+		kernel := im.Path(m.Kernel)
+		if opts.Kernel != "" {
+			kernel = opts.Kernel
+		}
+		args = append(args, "-kernel", kernel, "-append", m.Cmdline+" endpointkit.hostname="+opts.Hostname)
 		if m.Initrd != "" {
 			args = append(args, "-initrd", im.Path(m.Initrd))
 		}
@@ -122,6 +132,9 @@ func Args(im *vmimage.Image, opts BootOptions, forwards map[int]string, qmpPath 
 	}
 	if m.Seed != "" {
 		args = append(args, "-drive", "file="+im.Path(m.Seed)+",format=raw,if=virtio,readonly=on")
+	}
+	for _, d := range opts.Drives {
+		args = append(args, "-drive", "file="+d+",format=raw,if=virtio,readonly=on")
 	}
 	user := "user,id=n0"
 	for guest, local := range forwards {
