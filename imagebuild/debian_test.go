@@ -37,14 +37,7 @@ func TestDebianBoots(t *testing.T) {
 	os.WriteFile(seed, iso, 0o644)
 	vm := imagetest.Boot(t, im, imagetest.BootOptions{Share: share, DataNICs: 1, Drives: []string{seed}})
 	c := vm.SSH(t)
-	run := func(cmd string) string {
-		t.Helper()
-		out, errOut, err := imagetest.Run(c, cmd)
-		if err != nil {
-			t.Fatalf("%q: %v\nstdout: %s\nstderr: %s", cmd, err, out, errOut)
-		}
-		return strings.TrimSpace(out)
-	}
+	run := func(cmd string) string { t.Helper(); return imagetest.MustRun(t, c, cmd) }
 	if got := run("id -un; id -u"); got == "antidote\n0" || !strings.HasPrefix(got, "antidote\n") {
 		t.Errorf("id = %q; want antidote, not root", got)
 	}

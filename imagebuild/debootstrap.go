@@ -395,37 +395,21 @@ func readHostKeys(root string) ([]vmimage.HostKey, error) {
 // every module those depend on, per modules.dep) into the image and runs
 // depmod there.
 func copyModules(ctx context.Context, k *kernel, root string) error {
-	dep, err := os.ReadFile(filepath.Join(k.moduleDir(), "modules.dep"))
+	deps, err := k.moduleDeps()
 	if err != nil {
-		return fmt.Errorf("imagebuild: kernel %s: %w", k.Version, err)
+		return err
 	}
-	deps := map[string][]string{}
-	for _, line := range strings.Split(string(dep), "\n") {
-		if mod, rest, ok := strings.Cut(line, ":"); ok {
-			deps[mod] = strings.Fields(rest)
-		}
-	}
-	want := map[string]bool{}
-	var add func(string)
-	add = func(m string) {
-		if want[m] {
-			return
-		}
-		want[m] = true
-		for _, d := range deps[m] {
-			add(d)
-		}
-	}
+	var chosen []string
 	for m := range deps {
 		for _, d := range rootModuleDirs {
 			if strings.HasPrefix(m, d+"/") {
-				add(m)
+				chosen = append(chosen, m)
 			}
 		}
 	}
 	dst := filepath.Join(root, "lib", "modules", k.Version)
 	var plan fsPlan
-	for m := range want {
+	for _, m := range withDeps(deps, chosen) {
 		plan = append(plan, fsEntry{Path: m, Mode: 0o644, Src: k.modulePath(m)})
 	}
 	for _, f := range []string{"modules.builtin", "modules.builtin.modinfo", "modules.order"} {

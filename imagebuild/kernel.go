@@ -302,49 +302,70 @@ func hasPVHNote(notes []byte) bool {
 
 func align4(n int) int { return (n + 3) &^ 3 }
 
-// resolveModules returns the modules (paths relative to the module dir)
-// needed for names, dependencies first. Built-in modules are skipped.
-func (k *kernel) resolveModules(names []string) ([]string, error) {
-	dep, err := os.ReadFile(filepath.Join(k.moduleDir(), "modules.dep"))
+// moduleDeps reads modules.dep: each module (path relative to the module
+// directory) with the modules it needs.
+func (k *kernel) moduleDeps() (map[string][]string, error) {
+	raw, err := os.ReadFile(filepath.Join(k.moduleDir(), "modules.dep"))
 	if err != nil {
 		return nil, fmt.Errorf("imagebuild: kernel %s: %w", k.Version, err)
 	}
-	norm := func(s string) string { return strings.ReplaceAll(s, "-", "_") }
-	deps := map[string][]string{} // relpath -> deps
-	byName := map[string]string{} // module name -> relpath
-	for _, line := range strings.Split(string(dep), "\n") {
-		mod, rest, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
+	deps := map[string][]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if mod, rest, ok := strings.Cut(line, ":"); ok {
+			deps[mod] = strings.Fields(rest)
 		}
-		deps[mod] = strings.Fields(rest)
-		byName[norm(strings.TrimSuffix(filepath.Base(mod), ".ko"))] = mod
+	}
+	return deps, nil
+}
+
+// withDeps returns mods and every module they need, each after its
+// dependencies (a valid load order).
+func withDeps(deps map[string][]string, mods []string) []string {
+	var order []string
+	seen := map[string]bool{}
+	var visit func(string)
+	visit = func(m string) {
+		if seen[m] {
+			return
+		}
+		seen[m] = true
+		for _, d := range deps[m] {
+			visit(d)
+		}
+		order = append(order, m)
+	}
+	for _, m := range mods {
+		visit(m)
+	}
+	return order
+}
+
+// resolveModules returns the modules (paths relative to the module dir)
+// needed for names, dependencies first. Built-in modules are skipped.
+func (k *kernel) resolveModules(names []string) ([]string, error) {
+	deps, err := k.moduleDeps()
+	if err != nil {
+		return nil, err
+	}
+	norm := func(s string) string {
+		return strings.ReplaceAll(strings.TrimSuffix(filepath.Base(s), ".ko"), "-", "_")
+	}
+	byName := map[string]string{} // module name -> relpath
+	for mod := range deps {
+		byName[norm(mod)] = mod
 	}
 	builtin := map[string]bool{}
 	if raw, err := os.ReadFile(filepath.Join(k.moduleDir(), "modules.builtin")); err == nil {
 		for _, l := range strings.Fields(string(raw)) {
-			builtin[norm(strings.TrimSuffix(filepath.Base(l), ".ko"))] = true
+			builtin[norm(l)] = true
 		}
 	}
-	var order []string
-	seen := map[string]bool{}
-	var visit func(string)
-	visit = func(rel string) {
-		if seen[rel] {
-			return
-		}
-		seen[rel] = true
-		for _, d := range deps[rel] {
-			visit(d)
-		}
-		order = append(order, rel)
-	}
-	var missing []string
+	var mods, missing []string
 	for _, n := range names {
 		rel, ok := byName[norm(n)]
 		switch {
 		case ok:
-			visit(rel)
+			mods = append(mods, rel)
 		case builtin[norm(n)]:
 		default:
 			missing = append(missing, n)
@@ -354,7 +375,7 @@ func (k *kernel) resolveModules(names []string) ([]string, error) {
 		sort.Strings(missing)
 		return nil, fmt.Errorf("imagebuild: kernel %s has no module %s", k.Version, strings.Join(missing, ", "))
 	}
-	return order, nil
+	return withDeps(deps, mods), nil
 }
 
 func fileSHA256(path string) (string, error) {

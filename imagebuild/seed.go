@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf16"
-
-	"gopkg.in/yaml.v3"
 )
 
 // cloudConfig is the cloud-init user-data creating the recipe's users.
@@ -48,15 +46,12 @@ func seedFiles(r *Recipe, instanceID string) (map[string][]byte, error) {
 		}
 		cc.Users = append(cc.Users, cu)
 	}
-	var ud bytes.Buffer
-	ud.WriteString("#cloud-config\n")
-	enc := yaml.NewEncoder(&ud)
-	enc.SetIndent(2)
-	if err := enc.Encode(cc); err != nil {
+	ud, err := yamlDoc("#cloud-config\n", cc)
+	if err != nil {
 		return nil, err
 	}
 	md := fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", instanceID, r.Slug)
-	return map[string][]byte{"meta-data": []byte(md), "user-data": ud.Bytes()}, nil
+	return map[string][]byte{"meta-data": []byte(md), "user-data": ud}, nil
 }
 
 // SeedISO returns a cloud-init NoCloud seed for r's users (ISO 9660 with

@@ -27,14 +27,7 @@ func TestTinyBoots(t *testing.T) {
 	vm := imagetest.Boot(t, im, imagetest.BootOptions{Share: share, DataNICs: 1})
 	c := vm.SSH(t)
 
-	run := func(cmd string) string {
-		t.Helper()
-		out, errOut, err := imagetest.Run(c, cmd)
-		if err != nil {
-			t.Fatalf("%q: %v\nstdout: %s\nstderr: %s", cmd, err, out, errOut)
-		}
-		return strings.TrimSpace(out)
-	}
+	run := func(cmd string) string { t.Helper(); return imagetest.MustRun(t, c, cmd) }
 	if got := run("id -u"); got == "0" || got == "" {
 		t.Errorf("id -u = %q; want a non-root uid", got)
 	}

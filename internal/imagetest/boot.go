@@ -342,3 +342,14 @@ func (v *VM) Exited() (bool, error) {
 		return false, nil
 	}
 }
+
+// MustRun runs cmd over SSH and returns its stdout without surrounding
+// space; any failure ends the test with both outputs.
+func MustRun(tb testing.TB, c *ssh.Client, cmd string) string {
+	tb.Helper()
+	out, errOut, err := Run(c, cmd)
+	if err != nil {
+		tb.Fatalf("%q: %v\nstdout: %s\nstderr: %s", cmd, err, out, errOut)
+	}
+	return strings.TrimSpace(out)
+}
