@@ -28,8 +28,8 @@ const builderVersion = "imagebuild/2"
 func builderFingerprint() string {
 	h := sha256.New()
 	enc := json.NewEncoder(h)
-	enc.Encode([]any{builderVersion, initramfsCmdline, debianCmdline, udhcpcScript, profile, defaultModules,
-		basePackages, stage1Modules, rootModuleDirs, sshdConfig, sudoersFile, dataNICRule, readyUnit, shareUnit,
+	enc.Encode([]any{builderVersion, initramfsCmdline, debianCmdline, udhcpcScript, profile, defaultModules(),
+		basePackages(), stage1Modules(), rootModuleDirs(), sshdConfig, sudoersFile, dataNICRule, readyUnit, shareUnit,
 		interfacesFile(true)})
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -320,7 +320,7 @@ func (b *Builder) plan(ctx context.Context, r *Recipe) (*buildPlan, error) {
 func (b *Builder) initramfsInputs(ctx context.Context, r *Recipe, k *kernel) (initramfsInputs, error) {
 	in := initramfsInputs{kernel: k, busybox: b.opts.Busybox}
 	var err error
-	if in.modules, err = k.resolveModules(append(append([]string{}, defaultModules...), r.Kernel.Modules...)); err != nil {
+	if in.modules, err = k.resolveModules(append(defaultModules(), r.Kernel.Modules...)); err != nil {
 		return in, r.errAt("kernel.modules", "%v", err)
 	}
 	if in.applets, err = busyboxApplets(ctx, in.busybox); err != nil {

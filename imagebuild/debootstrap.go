@@ -22,24 +22,28 @@ import (
 // basePackages are installed in every debootstrap image on top of minbase.
 // udev avoids a 90 s wait on serial-getty; dbus lets systemd-logind handle
 // the ACPI power button (QMP system_powerdown).
-var basePackages = []string{
-	"dbus", "ifupdown", "iproute2", "isc-dhcp-client", "kmod", "netbase",
-	"openssh-server", "procps", "python3", "sudo", "systemd-sysv", "udev",
+func basePackages() []string {
+	return []string{
+		"dbus", "ifupdown", "iproute2", "isc-dhcp-client", "kmod", "netbase",
+		"openssh-server", "procps", "python3", "sudo", "systemd-sysv", "udev",
+	}
 }
 
 // stage1Modules are what the stage-one initrd loads: the root disk's, and
 // the defaults, so eth0, the 9p share and the power button exist before
 // systemd starts (ifupdown's "auto eth0" needs the device at boot).
-var stage1Modules = append([]string{"crc32c_generic", "ext4"}, defaultModules...)
+func stage1Modules() []string { return append([]string{"crc32c_generic", "ext4"}, defaultModules()...) }
 
 // rootModuleDirs are the parts of the kernel's module tree copied into the
 // root file system (modprobe of network, file system and virtio modules
 // works; graphics, sound, wireless and the like are left out).
-var rootModuleDirs = []string{
-	"kernel/arch", "kernel/crypto", "kernel/lib", "kernel/fs", "kernel/net",
-	"kernel/drivers/virtio", "kernel/drivers/block", "kernel/drivers/char", "kernel/drivers/input",
-	"kernel/drivers/acpi", "kernel/drivers/scsi", "kernel/drivers/ata",
-	"kernel/drivers/net/ethernet/intel", "kernel/drivers/net/phy",
+func rootModuleDirs() []string {
+	return []string{
+		"kernel/arch", "kernel/crypto", "kernel/lib", "kernel/fs", "kernel/net",
+		"kernel/drivers/virtio", "kernel/drivers/block", "kernel/drivers/char", "kernel/drivers/input",
+		"kernel/drivers/acpi", "kernel/drivers/scsi", "kernel/drivers/ata",
+		"kernel/drivers/net/ethernet/intel", "kernel/drivers/net/phy",
+	}
 }
 
 type debootstrapInputs struct {
@@ -60,7 +64,7 @@ func (b *Builder) debootstrapInputs(ctx context.Context, r *Recipe, k *kernel) (
 		}
 	}
 	var err error
-	if in.modules, err = k.resolveModules(stage1Modules); err != nil {
+	if in.modules, err = k.resolveModules(stage1Modules()); err != nil {
 		return in, err
 	}
 	if in.agent, err = b.agentBinary(ctx, r); err != nil {
@@ -126,7 +130,7 @@ func (b *Builder) buildDebootstrap(ctx context.Context, r *Recipe, in debootstra
 // debootstrap runs debootstrap (minbase + base and recipe packages),
 // keeping downloaded packages in the cache.
 func (b *Builder) debootstrap(ctx context.Context, r *Recipe, root string) error {
-	pkgs := append(append([]string{}, basePackages...), r.Packages...)
+	pkgs := append(basePackages(), r.Packages...)
 	sort.Strings(pkgs)
 	cache := filepath.Join(b.opts.CacheDir, "debootstrap", r.Suite)
 	if err := os.MkdirAll(cache, 0o755); err != nil {
@@ -401,7 +405,7 @@ func copyModules(ctx context.Context, k *kernel, root string) error {
 	}
 	var chosen []string
 	for m := range deps {
-		for _, d := range rootModuleDirs {
+		for _, d := range rootModuleDirs() {
 			if strings.HasPrefix(m, d+"/") {
 				chosen = append(chosen, m)
 			}

@@ -30,7 +30,9 @@ const (
 // defaultModules are loaded by every kernel-booted image: the virtio
 // transports, NIC and disk, the 9p stack for the lesson share, and the ACPI
 // power button with evdev (graceful system_powerdown).
-var defaultModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "9pnet_virtio", "9p", "button", "evdev"}
+func defaultModules() []string {
+	return []string{"virtio_pci", "virtio_net", "virtio_blk", "9pnet_virtio", "9p", "button", "evdev"}
+}
 
 var (
 	slugRe  = regexp.MustCompile(`^[A-Za-z0-9-]+$`)

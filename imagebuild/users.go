@@ -21,11 +21,13 @@ type accounts struct {
 	member map[string][]string // group -> users
 }
 
-var debianGroups = map[string]int{"root": 0, "tty": 5, "disk": 6, "wheel": 10, "sudo": 27, "netdev": 109, "users": 100, "nogroup": 65534}
+func debianGroups() map[string]int {
+	return map[string]int{"root": 0, "tty": 5, "disk": 6, "wheel": 10, "sudo": 27, "netdev": 109, "users": 100, "nogroup": 65534}
+}
 
 func newAccounts(users []RecipeUser) *accounts {
 	a := &accounts{groups: map[string]int{}, member: map[string][]string{}}
-	for k, v := range debianGroups {
+	for k, v := range debianGroups() {
 		a.groups[k] = v
 	}
 	next := 2000

@@ -100,7 +100,7 @@ func (s *session) handle(req *ssh.Request) bool {
 		if ssh.Unmarshal(req.Payload, &sig) != nil || s.proc == nil {
 			return false
 		}
-		n, ok := signals[sig.Signal]
+		n, ok := signalNames()[sig.Signal]
 		if ok {
 			s.proc.Signal(n)
 		}
@@ -127,12 +127,15 @@ func (s *session) handle(req *ssh.Request) bool {
 	return false
 }
 
-var signals = map[string]syscall.Signal{
-	"ABRT": syscall.SIGABRT, "ALRM": syscall.SIGALRM, "FPE": syscall.SIGFPE,
-	"HUP": syscall.SIGHUP, "ILL": syscall.SIGILL, "INT": syscall.SIGINT,
-	"KILL": syscall.SIGKILL, "PIPE": syscall.SIGPIPE, "QUIT": syscall.SIGQUIT,
-	"SEGV": syscall.SIGSEGV, "TERM": syscall.SIGTERM, "USR1": syscall.SIGUSR1,
-	"USR2": syscall.SIGUSR2,
+// signalNames maps SSH signal names (RFC 4254 6.10) to signals.
+func signalNames() map[string]syscall.Signal {
+	return map[string]syscall.Signal{
+		"ABRT": syscall.SIGABRT, "ALRM": syscall.SIGALRM, "FPE": syscall.SIGFPE,
+		"HUP": syscall.SIGHUP, "ILL": syscall.SIGILL, "INT": syscall.SIGINT,
+		"KILL": syscall.SIGKILL, "PIPE": syscall.SIGPIPE, "QUIT": syscall.SIGQUIT,
+		"SEGV": syscall.SIGSEGV, "TERM": syscall.SIGTERM, "USR1": syscall.SIGUSR1,
+		"USR2": syscall.SIGUSR2,
+	}
 }
 
 // run starts the program of an accepted shell/exec/subsystem request, waits
@@ -180,7 +183,7 @@ func statusOf(err error) (exitStatus, error) {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			for name, sig := range signals {
+			for name, sig := range signalNames() {
 				if sig == ws.Signal() {
 					return exitStatus{code: 128 + int(sig), signal: name}, nil
 				}
