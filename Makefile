@@ -44,6 +44,7 @@ FUZZ_TARGETS := \
 	./configure:FuzzParseAnsibleJSON \
 	./configure:FuzzParseNetconfConfig \
 	./configure:FuzzSplitScriptOutput \
+	./imagebuild:FuzzParseRecipe
 	./lessonmeta:FuzzParse
 
 TEST_FLAGS ?= -count=1 -timeout 40m

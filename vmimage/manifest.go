@@ -46,22 +46,39 @@ const (
 
 // Manifest describes a built image. Paths are relative to the image directory.
 type Manifest struct {
-	Version     int    `json:"version"`
-	Slug        string `json:"slug"`
+	// Version is the manifest format ([Version]); Write sets it.
+	Version int `json:"version"`
+	// Slug is the image's name (Antidote's image slug).
+	Slug string `json:"slug"`
+	// Description is one human line.
 	Description string `json:"description,omitempty"`
-	Kind        Kind   `json:"kind"`
+	// Kind says which builder made the image.
+	Kind Kind `json:"kind"`
 
 	// Direct kernel boot (empty Kernel: boot the disk's own bootloader).
+	// Kernel is the kernel file; KernelFormat how to boot it (a PVH
+	// vmlinux goes to QEMU's -kernel as is); Initrd the initramfs
+	// (-initrd). Cmdline is the complete kernel command line except
+	// "endpointkit.hostname=NAME", which the launcher appends.
 	Kernel       string       `json:"kernel,omitempty"`
 	KernelFormat KernelFormat `json:"kernelFormat,omitempty"`
 	Initrd       string       `json:"initrd,omitempty"`
 	Cmdline      string       `json:"cmdline,omitempty"`
+	// KernelVersion is the kernel's release (uname -r), informational.
+	KernelVersion string `json:"kernelVersion,omitempty"`
 
 	// Disk is the base disk image, never written by a launcher (it makes a
 	// per-instance overlay). DiskFormat is qemu-img's name for its format.
 	Disk       string `json:"disk,omitempty"`
 	DiskFormat string `json:"diskFormat,omitempty"`
+	// Seed is a cloud-init NoCloud seed (ISO 9660, volume label "cidata")
+	// for images that run cloud-init; a launcher attaches it read-only as
+	// a second drive. Empty: none.
+	Seed string `json:"seed,omitempty"`
 
+	// QEMU are hints for the command line; Readiness how to know the
+	// guest is up; Users the accounts (as in image.meta.yaml); APIs the
+	// guest ports of the management services.
 	QEMU      QEMUHints   `json:"qemu"`
 	Readiness Readiness   `json:"readiness"`
 	Users     Credentials `json:"users"`
@@ -76,7 +93,15 @@ type Manifest struct {
 	// lesson directory) at /antidote.
 	Share9P bool `json:"share9p,omitempty"`
 
+	// HostKeys are the guest's SSH host keys, generated at build time: a
+	// launcher or configurator can pin them instead of trusting on first
+	// use.
 	HostKeys []HostKey `json:"hostKeys,omitempty"`
+
+	// BuildKey identifies the recipe and inputs the image was built from
+	// (hex sha256); a rebuild with the same key is a cache hit. Readers
+	// need not look at it.
+	BuildKey string `json:"buildKey,omitempty"`
 
 	// Artifacts maps each file of the image (relative path) to its sha256,
 	// hex encoded.

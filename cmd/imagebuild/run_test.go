@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/endpointkit/endpointkit/internal/ektest"
+	"github.com/endpointkit/endpointkit/internal/imagetest"
+	"github.com/endpointkit/endpointkit/vmimage"
+)
+
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := Run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestBuildAndDockerfile(t *testing.T) {
+	imagetest.RequireBuildTools(t, "initramfs")
+	root := ektest.RepoRoot(t)
+	t.Chdir(root) // the agent is built from the working directory's module
+	out := filepath.Join(t.TempDir(), "tiny")
+	cache := filepath.Join(ektest.CacheDir(t), "imagebuild")
+	stdout, stderr, err := run(t, "build", "--cache", cache, "-o", out, filepath.Join(root, "examples", "images", "tiny"))
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "tiny: initramfs image "+out) {
+		t.Errorf("stdout = %q", stdout)
+	}
+	im, err := vmimage.Load(out)
+	if err != nil || im.Manifest.Slug != "tiny" {
+		t.Fatalf("Load = %v, %+v", err, im)
+	}
+	os.Remove(filepath.Join(out, "Dockerfile"))
+	if _, stderr, err := run(t, "dockerfile", out); err != nil {
+		t.Fatalf("dockerfile: %v\n%s", err, stderr)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "Dockerfile"))
+	if err != nil || !strings.Contains(string(raw), "vmlinux") || !strings.Contains(string(raw), "ENTRYPOINT") {
+		t.Errorf("Dockerfile = %q, %v", raw, err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "no command"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"build", "examples/images/tiny"}, "-o OUT_DIR is required"},
+		{[]string{"build", "-o", "x"}, "want 1 argument"},
+		{[]string{"build", "--bogus", "-o", "x", "y"}, "flag provided but not defined"},
+		{[]string{"dockerfile"}, "want 1 argument"},
+	} {
+		_, _, err := run(t, tc.args...)
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Run(%q) = %v; want a usage error containing %q", tc.args, err, tc.want)
+		}
+		if exitCode(err) != 2 {
+			t.Errorf("exitCode = %d; want 2", exitCode(err))
+		}
+	}
+	if _, _, err := run(t, "help"); err != nil {
+		t.Errorf("help: %v", err)
+	}
+}
+
+func TestBuildBadRecipe(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "image.yaml"), []byte("slug: x\nkind: initramfs\nqemu:\n  memory: 1\n"), 0o644)
+	_, _, err := run(t, "build", "-o", filepath.Join(dir, "out"), dir)
+	want := filepath.Join(dir, "image.yaml") + `:4:3: qemu.memory: unknown key "memory"`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("build = %v; want %q", err, want)
+	}
+	if exitCode(err) != 1 {
+		t.Errorf("exitCode = %d; want 1", exitCode(err))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {
+		t.Errorf("output directory created for a bad recipe: %v", err)
+	}
+	if _, _, err := run(t, "build", "-o", filepath.Join(dir, "out"), filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing recipe: %v", err)
+	}
+	if _, _, err := run(t, "dockerfile", dir); err == nil || !strings.Contains(err.Error(), "manifest.json") {
+		t.Errorf("dockerfile on a non-image: %v", err)
+	}
+}

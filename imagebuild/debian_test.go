@@ -1,0 +1,91 @@
+package imagebuild_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/endpointkit/endpointkit/imagebuild"
+	"github.com/endpointkit/endpointkit/internal/imagetest"
+	"github.com/pkg/sftp"
+)
+
+// TestDebianBoots builds (once, cached) and boots the debootstrap image:
+// antidote logs in over SSH with the manifest's host keys, sudo needs no
+// password, eth0 got a DHCP lease, the lesson share is mounted, data NICs
+// are up, sftp works, and the ACPI power button shuts it down cleanly.
+func TestDebianBoots(t *testing.T) {
+	im := imagetest.Debian(t)
+	share := t.TempDir()
+	os.WriteFile(filepath.Join(share, "lesson.txt"), []byte("shared\n"), 0o644)
+	// A cloud-init seed as a second disk: the guest kernel must read the
+	// generated ISO 9660 (label cidata, Joliet names).
+	seedRecipe, err := imagebuild.ParseRecipe("image.yaml", []byte("slug: seeded\nkind: initramfs\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedRecipe.Resolve()
+	iso, err := imagebuild.SeedISO(seedRecipe, "iid-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := filepath.Join(t.TempDir(), "seed.iso")
+	os.WriteFile(seed, iso, 0o644)
+	vm := imagetest.Boot(t, im, imagetest.BootOptions{Share: share, DataNICs: 1, Drives: []string{seed}})
+	c := vm.SSH(t)
+	run := func(cmd string) string { t.Helper(); return imagetest.MustRun(t, c, cmd) }
+	if got := run("id -un; id -u"); got == "antidote\n0" || !strings.HasPrefix(got, "antidote\n") {
+		t.Errorf("id = %q; want antidote, not root", got)
+	}
+	run("sudo -n true")
+	if got := run("hostname"); got != vm.Hostname {
+		t.Errorf("hostname = %q; want %q", got, vm.Hostname)
+	}
+	if got := run("ip -4 -o addr show dev eth0"); !strings.Contains(got, "10.0.2.15/24") || !strings.Contains(got, "dynamic") {
+		t.Errorf("eth0 = %q; want a dynamic (DHCP) 10.0.2.15/24", got)
+	}
+	if got := run("cat /var/lib/dhcp/dhclient.eth0.leases"); !strings.Contains(got, "fixed-address 10.0.2.15") {
+		t.Errorf("dhclient lease = %q", got)
+	}
+	if got := run("cat /antidote/lesson.txt"); got != "shared" {
+		t.Errorf("/antidote/lesson.txt = %q", got)
+	}
+	if got := run("ip -o link show dev eth1"); !strings.Contains(got, "state UP") {
+		t.Errorf("eth1 = %q; want UP", got)
+	}
+	if got := run("systemctl is-system-running || true"); got != "running" {
+		t.Errorf("systemctl is-system-running = %q; failed units: %s", got, run("systemctl --failed --no-legend"))
+	}
+	if got := run("sudo blkid -o export /dev/vdb"); !strings.Contains(got, "LABEL=cidata") || !strings.Contains(got, "TYPE=iso9660") {
+		t.Errorf("blkid seed = %q", got)
+	}
+	if got := run("sudo mount -o ro /dev/vdb /mnt && cat /mnt/meta-data /mnt/user-data && sudo umount /mnt"); !strings.Contains(got, "instance-id: iid-test") || !strings.Contains(got, "plain_text_passwd: antidotepassword") {
+		t.Errorf("seed content in the guest = %q", got)
+	}
+	sc, err := sftp.NewClient(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := sc.Create("via-sftp.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(f, "ok")
+	f.Close()
+	sc.Close()
+	if got := run("cat via-sftp.txt"); got != "ok" {
+		t.Errorf("sftp upload = %q", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := vm.PowerDown(ctx); err != nil {
+		t.Fatalf("%v\nconsole:\n%s", err, vm.Console())
+	}
+	if _, err := vm.Exited(); err != nil {
+		t.Errorf("qemu exit: %v", err)
+	}
+}

@@ -1,0 +1,124 @@
+package imagebuild
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/endpointkit/endpointkit/vmimage"
+)
+
+// httpGet opens an http(s) URL for reading.
+func httpGet(ctx context.Context, url string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("imagebuild: download %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("imagebuild: download %s: %s", url, resp.Status)
+	}
+	return resp.Body, nil
+}
+
+// buildDisk puts the vendor disk into the raw-image store (verifying its
+// sha256), converts it to qcow2 and adds a cloud-init seed when asked.
+func (b *Builder) buildDisk(ctx context.Context, r *Recipe, dir string) (*vmimage.Manifest, error) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		return nil, fmt.Errorf("imagebuild: kind disk needs qemu-img: %w (run `make deps`)", ErrMissingTool)
+	}
+	d := r.Disk
+	surl := b.opts.StoreURL
+	if surl == "" {
+		surl = storeURL(b.opts.CacheDir)
+	}
+	store, err := OpenStore(ctx, surl)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	has, err := store.Has(ctx, d.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("imagebuild: store %s: %w", surl, err)
+	}
+	if !has {
+		src := d.Path
+		if src == "" {
+			src = d.URL
+		}
+		b.progress.Step("fetch vendor disk " + src)
+		rc, err := openSource(ctx, d)
+		if err != nil {
+			return nil, r.errAt("disk", "%v", err)
+		}
+		err = store.Put(ctx, d.SHA256, rc)
+		rc.Close()
+		if err != nil {
+			return nil, r.errAt("disk.sha256", "%s: %v", src, err)
+		}
+	}
+	raw := filepath.Join(dir, ".source")
+	f, err := os.Create(raw)
+	if err != nil {
+		return nil, err
+	}
+	err = store.Get(ctx, d.SHA256, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	defer os.Remove(raw)
+	if err != nil {
+		return nil, err
+	}
+	format := d.Format
+	if format == "" {
+		if format, err = qemuImgFormat(ctx, raw); err != nil {
+			return nil, err
+		}
+	}
+	b.progress.Step(fmt.Sprintf("convert %s disk to qcow2", format))
+	if out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-f", format, "-O", "qcow2", "-c", "-o", "compression_type=zstd",
+		raw, filepath.Join(dir, DiskFile)).CombinedOutput(); err != nil {
+		return nil, r.errAt("disk.format", "qemu-img convert from %s: %v: %s", format, err, lastLines(out, 3))
+	}
+	m := baseManifest(r)
+	m.Disk, m.DiskFormat = DiskFile, "qcow2"
+	if d.CloudInit {
+		iso, err := SeedISO(r, "endpointkit-"+r.Slug+"-"+d.SHA256[:12])
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, SeedFile), iso, 0o644); err != nil {
+			return nil, err
+		}
+		m.Seed = SeedFile
+	}
+	if m.QEMU.MemoryMiB == 0 {
+		m.QEMU.MemoryMiB = 1024
+	}
+	return m, nil
+}
+
+// qemuImgFormat asks qemu-img which format a disk image has.
+func qemuImgFormat(ctx context.Context, path string) (string, error) {
+	out, err := exec.CommandContext(ctx, "qemu-img", "info", "--output=json", path).Output()
+	if err != nil {
+		return "", fmt.Errorf("imagebuild: qemu-img info %s: %w", path, err)
+	}
+	var info struct {
+		Format string `json:"format"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil || info.Format == "" {
+		return "", fmt.Errorf("imagebuild: qemu-img info %s: no format in %q", path, out)
+	}
+	return info.Format, nil
+}

@@ -1,0 +1,79 @@
+// Package imagebuild builds endpoint VM images from declarative recipes
+// (image.yaml) — stage 1 of endpointkit: a bootable image with the lesson
+// user, DHCP on the primary interface and its management APIs, plus the
+// container files that wrap it.
+//
+// # Recipes
+//
+// A recipe directory holds image.yaml ([Recipe]; JSON Schema: [Schema],
+// image.schema.json) and the files it copies in. [LoadRecipe] decodes it
+// strictly: unknown keys and wrong types are *[RecipeError]s naming
+// PATH:LINE:COL and the field. [Recipe.Resolve] fills the defaults (user
+// antidote / antidotepassword in group sudo with passwordless sudo, SSH on
+// 22, DHCP on eth0, suite bookworm, kernel linux-image-amd64) and reports
+// every invalid value the same way.
+//
+// # Kinds
+//
+//   - initramfs: the tiny endpoint. The Debian kernel package is fetched
+//     with `apt-get download` and unpacked with `dpkg-deb -x` (never
+//     installed); the xz payload of vmlinuz becomes an uncompressed vmlinux
+//     for PVH direct boot; `depmod -b` writes modules.dep, from which only
+//     the needed modules are taken (virtio net/blk, 9p, ACPI button, evdev,
+//     plus kernel.modules). The newc initramfs holds static busybox and the
+//     guest agent (package imagebuild/agent) as /init. It builds in
+//     seconds and is SSH-ready in about three seconds under TCG.
+//   - debootstrap: a full Debian from nothing: debootstrap minbase with
+//     systemd-sysv, udev, dbus, openssh-server, iproute2, sudo, python3,
+//     ifupdown and isc-dhcp-client, the recipe's packages, users, files,
+//     services and chroot steps; ext4 made with `mkfs.ext4 -d` (no loop
+//     device), converted to a zstd-compressed qcow2 with qemu-img. It boots
+//     the same vmlinux with a small initrd (the agent in stage-one mode
+//     mounts /dev/vda and switches to systemd). Needs root.
+//   - disk: a vendor disk (qcow2, vmdk or raw by path or URL, sha256
+//     required), converted to qcow2, with a cloud-init NoCloud seed
+//     generated in Go when asked.
+//
+// # The guest agent binary
+//
+// initramfs and debootstrap images carry the static agent
+// (github.com/endpointkit/endpointkit/imagebuild/agent/cmd/ekagent). The
+// builder takes, in order: [Options].AgentBinary; the recipe's agent:
+// path; else it runs `go build` (CGO_ENABLED=0, -trimpath) of that package
+// in [Options].GoDir (default: the working directory) — inside the
+// endpointkit module, or inside any module that requires it (go.sum then
+// already lists the agent's dependencies) — and caches the binary by the
+// hash of the agent's sources, go.mod, go.sum and the Go version.
+//
+// # Output
+//
+// An image directory (see package vmimage): manifest.json with sha256 of
+// every artefact, the Antidote image.meta.yaml, the artefacts (vmlinux,
+// initramfs.cpio or initrd.cpio, disk.qcow2, seed.iso) and a generated
+// Dockerfile and Makefile (build, push, nightly; IMAGE and TAG variables)
+// whose image runs `endpoint run --image /image`. [WriteContainerFiles]
+// regenerates the latter two.
+//
+// # Kernel command line and readiness
+//
+// The manifest's cmdline is complete but for endpointkit.hostname=NAME,
+// which the launcher appends (the agent, or the stage-one init for
+// debootstrap images, sets the hostname from it). Both kinds print a line
+// matching [agent.ReadyRegex] ("endpointkit: ready hostname=… addr=…") on
+// the serial console once SSH listens and eth0 has its lease; the launcher
+// must still complete an SSH handshake (QEMU user networking accepts TCP
+// before the guest listens). QMP system_powerdown (ACPI power button)
+// shuts either kind down cleanly.
+//
+// # Cache
+//
+// [Builder.BuildCached] content-addresses images by the resolved recipe,
+// the sha256 of every input (kernel package, busybox, agent, copied files,
+// vendor disk) and a fingerprint of what the builders write; an unchanged
+// rebuild is a cache hit. [Builder.Build] then places the image in an
+// output directory: built beside it and swapped in atomically, so a failed
+// build never leaves a partial image and the previous image stays until
+// the new one is complete. Options.NoCache forces a rebuild (downloads are
+// still reused). A debootstrap image's key does not follow the mirror: use
+// NoCache to pick up new Debian packages.
+package imagebuild

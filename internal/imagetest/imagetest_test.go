@@ -1,0 +1,58 @@
+package imagetest
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/endpointkit/endpointkit/vmimage"
+	"golang.org/x/crypto/ssh"
+)
+
+func TestArgs(t *testing.T) {
+	im := &vmimage.Image{Dir: "/img", Manifest: vmimage.Manifest{
+		Kernel: "vmlinux", Initrd: "initrd.cpio", Cmdline: "console=ttyS0", Disk: "disk.qcow2", DiskFormat: "qcow2",
+		Seed: "seed.iso", QEMU: vmimage.QEMUHints{MemoryMiB: 384, NICModel: "e1000"},
+	}}
+	args := strings.Join(Args(im, BootOptions{Hostname: "h1", Share: "/lesson", DataNICs: 2, Drives: []string{"/x.iso"}},
+		map[int]string{22: "127.0.0.1:2222"}, "/q.sock"), " ")
+	for _, want := range []string{
+		"-machine pc -accel tcg -m 384 -smp 1",
+		"-kernel /img/vmlinux -append console=ttyS0 endpointkit.hostname=h1 -initrd /img/initrd.cpio",
+		"-drive file=/img/disk.qcow2,format=qcow2,if=virtio,snapshot=on",
+		"-drive file=/img/seed.iso,format=raw,if=virtio,readonly=on",
+		"-drive file=/x.iso,format=raw,if=virtio,readonly=on",
+		"-netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device e1000,netdev=n0",
+		"-netdev user,id=n2,restrict=on,net=10.12.0.0/24 -device e1000,netdev=n2",
+		"-virtfs local,path=/lesson,mount_tag=antidote",
+		"-qmp unix:/q.sock,server=on,wait=off",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("Args lacks %q:\n%s", want, args)
+		}
+	}
+}
+
+func TestClientConfigPinsManifestHostKeys(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	known, _ := ssh.NewPublicKey(pub)
+	pub2, _, _ := ed25519.GenerateKey(rand.Reader)
+	other, _ := ssh.NewPublicKey(pub2)
+	im := &vmimage.Image{Manifest: vmimage.Manifest{
+		Users:    vmimage.Credentials{SSHUser: "antidote", SSHPassword: "pw"},
+		HostKeys: []vmimage.HostKey{{Type: known.Type(), Fingerprint: ssh.FingerprintSHA256(known)}},
+	}}
+	cfg := ClientConfig(im)
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 22}
+	if cfg.User != "antidote" {
+		t.Errorf("User = %q", cfg.User)
+	}
+	if err := cfg.HostKeyCallback("h", addr, known); err != nil {
+		t.Errorf("manifest key rejected: %v", err)
+	}
+	if err := cfg.HostKeyCallback("h", addr, other); err == nil {
+		t.Error("a key not in the manifest was accepted")
+	}
+}
