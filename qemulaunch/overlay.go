@@ -61,9 +61,13 @@ func CheckImage(ctx context.Context, im *vmimage.Image) error {
 		return err
 	}
 	if m.Disk != "" {
-		out, err := exec.CommandContext(ctx, "qemu-img", "info", "--output=json", im.Path(m.Disk)).CombinedOutput()
+		format := m.DiskFormat
+		if format == "" {
+			format = "qcow2"
+		}
+		out, err := exec.CommandContext(ctx, "qemu-img", "info", "-f", format, "--output=json", im.Path(m.Disk)).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("%w: %s: qemu-img cannot read it: %s", ErrImage, im.Path(m.Disk), lastLine(string(out)))
+			return fmt.Errorf("%w: %s: qemu-img cannot read it as %s: %s: rebuild the image", ErrImage, im.Path(m.Disk), format, lastLine(string(out)))
 		}
 	}
 	return nil

@@ -154,6 +154,9 @@ func (m *monitor) run(ctx context.Context, cmd string, args any, out any) error 
 	if closed {
 		return fmt.Errorf("%s: %w", cmd, ErrQMPClosed)
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("QMP %s not sent: %w", cmd, err) // the connection stays usable
+	}
 	req := map[string]any{"execute": cmd}
 	if args != nil {
 		req["arguments"] = args

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -290,7 +291,7 @@ func (vm *VM) exec(ctx context.Context) error {
 		inW.Close()
 		outR.Close()
 		errR.Close()
-		if errors.Is(err, exec.ErrNotFound) {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("QEMU binary %q not found: install qemu-system-x86 (make deps)", p.Binary)
 		}
 		return fmt.Errorf("start QEMU: %w", err)
