@@ -56,11 +56,17 @@ type Manifest struct {
 	KernelFormat KernelFormat `json:"kernelFormat,omitempty"`
 	Initrd       string       `json:"initrd,omitempty"`
 	Cmdline      string       `json:"cmdline,omitempty"`
+	// KernelVersion is the kernel's release (uname -r), informational.
+	KernelVersion string `json:"kernelVersion,omitempty"`
 
 	// Disk is the base disk image, never written by a launcher (it makes a
 	// per-instance overlay). DiskFormat is qemu-img's name for its format.
 	Disk       string `json:"disk,omitempty"`
 	DiskFormat string `json:"diskFormat,omitempty"`
+	// Seed is a cloud-init NoCloud seed (ISO 9660, volume label "cidata")
+	// for images that run cloud-init; a launcher attaches it read-only as
+	// a second drive. Empty: none.
+	Seed string `json:"seed,omitempty"`
 
 	QEMU      QEMUHints   `json:"qemu"`
 	Readiness Readiness   `json:"readiness"`
@@ -77,6 +83,11 @@ type Manifest struct {
 	Share9P bool `json:"share9p,omitempty"`
 
 	HostKeys []HostKey `json:"hostKeys,omitempty"`
+
+	// BuildKey identifies the recipe and inputs the image was built from
+	// (hex sha256); a rebuild with the same key is a cache hit. Readers
+	// need not look at it.
+	BuildKey string `json:"buildKey,omitempty"`
 
 	// Artifacts maps each file of the image (relative path) to its sha256,
 	// hex encoded.

@@ -1,0 +1,33 @@
+// Package agent is the guest agent of endpointkit's initramfs images: one
+// static binary (built with CGO_ENABLED=0 from imagebuild/agent/cmd/ekagent)
+// that is, depending on how it is started,
+//
+//   - /init, PID 1 of the tiny endpoint ([Init]): mounts /proc, /sys, /dev;
+//     loads the kernel modules listed in its [Config] (resolved at build time
+//     from modules.dep); sets the hostname from the kernel command line
+//     parameter endpointkit.hostname=NAME; brings lo and the data NICs
+//     (eth1, eth2, …) up without addresses; runs DHCP on eth0 with busybox
+//     udhcpc; mounts the 9p share tagged "antidote" at /antidote when the VM
+//     has one; starts the SSH server; prints the ready marker
+//     ([ReadyMarker]) on the console; reaps orphans; and on the ACPI power
+//     button (QMP system_powerdown) or SIGUSR2/SIGTERM (busybox poweroff and
+//     reboot) stops every process, syncs, unmounts and powers off;
+//   - the stage-one init of debootstrap images (Config.Mode "stage1"): loads
+//     the modules, mounts the root disk named by root= and switches to its
+//     /sbin/init;
+//   - "ekagent serve": the SSH server ([Server]) built on
+//     golang.org/x/crypto/ssh, with password and authorized-keys
+//     authentication, exec, a shell with a pty, environment variables, exit
+//     status and the sftp subsystem (github.com/pkg/sftp), every session
+//     running as the logged-in user;
+//   - "ekagent sftp-server": an sftp server on stdin/stdout, started by the
+//     SSH server as the logged-in user;
+//   - sudo (when invoked under that name, the binary being set-uid root): a
+//     minimal sudo that lets root and members of the group "sudo" run a
+//     command as root (or -u USER) without a password, the equivalent of
+//     "%sudo ALL=(ALL) NOPASSWD: ALL". Started under any other name with a
+//     set-uid bit, the binary drops the privilege before doing anything.
+//
+// Everything the agent needs to know is in /etc/endpointkit/agent.json
+// ([ConfigFile]), written by imagebuild.
+package agent

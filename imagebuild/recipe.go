@@ -1,0 +1,354 @@
+package imagebuild
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// RecipeFile is the recipe's file name inside a recipe directory.
+const RecipeFile = "image.yaml"
+
+// Recipe is a decoded image.yaml: what to build. Zero fields take the
+// defaults documented on each field ([Recipe.Resolve] fills them in).
+type Recipe struct {
+	// Slug names the image (Antidote's image slug): letters, digits, "-".
+	Slug string `yaml:"slug" json:"slug" jsonschema:"pattern=^[A-Za-z0-9-]+$"`
+	// Description is one line for image.meta.yaml.
+	Description string `yaml:"description,omitempty" json:"description,omitempty"`
+	// Kind selects the builder: initramfs, debootstrap or disk.
+	Kind string `yaml:"kind" json:"kind" jsonschema:"enum=initramfs,enum=debootstrap,enum=disk"`
+	// Flavor is Antidote's image flavor: trusted (default), untrusted, legacy.
+	Flavor string `yaml:"flavor,omitempty" json:"flavor,omitempty" jsonschema:"enum=trusted,enum=untrusted,enum=legacy"`
+
+	// Kernel is the Debian kernel for direct boot (initramfs, debootstrap).
+	Kernel Kernel `yaml:"kernel,omitempty" json:"kernel,omitempty"`
+	// Agent is a pre-built guest agent binary (initramfs only), relative to
+	// the recipe directory; empty builds it from this module with `go build`.
+	Agent string `yaml:"agent,omitempty" json:"agent,omitempty"`
+
+	// Suite is the Debian suite for debootstrap (default bookworm).
+	Suite string `yaml:"suite,omitempty" json:"suite,omitempty"`
+	// Mirror is the Debian mirror for debootstrap (default
+	// http://deb.debian.org/debian).
+	Mirror string `yaml:"mirror,omitempty" json:"mirror,omitempty"`
+	// Packages are installed on top of the base set (debootstrap).
+	Packages []string `yaml:"packages,omitempty" json:"packages,omitempty"`
+	// Services are systemd units enabled in the image (debootstrap).
+	Services []string `yaml:"services,omitempty" json:"services,omitempty"`
+	// DiskSizeMiB is the root filesystem size; default: content + 50 % +
+	// 256 MiB (debootstrap).
+	DiskSizeMiB int `yaml:"diskSizeMiB,omitempty" json:"diskSizeMiB,omitempty" jsonschema:"minimum=0"`
+
+	// Disk is the vendor disk of a disk image.
+	Disk *DiskSource `yaml:"disk,omitempty" json:"disk,omitempty"`
+
+	// Users are the accounts; default one: antidote / antidotepassword in
+	// group sudo (passwordless sudo).
+	Users []RecipeUser `yaml:"users,omitempty" json:"users,omitempty"`
+	// APIs are the management services (default ssh: 22).
+	APIs RecipeAPIs `yaml:"apis,omitempty" json:"apis,omitempty"`
+	// DHCP runs a DHCP client on the primary interface eth0 (default true).
+	DHCP *bool `yaml:"dhcp,omitempty" json:"dhcp,omitempty"`
+	// Files are copied into the image.
+	Files []RecipeFileCopy `yaml:"files,omitempty" json:"files,omitempty"`
+	// Steps are shell commands run in the image (chroot, /bin/sh -ec), in
+	// order, after packages, users and files (debootstrap).
+	Steps []string `yaml:"steps,omitempty" json:"steps,omitempty"`
+	// NetworkInterfaces are the guest's names of the data NICs, for
+	// image.meta.yaml (default eth1, eth2, … implied).
+	NetworkInterfaces []string `yaml:"networkInterfaces,omitempty" json:"networkInterfaces,omitempty"`
+
+	// QEMU are the launcher hints.
+	QEMU RecipeQEMU `yaml:"qemu,omitempty" json:"qemu,omitempty"`
+	// Readiness says how a launcher knows the guest is up (defaults per
+	// kind: the agent's serial marker and an SSH handshake on port 22).
+	Readiness RecipeReadiness `yaml:"readiness,omitempty" json:"readiness,omitempty"`
+
+	// Dir is the recipe's directory (relative paths resolve against it);
+	// Path its file. Set by the loader, not in YAML.
+	Dir  string `yaml:"-" json:"-"`
+	Path string `yaml:"-" json:"-"`
+
+	pos positions
+}
+
+// Kernel selects the kernel package and extra modules.
+type Kernel struct {
+	// Package is a Debian kernel image package (default linux-image-amd64,
+	// resolved to the concrete linux-image-<version>-amd64).
+	Package string `yaml:"package,omitempty" json:"package,omitempty"`
+	// Modules are loaded at boot besides the defaults (virtio net/blk, 9p,
+	// ACPI power button).
+	Modules []string `yaml:"modules,omitempty" json:"modules,omitempty"`
+	// Cmdline is appended to the default kernel command line.
+	Cmdline string `yaml:"cmdline,omitempty" json:"cmdline,omitempty"`
+}
+
+// DiskSource is a vendor disk image.
+type DiskSource struct {
+	// Path (relative to the recipe) or URL (http, https, file, or a blob
+	// store URL) of the disk image; exactly one of Path and URL.
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
+	URL  string `yaml:"url,omitempty" json:"url,omitempty"`
+	// SHA256 of the source file, hex; required.
+	SHA256 string `yaml:"sha256" json:"sha256" jsonschema:"pattern=^[0-9a-f]{64}$"`
+	// Format is qcow2, vmdk or raw (default: detected by qemu-img).
+	Format string `yaml:"format,omitempty" json:"format,omitempty" jsonschema:"enum=qcow2,enum=vmdk,enum=raw"`
+	// CloudInit adds a NoCloud seed disk creating the users (for images
+	// that run cloud-init).
+	CloudInit bool `yaml:"cloudInit,omitempty" json:"cloudInit,omitempty"`
+}
+
+// RecipeUser is an account in the image.
+type RecipeUser struct {
+	Name     string `yaml:"name" json:"name" jsonschema:"pattern=^[a-z_][a-z0-9_-]*$"`
+	Password string `yaml:"password,omitempty" json:"password,omitempty"`
+	// Groups default to [sudo]; sudo members need no password.
+	Groups         []string `yaml:"groups,omitempty" json:"groups,omitempty"`
+	AuthorizedKeys []string `yaml:"authorizedKeys,omitempty" json:"authorizedKeys,omitempty"`
+	// Shell defaults to /bin/bash (debootstrap) or /bin/sh (initramfs).
+	Shell string `yaml:"shell,omitempty" json:"shell,omitempty"`
+}
+
+// RecipeAPIs are the guest ports of the management services.
+type RecipeAPIs struct {
+	SSH     int   `yaml:"ssh,omitempty" json:"ssh,omitempty" jsonschema:"minimum=1,maximum=65535"`
+	NETCONF int   `yaml:"netconf,omitempty" json:"netconf,omitempty" jsonschema:"minimum=1,maximum=65535"`
+	HTTP    []int `yaml:"http,omitempty" json:"http,omitempty"`
+}
+
+// RecipeFileCopy copies one file or directory into the image.
+type RecipeFileCopy struct {
+	Src   string `yaml:"src" json:"src"` // relative to the recipe directory
+	Dst   string `yaml:"dst" json:"dst"` // absolute path in the image
+	Mode  string `yaml:"mode,omitempty" json:"mode,omitempty" jsonschema:"pattern=^0?[0-7]{3\\,4}$"`
+	Owner string `yaml:"owner,omitempty" json:"owner,omitempty"` // user[:group], default root
+}
+
+// RecipeQEMU are QEMU hints copied to the manifest.
+type RecipeQEMU struct {
+	MemoryMiB int      `yaml:"memoryMiB,omitempty" json:"memoryMiB,omitempty" jsonschema:"minimum=0"`
+	CPUs      int      `yaml:"cpus,omitempty" json:"cpus,omitempty" jsonschema:"minimum=0"`
+	Machine   string   `yaml:"machine,omitempty" json:"machine,omitempty"`
+	NICModel  string   `yaml:"nicModel,omitempty" json:"nicModel,omitempty"`
+	DiskBus   string   `yaml:"diskBus,omitempty" json:"diskBus,omitempty" jsonschema:"enum=virtio,enum=ide,enum=scsi"`
+	ExtraArgs []string `yaml:"extraArgs,omitempty" json:"extraArgs,omitempty"`
+}
+
+// RecipeReadiness overrides the readiness checks.
+type RecipeReadiness struct {
+	SerialRegex string `yaml:"serialRegex,omitempty" json:"serialRegex,omitempty"`
+	SSHPorts    []int  `yaml:"sshPorts,omitempty" json:"sshPorts,omitempty"`
+	TCPPorts    []int  `yaml:"tcpPorts,omitempty" json:"tcpPorts,omitempty"`
+	BootSeconds int    `yaml:"bootSeconds,omitempty" json:"bootSeconds,omitempty" jsonschema:"minimum=0"`
+}
+
+// positions maps a field path ("users[0].name") to its place in the file.
+type positions map[string][2]int
+
+// RecipeError is a problem in a recipe file, located at Line:Col (1-based;
+// 0 when unknown).
+type RecipeError struct {
+	Path      string
+	Line, Col int
+	Field     string // e.g. "users[0].name"; empty for syntax errors
+	Msg       string
+}
+
+func (e *RecipeError) Error() string {
+	loc := e.Path
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d:%d", e.Path, e.Line, e.Col)
+	}
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", loc, e.Msg)
+}
+
+// LoadRecipe reads a recipe from a directory (its image.yaml) or a file.
+func LoadRecipe(path string) (*Recipe, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, RecipeFile)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("imagebuild: recipe: %w", err)
+	}
+	r, err := ParseRecipe(path, raw)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	r.Path, r.Dir = abs, filepath.Dir(abs)
+	return r, nil
+}
+
+// ParseRecipe strictly decodes a recipe: unknown keys and wrong types are
+// errors naming path:line:col. It does not validate values (see
+// [Recipe.Resolve]).
+func ParseRecipe(path string, raw []byte) (*Recipe, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, yamlSyntaxError(path, err)
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil, &RecipeError{Path: path, Line: 1, Col: 1, Msg: "empty recipe: want a mapping with at least slug and kind"}
+	}
+	root := doc.Content[0]
+	r := &Recipe{Path: path, pos: positions{}}
+	if err := checkNode(path, root, reflect.TypeOf(*r), "", r.pos); err != nil {
+		return nil, err
+	}
+	if err := root.Decode(r); err != nil {
+		return nil, yamlSyntaxError(path, err)
+	}
+	return r, nil
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func yamlSyntaxError(path string, err error) error {
+	msg := err.Error()
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		var line int
+		fmt.Sscan(m[1], &line)
+		return &RecipeError{Path: path, Line: line, Col: 1, Msg: m[2]}
+	}
+	return &RecipeError{Path: path, Msg: strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// checkNode walks n against type t: unknown mapping keys and scalars of
+// the wrong kind are errors with the node's position. It records the
+// position of every field in pos.
+func checkNode(path string, n *yaml.Node, t reflect.Type, field string, pos positions) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	pos[field] = [2]int{n.Line, n.Column}
+	at := func(format string, a ...any) error {
+		return &RecipeError{Path: path, Line: n.Line, Col: n.Column, Field: field, Msg: fmt.Sprintf(format, a...)}
+	}
+	if n.Kind == yaml.AliasNode {
+		return at("YAML aliases are not supported in recipes")
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return at("want a mapping, got %s", nodeKind(n))
+		}
+		fields := map[string]reflect.StructField{}
+		var names []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			fields[name] = f
+			names = append(names, name)
+		}
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			sub := joinField(field, k.Value)
+			f, ok := fields[k.Value]
+			if !ok {
+				return &RecipeError{Path: path, Line: k.Line, Col: k.Column, Field: sub,
+					Msg: fmt.Sprintf("unknown key %q (known keys: %s)", k.Value, strings.Join(names, ", "))}
+			}
+			if seen[k.Value] {
+				return &RecipeError{Path: path, Line: k.Line, Col: k.Column, Field: sub, Msg: "key given twice"}
+			}
+			seen[k.Value] = true
+			if err := checkNode(path, v, f.Type, sub, pos); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return nil
+		}
+		if n.Kind != yaml.SequenceNode {
+			return at("want a list, got %s", nodeKind(n))
+		}
+		for i, c := range n.Content {
+			if err := checkNode(path, c, t.Elem(), fmt.Sprintf("%s[%d]", field, i), pos); err != nil {
+				return err
+			}
+		}
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+			return at("want a string, got %s", nodeKind(n))
+		}
+	case reflect.Int:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+			return at("want an integer, got %s", nodeKind(n))
+		}
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+			return at("want true or false, got %s", nodeKind(n))
+		}
+	}
+	return nil
+}
+
+func joinField(parent, name string) string {
+	if parent == "" {
+		return name
+	}
+	return parent + "." + name
+}
+
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return "nothing"
+		case "!!int":
+			return "the integer " + n.Value
+		case "!!bool":
+			return "the boolean " + n.Value
+		case "!!float":
+			return "the number " + n.Value
+		}
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "an alias"
+}
+
+// errAt makes a RecipeError for field at its recorded position, or at
+// the nearest enclosing field written in the file.
+func (r *Recipe) errAt(field, format string, a ...any) error {
+	at := field
+	p, ok := r.pos[at]
+	for !ok && at != "" {
+		i := strings.LastIndexAny(at, ".[")
+		if i < 0 {
+			at = ""
+		} else {
+			at = at[:i]
+		}
+		p, ok = r.pos[at]
+	}
+	return &RecipeError{Path: r.Path, Line: p[0], Col: p[1], Field: field, Msg: fmt.Sprintf(format, a...)}
+}

@@ -1,0 +1,237 @@
+package imagebuild
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/endpointkit/endpointkit/imagebuild/agent"
+	"github.com/endpointkit/endpointkit/vmimage"
+)
+
+// Defaults of a recipe.
+const (
+	DefaultUser        = "antidote"
+	DefaultPassword    = "antidotepassword"
+	DefaultSuite       = "bookworm"
+	DefaultMirror      = "http://deb.debian.org/debian"
+	DefaultKernel      = "linux-image-amd64"
+	DefaultFlavor      = "trusted"
+	DefaultShareTag    = "antidote"
+	DefaultSharePath   = "/antidote"
+	defaultInitrdShell = "/bin/sh"
+	defaultDebianShell = "/bin/bash"
+)
+
+// defaultModules are loaded by every kernel-booted image: the virtio
+// transports, NIC and disk, the 9p stack for the lesson share, and the ACPI
+// power button with evdev (graceful system_powerdown).
+var defaultModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "9pnet_virtio", "9p", "button", "evdev"}
+
+var (
+	slugRe  = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
+	userRe  = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
+	hexRe   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	modeRe  = regexp.MustCompile(`^0?[0-7]{3,4}$`)
+	debName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+)
+
+// Resolve fills in the defaults and validates the recipe. Every problem is
+// reported (joined), each naming file:line:col and the field.
+func (r *Recipe) Resolve() error {
+	if r.pos == nil {
+		r.pos = positions{}
+	}
+	var errs []error
+	bad := func(field, format string, a ...any) { errs = append(errs, r.errAt(field, format, a...)) }
+
+	switch {
+	case r.Slug == "":
+		bad("slug", "missing: name the image (letters, digits, -)")
+	case !slugRe.MatchString(r.Slug):
+		bad("slug", "%q: use only letters, digits and -", r.Slug)
+	}
+	kind := vmimage.Kind(r.Kind)
+	switch kind {
+	case vmimage.KindInitramfs, vmimage.KindDebootstrap, vmimage.KindDisk:
+	case "":
+		bad("kind", "missing: one of initramfs, debootstrap, disk")
+	default:
+		bad("kind", "%q: want one of initramfs, debootstrap, disk", r.Kind)
+	}
+	switch r.Flavor {
+	case "":
+		r.Flavor = DefaultFlavor
+	case "trusted", "untrusted", "legacy":
+	default:
+		bad("flavor", "%q: want trusted, untrusted or legacy", r.Flavor)
+	}
+	if kind != vmimage.KindDisk && r.Kernel.Package == "" {
+		r.Kernel.Package = DefaultKernel
+	}
+	if r.Kernel.Package != "" && !debName.MatchString(r.Kernel.Package) {
+		bad("kernel.package", "%q is not a Debian package name", r.Kernel.Package)
+	}
+	if kind != vmimage.KindDebootstrap {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"suite", r.Suite != ""}, {"mirror", r.Mirror != ""}, {"packages", len(r.Packages) > 0},
+			{"services", len(r.Services) > 0}, {"steps", len(r.Steps) > 0}, {"diskSizeMiB", r.DiskSizeMiB != 0}} {
+			if f.set {
+				bad(f.name, "only used by kind debootstrap (this recipe is %s)", r.Kind)
+			}
+		}
+	}
+	if kind == vmimage.KindDebootstrap {
+		if r.Suite == "" {
+			r.Suite = DefaultSuite
+		}
+		if r.Mirror == "" {
+			r.Mirror = DefaultMirror
+		}
+		if !strings.HasPrefix(r.Mirror, "http://") && !strings.HasPrefix(r.Mirror, "https://") && !strings.HasPrefix(r.Mirror, "file://") {
+			bad("mirror", "%q: want an http://, https:// or file:// URL", r.Mirror)
+		}
+		for i, p := range r.Packages {
+			if !debName.MatchString(p) {
+				bad(fmt.Sprintf("packages[%d]", i), "%q is not a Debian package name", p)
+			}
+		}
+	}
+	if r.Agent != "" && kind != vmimage.KindInitramfs {
+		bad("agent", "only used by kind initramfs")
+	}
+	if r.Agent != "" {
+		r.Agent = r.abs(r.Agent)
+		if _, err := os.Stat(r.Agent); err != nil {
+			bad("agent", "%v", err)
+		}
+	}
+	switch {
+	case kind == vmimage.KindDisk && r.Disk == nil:
+		bad("disk", "missing: kind disk needs disk.path or disk.url and disk.sha256")
+	case kind != vmimage.KindDisk && r.Disk != nil:
+		bad("disk", "only used by kind disk")
+	case r.Disk != nil:
+		d := r.Disk
+		if (d.Path == "") == (d.URL == "") {
+			bad("disk", "give exactly one of path and url")
+		}
+		if d.Path != "" {
+			d.Path = r.abs(d.Path)
+			if _, err := os.Stat(d.Path); err != nil {
+				bad("disk.path", "missing base file: %v", err)
+			}
+		}
+		if !hexRe.MatchString(d.SHA256) {
+			bad("disk.sha256", "want the 64 lower-case hex digits of the file's sha256 (sha256sum FILE)")
+		}
+		switch d.Format {
+		case "", "qcow2", "vmdk", "raw":
+		default:
+			bad("disk.format", "%q: want qcow2, vmdk or raw", d.Format)
+		}
+	}
+
+	shell := defaultDebianShell
+	if kind == vmimage.KindInitramfs {
+		shell = defaultInitrdShell
+	}
+	if len(r.Users) == 0 {
+		r.Users = []RecipeUser{{Name: DefaultUser, Password: DefaultPassword}}
+	}
+	names := map[string]bool{}
+	for i := range r.Users {
+		u := &r.Users[i]
+		f := fmt.Sprintf("users[%d]", i)
+		if !userRe.MatchString(u.Name) {
+			bad(f+".name", "%q: want a lower-case user name", u.Name)
+		}
+		if names[u.Name] {
+			bad(f+".name", "user %q given twice", u.Name)
+		}
+		names[u.Name] = true
+		if u.Name == "root" {
+			bad(f+".name", "root is not a login user; add a user in group sudo")
+		}
+		if u.Groups == nil {
+			u.Groups = []string{"sudo"}
+		}
+		for j, g := range u.Groups {
+			if !userRe.MatchString(g) {
+				bad(fmt.Sprintf("%s.groups[%d]", f, j), "%q: want a group name", g)
+			}
+		}
+		if u.Shell == "" {
+			u.Shell = shell
+		}
+		if u.Password == "" && len(u.AuthorizedKeys) == 0 {
+			bad(f, "user %q has neither password nor authorizedKeys: nobody could log in", u.Name)
+		}
+	}
+	if r.APIs.SSH == 0 {
+		r.APIs.SSH = 22
+	}
+	if r.DHCP == nil {
+		t := true
+		r.DHCP = &t
+	}
+	for i := range r.Files {
+		fc := &r.Files[i]
+		f := fmt.Sprintf("files[%d]", i)
+		if fc.Src == "" {
+			bad(f+".src", "missing: a file or directory relative to the recipe")
+		} else {
+			fc.Src = r.abs(fc.Src)
+			if _, err := os.Stat(fc.Src); err != nil {
+				bad(f+".src", "missing base file: %v", err)
+			}
+		}
+		if !strings.HasPrefix(fc.Dst, "/") {
+			bad(f+".dst", "%q: want an absolute path in the image", fc.Dst)
+		}
+		if fc.Mode != "" && !modeRe.MatchString(fc.Mode) {
+			bad(f+".mode", "%q: want an octal mode such as 0644", fc.Mode)
+		}
+	}
+	if r.Readiness.SerialRegex != "" {
+		if _, err := regexp.Compile(r.Readiness.SerialRegex); err != nil {
+			bad("readiness.serialRegex", "%v", err)
+		}
+	}
+	if kind != vmimage.KindDisk {
+		if r.Readiness.SerialRegex == "" {
+			r.Readiness.SerialRegex = agent.ReadyRegex
+		}
+	}
+	if r.Readiness.SSHPorts == nil {
+		r.Readiness.SSHPorts = []int{r.APIs.SSH}
+	}
+	ports := map[string]int{"apis.ssh": r.APIs.SSH, "apis.netconf": r.APIs.NETCONF}
+	for i, p := range r.APIs.HTTP {
+		ports["apis.http["+strconv.Itoa(i)+"]"] = p
+	}
+	for f, p := range ports {
+		if p < 0 || p > 65535 {
+			bad(f, "port %d out of range 1-65535", p)
+		}
+	}
+	switch r.QEMU.DiskBus {
+	case "", "virtio", "ide", "scsi":
+	default:
+		bad("qemu.diskBus", "%q: want virtio, ide or scsi", r.QEMU.DiskBus)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Recipe) abs(p string) string {
+	if filepath.IsAbs(p) || r.Dir == "" {
+		return p
+	}
+	return filepath.Join(r.Dir, p)
+}

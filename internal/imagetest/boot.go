@@ -1,0 +1,316 @@
+package imagetest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/endpointkit/endpointkit/internal/ektest"
+	"github.com/endpointkit/endpointkit/vmimage"
+	"golang.org/x/crypto/ssh"
+)
+
+// BootOptions tune [Boot]. The zero value boots with the image's hints.
+type BootOptions struct {
+	// Hostname is passed as endpointkit.hostname=; default a random name.
+	Hostname string
+	// Share is a host directory offered as the 9p share tagged "antidote".
+	Share string
+	// DataNICs adds that many isolated NICs (eth1, eth2, …): user-mode
+	// networks 10.(10+N).0.0/24 with no outside access, whose gateway
+	// 10.(10+N).0.2 answers ping.
+	DataNICs int
+	// Timeout bounds the wait for the serial marker and SSH; default 2 min.
+	Timeout time.Duration
+}
+
+// VM is a booted test guest.
+type VM struct {
+	Image *vmimage.Image
+	// SSHAddr is the host address forwarded to the guest's SSH port.
+	SSHAddr string
+	// Hostname is the guest's name.
+	Hostname string
+	// ReadyAfter is the time from starting QEMU to the serial marker;
+	// SSHAfter to the first successful SSH login.
+	ReadyAfter, SSHAfter time.Duration
+
+	cmd     *exec.Cmd
+	qmp     string
+	done    chan struct{}
+	waitErr error
+	mu      sync.Mutex
+	console bytes.Buffer
+}
+
+// Console returns the serial console output so far.
+func (v *VM) Console() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.console.String()
+}
+
+func (v *VM) Write(p []byte) (int, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.console.Write(p)
+}
+
+// freePort returns a TCP port that was free a moment ago.
+func freePort(tb testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Args returns the QEMU command line that boots im with user-mode
+// networking forwarding 127.0.0.1:sshPort to the guest's SSH port.
+func Args(im *vmimage.Image, opts BootOptions, sshPort int, qmpPath string) []string {
+	m := im.Manifest
+	machine := m.QEMU.Machine
+	if machine == "" {
+		machine = "pc"
+	}
+	mem := m.QEMU.MemoryMiB
+	if mem == 0 {
+		mem = 512
+	}
+	cpus := max(m.QEMU.CPUs, 1)
+	nic := m.QEMU.NICModel
+	if nic == "" {
+		nic = "virtio-net-pci"
+	}
+	guestSSH := m.APIs.SSH
+	if guestSSH == 0 {
+		guestSSH = 22
+	}
+	args := []string{"-machine", machine, "-accel", "tcg", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
+		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+		"-qmp", "unix:" + qmpPath + ",server=on,wait=off", "-no-reboot"}
+	if m.Kernel != "" {
+		args = append(args, "-kernel", im.Path(m.Kernel), "-append", m.Cmdline+" endpointkit.hostname="+opts.Hostname)
+		if m.Initrd != "" {
+			args = append(args, "-initrd", im.Path(m.Initrd))
+		}
+	}
+	if m.Disk != "" {
+		bus := m.QEMU.DiskBus
+		if bus == "" {
+			bus = "virtio"
+		}
+		args = append(args, "-drive", "file="+im.Path(m.Disk)+",format="+m.DiskFormat+",if="+bus+",snapshot=on")
+	}
+	if m.Seed != "" {
+		args = append(args, "-drive", "file="+im.Path(m.Seed)+",format=raw,if=virtio,readonly=on")
+	}
+	fwd := fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:%d", sshPort, guestSSH)
+	args = append(args, "-netdev", "user,id=n0,"+fwd, "-device", nic+",netdev=n0")
+	for i := 1; i <= opts.DataNICs; i++ {
+		args = append(args, "-netdev", fmt.Sprintf("user,id=n%d,restrict=on,net=10.%d.0.0/24", i, 10+i), "-device", fmt.Sprintf("%s,netdev=n%d", nic, i))
+	}
+	if opts.Share != "" {
+		args = append(args, "-virtfs", "local,path="+opts.Share+",mount_tag=antidote,security_model=none,id=share0")
+	}
+	return args
+}
+
+// Boot starts im under QEMU (TCG), waits for the manifest's serial marker
+// and an SSH login, and stops the VM when the test ends. It skips without
+// QEMU.
+func Boot(tb testing.TB, im *vmimage.Image, opts BootOptions) *VM {
+	tb.Helper()
+	ektest.RequireQEMU(tb)
+	if opts.Hostname == "" {
+		opts.Hostname = ektest.Name("t")
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 2 * time.Minute
+	}
+	dir, err := os.MkdirTemp("", "ekboot")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	port := freePort(tb)
+	v := &VM{Image: im, SSHAddr: fmt.Sprintf("127.0.0.1:%d", port), Hostname: opts.Hostname,
+		qmp: filepath.Join(dir, "qmp.sock"), done: make(chan struct{})}
+	v.cmd = exec.Command("qemu-system-x86_64", Args(im, opts, port, v.qmp)...)
+	v.cmd.Stdout = v
+	v.cmd.Stderr = v
+	start := time.Now()
+	if err := v.cmd.Start(); err != nil {
+		tb.Fatalf("imagetest: start qemu: %v", err)
+	}
+	go func() {
+		v.waitErr = v.cmd.Wait()
+		close(v.done)
+	}()
+	tb.Cleanup(func() {
+		select {
+		case <-v.done:
+		default:
+			v.cmd.Process.Kill()
+			<-v.done
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
+	defer cancel()
+	if re := im.Manifest.Readiness.SerialRegex; re != "" {
+		if err := v.waitConsole(ctx, regexp.MustCompile(re)); err != nil {
+			tb.Fatalf("imagetest: %s: %v\nconsole:\n%s", im.Manifest.Slug, err, tail(v.Console(), 40))
+		}
+		v.ReadyAfter = time.Since(start)
+	}
+	c, err := v.dialSSH(ctx)
+	if err != nil {
+		tb.Fatalf("imagetest: %s: ssh: %v\nconsole:\n%s", im.Manifest.Slug, err, tail(v.Console(), 40))
+	}
+	c.Close()
+	v.SSHAfter = time.Since(start)
+	tb.Logf("imagetest: %s booted: serial marker after %s, ssh after %s", im.Manifest.Slug,
+		v.ReadyAfter.Round(time.Millisecond), v.SSHAfter.Round(time.Millisecond))
+	return v
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (v *VM) waitConsole(ctx context.Context, re *regexp.Regexp) error {
+	for {
+		if re.MatchString(v.Console()) {
+			return nil
+		}
+		select {
+		case <-v.done:
+			return fmt.Errorf("qemu exited (%v) before the console matched %q", v.waitErr, re)
+		case <-ctx.Done():
+			return fmt.Errorf("console did not match %q: %w", re, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ClientConfig is an SSH client configuration for the image's sshUser
+// that accepts only the host keys recorded in the manifest.
+func ClientConfig(im *vmimage.Image) *ssh.ClientConfig {
+	keys := map[string]bool{}
+	for _, k := range im.Manifest.HostKeys {
+		keys[k.Fingerprint] = true
+	}
+	return &ssh.ClientConfig{
+		User: im.Manifest.Users.SSHUser,
+		Auth: []ssh.AuthMethod{ssh.Password(im.Manifest.Users.SSHPassword)},
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			if !keys[ssh.FingerprintSHA256(key)] {
+				return fmt.Errorf("host key %s is not in the image manifest", ssh.FingerprintSHA256(key))
+			}
+			return nil
+		},
+		Timeout: 10 * time.Second,
+	}
+}
+
+// dialSSH retries until a real SSH login succeeds (user-mode networking
+// accepts TCP before the guest listens).
+func (v *VM) dialSSH(ctx context.Context) (*ssh.Client, error) {
+	cfg := ClientConfig(v.Image)
+	var last error
+	for {
+		c, err := ssh.Dial("tcp", v.SSHAddr, cfg)
+		if err == nil {
+			return c, nil
+		}
+		last = err
+		select {
+		case <-v.done:
+			return nil, fmt.Errorf("qemu exited (%v); last ssh error: %v", v.waitErr, last)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w; last ssh error: %v", ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// SSH logs in as the image's sshUser; the client is closed when the test
+// ends.
+func (v *VM) SSH(tb testing.TB) *ssh.Client {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := v.dialSSH(ctx)
+	if err != nil {
+		tb.Fatalf("imagetest: ssh %s: %v", v.SSHAddr, err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Run runs cmd over a new SSH session and returns stdout, stderr and the
+// error (an *ssh.ExitError for a non-zero exit status).
+func Run(c *ssh.Client, cmd string) (string, string, error) {
+	s, err := c.NewSession()
+	if err != nil {
+		return "", "", err
+	}
+	defer s.Close()
+	var out, errb bytes.Buffer
+	s.Stdout, s.Stderr = &out, &errb
+	err = s.Run(cmd)
+	return out.String(), errb.String(), err
+}
+
+// PowerDown presses the ACPI power button over QMP (system_powerdown) and
+// waits for QEMU to exit.
+func (v *VM) PowerDown(ctx context.Context) error {
+	conn, err := net.Dial("unix", v.qmp)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	if _, err := rd.ReadBytes('\n'); err != nil { // greeting
+		return err
+	}
+	for _, c := range []string{"qmp_capabilities", "system_powerdown"} {
+		raw, _ := json.Marshal(map[string]string{"execute": c})
+		if _, err := conn.Write(append(raw, '\n')); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-v.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("guest did not power off: %w", ctx.Err())
+	}
+}
+
+// Exited reports whether QEMU has exited, and how.
+func (v *VM) Exited() (bool, error) {
+	select {
+	case <-v.done:
+		return true, v.waitErr
+	default:
+		return false, nil
+	}
+}
