@@ -30,6 +30,7 @@ var (
 	_ device = tapNIC{}
 	_ device = share9p{}
 	_ device = disk{}
+	_ device = seed{}
 )
 
 // qemuOpt escapes a value for QEMU's comma-separated option syntax.
@@ -130,4 +131,13 @@ func (d disk) args(a *ids) ([]string, error) {
 		return nil, fmt.Errorf("disk bus %q: want virtio, ide or scsi", d.bus)
 	}
 	return []string{"-drive", drive, "-device", front}, nil
+}
+
+// seed is a read-only cloud-init NoCloud seed drive.
+type seed struct{ path string }
+
+func (d seed) args(a *ids) ([]string, error) {
+	id := a.id("seed")
+	return []string{"-drive", fmt.Sprintf("file=%s,format=raw,if=none,id=%s,readonly=on", qemuOpt(d.path), id),
+		"-device", "virtio-blk-pci,drive=" + id}, nil
 }

@@ -57,6 +57,9 @@ func CheckImage(ctx context.Context, im *vmimage.Image) error {
 	if err := check("initrd", m.Initrd, smallFile); err != nil {
 		return err
 	}
+	if err := check("seed", m.Seed, smallFile); err != nil {
+		return err
+	}
 	if err := check("disk", m.Disk, 0); err != nil {
 		return err
 	}

@@ -114,6 +114,9 @@ func (c Config) Plan() (*Plan, error) {
 		}
 		devs = append(devs, disk{path: p.Overlay, bus: m.QEMU.DiskBus})
 	}
+	if m.Seed != "" {
+		devs = append(devs, seed{path: c.Image.Path(m.Seed)})
+	}
 	if c.LessonDir != "" {
 		devs = append(devs, share9p{path: c.LessonDir, tag: ShareTag})
 	}

@@ -29,7 +29,7 @@ func diskImage() *vmimage.Image {
 	return &vmimage.Image{Dir: "/img/deb", Manifest: vmimage.Manifest{
 		Version: vmimage.Version, Slug: "deb", Kind: vmimage.KindDebootstrap,
 		Kernel: "vmlinuz", KernelFormat: vmimage.KernelBzImage, Initrd: "initrd.img",
-		Cmdline: "root=/dev/vda console=ttyS0", Disk: "root.qcow2",
+		Cmdline: "root=/dev/vda console=ttyS0", Disk: "root.qcow2", Seed: "seed.iso",
 		QEMU: vmimage.QEMUHints{MemoryMiB: 1024, CPUs: 2, NICModel: "e1000", ExtraArgs: []string{"-rtc", "base=utc"}},
 	}}
 }
