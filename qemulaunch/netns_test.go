@@ -14,64 +14,10 @@ import (
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/nsutil"
+	"github.com/endpointkit/endpointkit/qemulaunch/qemulaunchtest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
-
-// vethPair creates name in ns (the "container") paired with peerName in
-// peerNS, both up.
-func vethPair(t *testing.T, ns, name, peerNS, peerName string) {
-	t.Helper()
-	h, err := nsutil.Handle(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	peer, err := nsutil.Open(peerNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = name
-	v := &netlink.Veth{LinkAttrs: attrs, PeerName: peerName, PeerNamespace: netlink.NsFd(int(peer))}
-	if err := h.LinkAdd(v); err != nil {
-		t.Fatalf("veth %s/%s: %v", name, peerName, err)
-	}
-	l, _ := h.LinkByName(name)
-	h.LinkSetUp(l)
-	ph, _ := nsutil.Handle(peerNS)
-	defer ph.Close()
-	pl, err := ph.LinkByName(peerName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ph.LinkSetUp(pl)
-}
-
-// assertNSClean fails if anything this package creates is left in ns:
-// links carrying its alias, TAPs, bridges, ingress qdiscs.
-func assertNSClean(t *testing.T, ns string) {
-	t.Helper()
-	h, err := nsutil.Handle(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	links, _ := h.LinkList()
-	for _, l := range links {
-		a := l.Attrs()
-		if strings.HasPrefix(a.Alias, aliasPrefix) || l.Type() == "tuntap" || l.Type() == "bridge" {
-			t.Errorf("netns %s: %s %s left behind", ns, l.Type(), a.Name)
-		}
-		qs, _ := h.QdiscList(l)
-		for _, q := range qs {
-			if q.Type() == "ingress" {
-				t.Errorf("netns %s: ingress qdisc left on %s", ns, a.Name)
-			}
-		}
-	}
-}
 
 // openTAP attaches to a persistent TAP (as QEMU would) and returns its fd
 // as a file with deadlines.
@@ -185,7 +131,7 @@ func TestStitchFramesCross(t *testing.T) {
 	for _, mode := range []StitchMode{StitchMirred, StitchBridge} {
 		t.Run(string(mode), func(t *testing.T) {
 			ns, peerNS := ektest.NetNS(t), ektest.NetNS(t)
-			vethPair(t, ns, "eth1", peerNS, "peer1")
+			qemulaunchtest.VethPair(t, ns, "eth1", peerNS, "peer1")
 			env, err := openNetEnv(ns)
 			if err != nil {
 				t.Fatal(err)
@@ -219,7 +165,7 @@ func TestStitchFramesCross(t *testing.T) {
 			if err := env.h.LinkDel(tap); err != nil {
 				t.Fatal(err)
 			}
-			assertNSClean(t, ns)
+			qemulaunchtest.AssertClean(t, ns)
 		})
 	}
 }
@@ -246,7 +192,7 @@ func TestCreateTAPRefusesForeignLink(t *testing.T) {
 		t.Errorf("MTU %d", l.Attrs().MTU)
 	}
 	env.h.LinkDel(l)
-	assertNSClean(t, ns)
+	qemulaunchtest.AssertClean(t, ns)
 }
 
 func TestDiscoverWaitsForInterfaces(t *testing.T) {
@@ -258,8 +204,8 @@ func TestDiscoverWaitsForInterfaces(t *testing.T) {
 	defer env.close()
 	go func() {
 		time.Sleep(100 * time.Millisecond)
-		vethPair(t, ns, "eth2", peerNS, "p2")
-		vethPair(t, ns, "eth1", peerNS, "p1")
+		qemulaunchtest.VethPair(t, ns, "eth2", peerNS, "p2")
+		qemulaunchtest.VethPair(t, ns, "eth1", peerNS, "p1")
 	}()
 	t0 := time.Now()
 	f, err := env.discover(bg(), want{count: 2}, 5*time.Second)
@@ -283,7 +229,7 @@ func TestDiscoverWaitsForInterfaces(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	// The management interface needs an IPv4 address.
-	vethPair(t, ns, "eth0", peerNS, "p0")
+	qemulaunchtest.VethPair(t, ns, "eth0", peerNS, "p0")
 	_, err = env.discover(bg(), want{mgmt: "eth0"}, 200*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "IPv4 address on eth0") {
 		t.Fatalf("err = %v", err)

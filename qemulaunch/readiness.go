@@ -147,7 +147,14 @@ func (vm *VM) probePorts(ctx context.Context, sshPorts, tcpPorts []int) error {
 		if err != nil {
 			return err
 		}
-		if err := retry(ctx, func(ctx context.Context) error { return vm.sshHandshake(ctx, addr) }); err != nil {
+		if err := retry(ctx, func(ctx context.Context) error {
+			t0 := time.Now()
+			err := vm.sshHandshake(ctx, addr)
+			if err != nil {
+				vm.log.Debug("ssh not ready", "addr", addr, "err", err, "attempt", time.Since(t0).Round(time.Millisecond))
+			}
+			return err
+		}); err != nil {
 			return fmt.Errorf("ssh %s (guest port %d): %w", addr, p, err)
 		}
 	}

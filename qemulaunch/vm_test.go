@@ -11,6 +11,7 @@ import (
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/imagetest"
+	"github.com/endpointkit/endpointkit/qemulaunch/qemulaunchtest"
 )
 
 // The tiny image in a container-like namespace: SSH to eth0's address on
@@ -19,7 +20,7 @@ import (
 func TestTinyEndToEnd(t *testing.T) {
 	ektest.RequireQEMU(t)
 	im := imagetest.Tiny(t)
-	c := newFakeContainer(t, 0)
+	c := qemulaunchtest.NewContainer(t, 0)
 	lesson := t.TempDir()
 	os.WriteFile(filepath.Join(lesson, "hello.txt"), []byte("lesson file content\n"), 0o644)
 	name := "tiny" + strconv.Itoa(os.Getpid()%1000)
@@ -39,7 +40,7 @@ func TestTinyEndToEnd(t *testing.T) {
 		t.Errorf("health %q", s)
 	}
 	addr := net.JoinHostPort(c.Eth0Addr.String(), "22")
-	out := sshRun(t, "", addr, "antidote", "antidotepassword", "cat /antidote/hello.txt; hostname")
+	out := qemulaunchtest.SSH(t, "", addr, "antidote", "antidotepassword", "cat /antidote/hello.txt; hostname", nil)
 	if out != "lesson file content\n"+name+"\n" {
 		t.Errorf("guest said %q", out)
 	}
@@ -48,8 +49,6 @@ func TestTinyEndToEnd(t *testing.T) {
 		c.Close()
 		t.Error("port 830 reachable though not forwarded")
 	}
-	overlay := vm.Plan().Dir.Overlay()
-	_ = overlay
 	if err := vm.Stop(timeoutCtx(t, time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -61,5 +60,5 @@ func TestTinyEndToEnd(t *testing.T) {
 		t.Logf("console tail: %s", vm.Console().Tail(500))
 	}
 	assertStateClean(t, vm.Plan().Dir)
-	assertNSClean(t, c.NS)
+	qemulaunchtest.AssertClean(t, c.NS)
 }
