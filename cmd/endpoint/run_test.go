@@ -84,7 +84,7 @@ var (
 )
 
 // binaries builds the endpoint command and the guest-side LLDP receiver.
-func binaries(t *testing.T) (endpoint, lldprecv string) {
+func binaries(t testing.TB) (endpoint, lldprecv string) {
 	t.Helper()
 	ektest.RequireTool(t, "go")
 	buildOnce.Do(func() {
