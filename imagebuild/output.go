@@ -115,12 +115,13 @@ build:
 push: build
 	docker push $(IMAGE):$(TAG)
 
-# Rebuild the VM image from its recipe without the cache, then push it
+# Rebuild the VM image from its recipe without the cache (the new image
+# directory replaces this one atomically, hence make -C), then push it
 # tagged with the date and as "nightly".
 nightly:
-	$(IMAGEBUILD) build --no-cache -o . $(RECIPE)
-	$(MAKE) push TAG=nightly-$$(date +%Y%m%d)
-	$(MAKE) push TAG=nightly
+	$(IMAGEBUILD) build --no-cache -o $(CURDIR) $(RECIPE)
+	$(MAKE) -C $(CURDIR) push TAG=nightly-$$(date +%Y%m%d)
+	$(MAKE) -C $(CURDIR) push TAG=nightly
 `))
 
 // writeContainerFiles renders the Dockerfile and Makefile into dir.

@@ -23,8 +23,12 @@ const (
 	ReadyRegex  = `endpointkit: ready\b`
 )
 
-// HostnameParam is the kernel command line parameter naming the guest.
-const HostnameParam = "endpointkit.hostname"
+// Kernel command line parameters read by the agent: the guest's name, and
+// a flag that prints boot-step timings on the console.
+const (
+	HostnameParam = "endpointkit.hostname"
+	DebugParam    = "endpointkit.debug"
+)
 
 // Modes of the init process.
 const (

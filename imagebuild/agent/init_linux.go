@@ -111,10 +111,19 @@ func Init(cfg *Config) error {
 	con := console()
 	log := slog.New(slog.NewTextHandler(con, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	say := func(format string, a ...any) { fmt.Fprintf(con, "endpointkit: "+format+"\n", a...) }
+	_, debug := cmdline()[DebugParam]
+	trace := func(step string) {
+		if debug {
+			up, _ := os.ReadFile("/proc/uptime")
+			say("[%s] %s", strings.Fields(string(up))[0], step)
+		}
+	}
+	trace("init started")
 
 	if err := loadModules(cfg.Modules); err != nil {
 		log.Warn("modules", "err", err)
 	}
+	trace("modules loaded")
 	if cfg.Mode == ModeStage1 {
 		return stage1(cmdline(), say)
 	}
@@ -138,6 +147,7 @@ func Init(cfg *Config) error {
 		}
 	}
 
+	trace("network and share set up")
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2, unix.SIGINT, unix.SIGPWR)
 	power := make(chan struct{}, 1)
@@ -164,6 +174,7 @@ func Init(cfg *Config) error {
 	for {
 		select {
 		case <-ready:
+			trace("ssh server listening")
 			sshReady, ready = true, nil
 		case <-power:
 			shutdown(con, unix.LINUX_REBOOT_CMD_POWER_OFF, sup)
@@ -172,6 +183,7 @@ func Init(cfg *Config) error {
 			case unix.SIGCHLD:
 				for _, pid := range sup.reap() {
 					if pid == dhcpPID {
+						trace("dhcp lease")
 						dhcpDone = true
 					}
 				}
@@ -344,6 +356,7 @@ func RunServer(ctx context.Context, cfg *Config, ready io.Writer, log *slog.Logg
 	if err != nil {
 		return err
 	}
+	srv.warmUp()
 	if ready != nil {
 		ready.Write([]byte{1})
 	}

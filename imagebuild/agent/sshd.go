@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 
+	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -49,6 +52,21 @@ func NewServer(c SSHConfig, log *slog.Logger) (*Server, error) {
 		s.HostKeys = append(s.HostKeys, signer)
 	}
 	return s, nil
+}
+
+// warmUp runs the handshake's cryptography once, so the lazily computed
+// tables (ed25519 base point, curve25519) are ready before the first
+// client: under TCG they cost about a second.
+func (s *Server) warmUp() {
+	for _, k := range s.HostKeys {
+		k.Sign(rand.Reader, []byte("warm up"))
+	}
+	var scalar [32]byte
+	rand.Read(scalar[:])
+	curve25519.X25519(scalar[:], curve25519.Basepoint)
+	if c, err := ecdh.P256().GenerateKey(rand.Reader); err == nil {
+		c.ECDH(c.PublicKey())
+	}
 }
 
 func (s *Server) log() *slog.Logger {
