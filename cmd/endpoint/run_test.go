@@ -364,9 +364,11 @@ func lldpCrosses(t *testing.T, c *qemulaunchtest.Container, mgmt string) {
 
 // SIGTERM on an image with a disk: the guest powers off within the grace
 // period and the overlay it wrote to checks clean; the base is untouched.
+// (The tiny image plus a scratch base disk, so the test needs no
+// debootstrap build.)
 func TestRunStopDiskImage(t *testing.T) {
 	ektest.RequireQEMU(t)
-	im := imagetest.Debian(t)
+	im := qemulaunchtest.WithScratchDisk(t, imagetest.Tiny(t))
 	base := im.Path(im.Manifest.Disk)
 	before, err := os.Stat(base)
 	if err != nil {
@@ -376,7 +378,7 @@ func TestRunStopDiskImage(t *testing.T) {
 	l := startLauncher(t, c.NS, "--image", im.Dir, "--name", "ep-disk", "--forward", "22", "--keep-overlay", "--grace", "60s")
 	l.waitReady(t)
 	mgmt := net.JoinHostPort(c.Eth0Addr.String(), "22")
-	qemulaunchtest.SSH(t, "", mgmt, user, pass, "dd if=/dev/urandom of=$HOME/blob bs=1M count=8 2>/dev/null && echo ok", nil)
+	qemulaunchtest.SSH(t, "", mgmt, user, pass, "sudo dd if=/dev/urandom of=/dev/vda bs=1M count=16 2>/dev/null && echo ok", nil)
 	t0 := time.Now()
 	l.cmd.Process.Signal(syscall.SIGTERM)
 	if code := l.wait(t, 3*time.Minute); code != 0 {
@@ -387,6 +389,9 @@ func TestRunStopDiskImage(t *testing.T) {
 	}
 	if err := qemulaunch.CheckOverlay(context.Background(), l.state.Overlay()); err != nil {
 		t.Errorf("overlay after SIGTERM: %v", err)
+	}
+	if st, err := os.Stat(l.state.Overlay()); err != nil || st.Size() < 16<<20 {
+		t.Errorf("overlay did not receive the guest's 16 MiB: %v %v", st, err)
 	}
 	if after, _ := os.Stat(base); !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size() {
 		t.Errorf("base disk %s was written", base)

@@ -12,12 +12,16 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/nsutil"
+	"github.com/endpointkit/endpointkit/vmimage"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/crypto/ssh"
 )
@@ -204,4 +208,27 @@ func must(tb testing.TB, err error) {
 	if err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// WithScratchDisk returns a copy of an image directory (kernel and initrd
+// linked, not copied) whose manifest adds an empty 64 MiB qcow2 base disk,
+// so a diskless image like tiny gets a per-instance overlay the guest can
+// write to (/dev/vda).
+func WithScratchDisk(tb testing.TB, im *vmimage.Image) *vmimage.Image {
+	tb.Helper()
+	dir := tb.TempDir()
+	m := im.Manifest
+	for _, rel := range []string{m.Kernel, m.Initrd} {
+		if rel != "" {
+			must(tb, os.Symlink(im.Path(rel), filepath.Join(dir, rel)))
+		}
+	}
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", filepath.Join(dir, "scratch.qcow2"), "64M").CombinedOutput(); err != nil {
+		tb.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	m.Disk, m.DiskFormat = "scratch.qcow2", "qcow2"
+	must(tb, vmimage.Write(dir, m))
+	out, err := vmimage.Load(dir)
+	must(tb, err)
+	return out
 }
