@@ -214,9 +214,13 @@ func (vm *VM) sshHandshake(ctx context.Context, addr string) error {
 		return err
 	}
 	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
+	// Bound each attempt: user networking may hold a connection open
+	// while the guest is not answering yet.
+	dl := time.Now().Add(10 * time.Second)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
+		dl = cd
 	}
+	c.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
 	m := vm.cfg.Image.Manifest
