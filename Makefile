@@ -13,6 +13,7 @@ export PATH := $(GOBIN):/usr/local/go/bin:/usr/sbin:/sbin:$(PATH)
 # append to it (keep it sorted) instead of adding apt-get calls elsewhere.
 DEB_PACKAGES := \
 	ansible \
+	binutils \
 	busybox-static \
 	ca-certificates \
 	debootstrap \
@@ -38,7 +39,8 @@ GO_TOOLS := \
 FUZZTIME ?= 30s
 # Fuzz targets run by `make fuzz` (and so by `make test`): package:Target.
 FUZZ_TARGETS := \
-	./imagebuild:FuzzParseRecipe
+	./imagebuild:FuzzParseRecipe \
+	./qemulaunch:FuzzParsePorts
 
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .

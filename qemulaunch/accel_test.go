@@ -16,11 +16,11 @@ import (
 
 // The embedded probe bytes are what testdata/kvmprobe.S assembles to.
 func TestProbeFirmwareMatchesSource(t *testing.T) {
-	ektest.RequireTool(t, "gcc", "ld")
+	ektest.RequireTool(t, "as", "ld")
 	dir := t.TempDir()
 	obj, bin := filepath.Join(dir, "p.o"), filepath.Join(dir, "p.bin")
-	if out, err := exec.Command("gcc", "-c", "testdata/kvmprobe.S", "-o", obj).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v: %s", err, out)
+	if out, err := exec.Command("as", "--64", "-o", obj, "testdata/kvmprobe.S").CombinedOutput(); err != nil {
+		t.Fatalf("as: %v: %s", err, out)
 	}
 	if out, err := exec.Command("ld", "-e", "0", "-Ttext=0", "--oformat", "binary", "-o", bin, obj).CombinedOutput(); err != nil {
 		t.Fatalf("ld: %v: %s", err, out)

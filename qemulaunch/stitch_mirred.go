@@ -27,6 +27,11 @@ func (mirred) stitch(e *netEnv, eth, tap netlink.Link) error {
 		if err := ensureIngress(e, src); err != nil {
 			return err
 		}
+		// A re-stitch (dst re-created) must not leave a filter pointing at
+		// the old ifindex in front of the new one.
+		if err := dropOwnFilters(e, src); err != nil {
+			return err
+		}
 		f := &netlink.U32{
 			FilterAttrs: netlink.FilterAttrs{
 				LinkIndex: src.Attrs().Index,
@@ -67,16 +72,18 @@ func ensureIngress(e *netEnv, l netlink.Link) error {
 // verifyRedirect reads the filter back: a kernel without the u32 classifier
 // or mirred action fails here with a clear message instead of a dead link.
 func verifyRedirect(e *netEnv, src, dst netlink.Link) error {
-	var fs []netlink.Filter
-	var err error
-	for range 5 {
-		fs, err = e.h.FilterList(src, netlink.MakeHandle(0xffff, 0))
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
+	fs, err := listFilters(e, src)
+	if err != nil {
+		return err
+	}
+	redirs := 0
+	for _, f := range fs {
+		if u, ok := f.(*netlink.U32); ok && u.Attrs().Priority == mirredPrio {
+			redirs++
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("list filters on %s: %w", src.Attrs().Name, err)
+	if redirs != 1 {
+		return fmt.Errorf("%d redirect filters on %s, want 1", redirs, src.Attrs().Name)
 	}
 	for _, f := range fs {
 		if u, ok := f.(*netlink.U32); ok && u.RedirIndex == dst.Attrs().Index {
@@ -84,6 +91,36 @@ func verifyRedirect(e *netEnv, src, dst netlink.Link) error {
 		}
 	}
 	return fmt.Errorf("redirect %s -> %s not installed (kernel lacks cls_u32 or act_mirred?)", src.Attrs().Name, dst.Attrs().Name)
+}
+
+func dropOwnFilters(e *netEnv, l netlink.Link) error {
+	fs, err := listFilters(e, l)
+	if err != nil {
+		return err
+	}
+	for _, f := range fs {
+		if f.Attrs().Priority == mirredPrio {
+			if err := e.h.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("remove old filter on %s: %w", l.Attrs().Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func listFilters(e *netEnv, l netlink.Link) ([]netlink.Filter, error) {
+	var fs []netlink.Filter
+	var err error
+	for range 5 {
+		fs, err = e.h.FilterList(l, netlink.MakeHandle(0xffff, 0))
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list filters on %s: %w", l.Attrs().Name, err)
+	}
+	return fs, nil
 }
 
 func (mirred) unstitch(e *netEnv, eth, tap netlink.Link) error {

@@ -195,23 +195,30 @@ func (vm *VM) start(ctx context.Context) error {
 			return err
 		}
 	}
+	var recs []*stitchRec
 	for i, it := range plan.Interfaces {
-		if err := vm.stitchOne(i, it, found.data[i]); err != nil {
+		r, err := vm.stitchOne(i, it, found.data[i])
+		if err != nil {
 			return err
 		}
+		recs = append(recs, r)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return vm.exec(ctx)
+	if err := vm.exec(ctx); err != nil {
+		return err
+	}
+	vm.watchLinks(recs)
+	return nil
 }
 
 // stitchOne creates the TAP for one interface and joins it to eth.
-func (vm *VM) stitchOne(i int, it Interface, eth netlink.Link) error {
+func (vm *VM) stitchOne(i int, it Interface, eth netlink.Link) (*stitchRec, error) {
 	env := vm.env
 	tap, err := env.createTAP(it.TAP, vm.cfg.Name, it.MTU)
 	if err != nil {
-		return fmt.Errorf("interface %s: %w", it.Name, err)
+		return nil, fmt.Errorf("interface %s: %w", it.Name, err)
 	}
 	vm.undo = append(vm.undo, func() error {
 		if err := env.h.LinkDel(tap); err != nil {
@@ -224,20 +231,20 @@ func (vm *VM) stitchOne(i int, it Interface, eth netlink.Link) error {
 	}
 	st, err := stitcherFor(vm.plan.Stitch, vm.cfg.Name, i+1)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	vm.undo = append(vm.undo, func() error {
-		cur, err := env.h.LinkByIndex(eth.Attrs().Index)
-		if err != nil || cur.Attrs().Name != eth.Attrs().Name {
-			cur = nil // gone or replaced: nothing of ours left on it
+		cur, err := env.h.LinkByName(it.Name)
+		if err != nil {
+			cur = nil // gone: nothing of ours left on it
 		}
 		return st.unstitch(env, cur, tap)
 	})
 	if err := st.stitch(env, eth, tap); err != nil {
-		return fmt.Errorf("interface %s: stitch (%s): %w", it.Name, vm.plan.Stitch, err)
+		return nil, fmt.Errorf("interface %s: stitch (%s): %w", it.Name, vm.plan.Stitch, err)
 	}
 	vm.log.Info("stitched", "interface", it.Name, "tap", it.TAP, "mode", vm.plan.Stitch, "mtu", it.MTU)
-	return nil
+	return &stitchRec{it: it, st: st, eth: eth, tap: tap}, nil
 }
 
 // exec starts QEMU and connects QMP.

@@ -16,35 +16,32 @@ import (
 // detachKey (Ctrl-]) ends `endpoint console` without touching the guest.
 const detachKey = 0x1d
 
-// stateFlags adds --name/--state and resolves the state directory.
-func stateFlags(name string, stderr io.Writer) (*flag.FlagSet, func() (qemulaunch.StateDir, error)) {
+// stateDir parses --name/--state and resolves the state directory.
+func stateDir(name string, args []string, stderr io.Writer) (qemulaunch.StateDir, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.String("name", os.Getenv("ENDPOINT_NAME"), "instance name (state dir /run/endpointkit/NAME) ($ENDPOINT_NAME)")
 	s := fs.String("state", os.Getenv("ENDPOINT_STATE"), "state directory ($ENDPOINT_STATE)")
-	return fs, func() (qemulaunch.StateDir, error) {
-		switch {
-		case *s != "":
-			return qemulaunch.StateDir(*s), nil
-		case *n != "":
-			return qemulaunch.StateDir(qemulaunch.DefaultStateRoot + "/" + *n), nil
-		}
-		h, err := os.Hostname()
-		if err != nil {
-			return "", fmt.Errorf("%w: give --name or --state", errUsage)
-		}
-		return qemulaunch.StateDir(qemulaunch.DefaultStateRoot + "/" + h), nil
+	if err := fs.Parse(args); err != nil {
+		return "", fmt.Errorf("%w: %v", errUsage, err)
 	}
+	switch {
+	case *s != "":
+		return qemulaunch.StateDir(*s), nil
+	case *n != "":
+		return qemulaunch.StateDir(qemulaunch.DefaultStateRoot + "/" + *n), nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("%w: give --name or --state", errUsage)
+	}
+	return qemulaunch.StateDir(qemulaunch.DefaultStateRoot + "/" + h), nil
 }
 
 // runConsole attaches to the console socket: output to stdout, stdin to
 // the guest; Ctrl-] detaches. On a terminal, stdin is put in raw mode.
 func runConsole(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs, dir := stateFlags("console", stderr)
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	d, err := dir()
+	d, err := stateDir("console", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -100,11 +97,7 @@ func runConsole(ctx context.Context, args []string, stdin io.Reader, stdout, std
 
 // runHealth exits 0 when the instance is ready (for container HEALTHCHECK).
 func runHealth(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs, dir := stateFlags("health", stderr)
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	d, err := dir()
+	d, err := stateDir("health", args, stderr)
 	if err != nil {
 		return err
 	}

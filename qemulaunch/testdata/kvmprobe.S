@@ -1,5 +1,7 @@
 /* KVM probe firmware: reset vector -> protected mode -> long mode with
-   paging -> touch memory -> report via isa-debug-exit (port 0xf4). */
+   paging -> touch memory -> report via isa-debug-exit (port 0xf4).
+   Build: as --64 -o p.o kvmprobe.S && ld -e 0 -Ttext=0 --oformat binary -o p.bin p.o
+   The first 278 bytes are qemulaunch's probeCode (accel_test.go checks). */
 	.set BASE, 0xffff0000
 	.text
 	.code16
