@@ -225,7 +225,9 @@ func (c *Console) serve(path string) error {
 		l.Close()
 		return fmt.Errorf("console socket: %w", err)
 	}
+	c.mu.Lock()
 	c.listener = l
+	c.mu.Unlock()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -294,10 +296,10 @@ func (c *Console) detach(cl *consoleClient) {
 
 // closeServer stops accepting, disconnects clients and removes the socket.
 func (c *Console) closeServer(path string) {
+	c.mu.Lock()
 	if c.listener != nil {
 		c.listener.Close()
 	}
-	c.mu.Lock()
 	for cl := range c.clients {
 		close(cl.out)
 		delete(c.clients, cl)

@@ -41,6 +41,7 @@ type VM struct {
 	stopReq  ExitReason // what Stop/Kill asked for last ("" = nothing)
 	undo     []func() error
 	procDone chan struct{} // QEMU reaped
+	started  chan struct{} // Start finished (cleanup must not race it)
 	exited   chan struct{} // reaped and cleaned up; exit is final
 	exit     Exit
 	readyAt  time.Time
@@ -86,10 +87,12 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	if err := claimStateDir(dir); err != nil {
 		return nil, err
 	}
-	vm := &VM{cfg: cfg, log: log, procDone: make(chan struct{}), exited: make(chan struct{})}
+	vm := &VM{cfg: cfg, log: log, procDone: make(chan struct{}), started: make(chan struct{}), exited: make(chan struct{})}
 	vm.undo = append(vm.undo, func() error { os.Remove(dir.LauncherPID()); return nil })
 	writeHealth(dir.Health(), HealthStarting, "")
-	if err := vm.start(ctx); err != nil {
+	err := vm.start(ctx)
+	close(vm.started)
+	if err != nil {
 		if vm.cmd != nil && vm.cmd.Process != nil {
 			vm.kill()
 			<-vm.exited
@@ -335,6 +338,7 @@ func (vm *VM) exec(ctx context.Context) error {
 func (vm *VM) supervise(out *os.File, stderrDone <-chan struct{}) {
 	werr := vm.cmd.Wait()
 	close(vm.procDone)
+	<-vm.started // Start sees procDone and returns; only then clean up
 	// The console and stderr pipes reach EOF when QEMU is gone; bound the
 	// wait in case something inherited them.
 	select {
