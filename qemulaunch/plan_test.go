@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
@@ -206,4 +207,42 @@ func FuzzParsePorts(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestFromEndpointAndMACs(t *testing.T) {
+	t.Setenv(AccelEnv, "")
+	ep := endpoint.Endpoint{Name: "vqfx1", Ports: []int{22, 830},
+		ManagementMAC: mac("02:aa:00:00:00:00"),
+		Interfaces: []endpoint.Interface{
+			{Name: "eth1", MAC: mac("02:aa:00:00:00:01"), MTU: 9000},
+			{Name: "eth2", MAC: mac("02:aa:00:00:00:02")},
+		}}
+	c := FromEndpoint(ep, tinyImage())
+	c.Accel = AccelTCG
+	p, err := c.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := strings.Join(p.Args, " ")
+	for _, want := range []string{"mac=02:aa:00:00:00:00,addr=0x2", "ifname=tap1", "mac=02:aa:00:00:00:01,addr=0x3,host_mtu=9000",
+		"mac=02:aa:00:00:00:02,addr=0x4", "hostfwd=tcp::22-:22,hostfwd=tcp::830-:830"} {
+		if !strings.Contains(argv, want) {
+			t.Errorf("argv lacks %q:\n%s", want, argv)
+		}
+	}
+	var d Config
+	if err := d.ParseMACs("eth0=02:00:00:00:00:10, eth2=02:00:00:00:00:12"); err != nil {
+		t.Fatal(err)
+	}
+	if d.Management.MAC.String() != "02:00:00:00:00:10" || len(d.Interfaces) != 1 || d.Interfaces[0].Name != "eth2" {
+		t.Errorf("ParseMACs gave %+v", d)
+	}
+	if err := d.ParseMACs("eth10=02:00:00:00:00:1a,eth1=02:00:00:00:00:11"); err != nil || d.Interfaces[0].Name != "eth1" || d.Interfaces[2].Name != "eth10" {
+		t.Errorf("not in ethN order: %+v %v", d.Interfaces, err)
+	}
+	for _, bad := range []string{"eth1", "eth1=zz", "=02:00:00:00:00:01", "eth1=01:00:5e:00:00:01"} {
+		if err := d.ParseMACs(bad); err == nil {
+			t.Errorf("ParseMACs(%q) accepted", bad)
+		}
+	}
 }

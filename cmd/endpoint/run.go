@@ -73,10 +73,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // runOpts are the settings of `endpoint run`.
 type runOpts struct {
-	image, lesson, name, forward, accel, stitch, state, netns string
-	interfaces                                                int
-	grace                                                     time.Duration
-	keepOverlay                                               bool
+	image, lesson, name, forward, accel, stitch, state, netns, macs string
+	interfaces                                                      int
+	grace                                                           time.Duration
+	keepOverlay                                                     bool
 }
 
 // runFlags defines run's flags, each defaulting to its ENDPOINT_* variable.
@@ -94,6 +94,7 @@ func runFlags(stderr io.Writer, env func(string) string) (*flag.FlagSet, *runOpt
 	str(&o.accel, "accel", "accelerator: auto, kvm or tcg (default auto; $ENDPOINTKIT_ACCEL also works)")
 	str(&o.stitch, "stitch", "how ethN joins tapN: mirred or bridge (default mirred)")
 	str(&o.state, "state", "state directory (default /run/endpointkit/NAME)")
+	str(&o.macs, "macs", "guest NIC MACs, e.g. eth0=02:…,eth1=02:… (default: derived from the name)")
 	str(&o.netns, "netns", "named network namespace to run in (default: the current one)")
 	var err error
 	num := func(name string) string { return env("ENDPOINT_" + envName(name)) }
@@ -140,13 +141,22 @@ func (o *runOpts) config(log *slog.Logger) (qemulaunch.Config, error) {
 	} else {
 		fwd = imagePorts(im.Manifest)
 	}
-	return qemulaunch.Config{
+	cfg := qemulaunch.Config{
 		Name: name, Image: im, LessonDir: o.lesson, StateDir: o.state, NetNS: o.netns,
 		Accel: qemulaunch.Accel(o.accel), Stitch: qemulaunch.StitchMode(o.stitch),
 		Forwards: fwd, DataInterfaces: o.interfaces, KeepOverlay: o.keepOverlay,
 		Timeouts: qemulaunch.Timeouts{StopGrace: o.grace},
 		Logger:   log,
-	}, nil
+	}
+	if o.macs != "" {
+		if err := cfg.ParseMACs(o.macs); err != nil {
+			return cfg, fmt.Errorf("%w: --%v", errUsage, err)
+		}
+		if len(cfg.Interfaces) > 0 && o.interfaces > len(cfg.Interfaces) {
+			return cfg, fmt.Errorf("%w: --macs names %d data interfaces but --interfaces is %d", errUsage, len(cfg.Interfaces), o.interfaces)
+		}
+	}
+	return cfg, nil
 }
 
 // imagePorts are the guest ports an image declares: its APIs and its
