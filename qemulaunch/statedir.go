@@ -15,8 +15,8 @@ import "path/filepath"
 //	overlay.qcow2  per-instance overlay over the image's base disk
 //	health         one line: starting | ready | stopping | stopped | failed: REASON
 //
-// Everything but console.log* (and overlay.qcow2 with Config.KeepOverlay)
-// is removed when QEMU exits and Start's cleanup has run.
+// When QEMU exits, cleanup removes everything but console.log*, health
+// (its final state) and, with Config.KeepOverlay, overlay.qcow2.
 type StateDir string
 
 // Paths inside a state directory.

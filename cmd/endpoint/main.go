@@ -4,7 +4,8 @@
 //
 //	endpoint run --image DIR [--lesson DIR] [--name NAME] [--forward 22,830]
 //	             [--accel auto|kvm|tcg] [--stitch mirred|bridge] [--state DIR]
-//	             [--interfaces N] [--grace 60s] [--keep-overlay] [--netns NAME]
+//	             [--interfaces N] [--macs eth0=MAC,eth1=MAC] [--grace 60s]
+//	             [--keep-overlay] [--netns NAME]
 //	endpoint console [--name NAME | --state DIR]
 //	endpoint health  [--name NAME | --state DIR]
 //
