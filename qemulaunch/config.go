@@ -307,6 +307,15 @@ func (c Config) validate() error {
 			return configErr("Forwards", "guest port %s forwarded twice", key)
 		}
 		seen[key] = true
+		host := f.HostPort
+		if host == 0 {
+			host = f.GuestPort
+		}
+		hkey := "host " + f.proto() + "/" + strconv.Itoa(host)
+		if host != AutoPort && seen[hkey] {
+			return configErr("Forwards", "host port %s used by two forwards", hkey[5:])
+		}
+		seen[hkey] = true
 	}
 	if len(c.Interfaces) > maxDataNICs {
 		return configErr("Interfaces", "%d data interfaces; at most %d fit on the PCI bus", len(c.Interfaces), maxDataNICs)

@@ -122,6 +122,7 @@ func TestPlanRejects(t *testing.T) {
 		"stitch":        {func(c *Config) { c.Stitch = "ovs" }, "Stitch"},
 		"port":          {func(c *Config) { c.Forwards = []Forward{{GuestPort: 70000}} }, "out of range"},
 		"dup port":      {func(c *Config) { c.Forwards = []Forward{{GuestPort: 22}, {GuestPort: 22, HostPort: 2222}} }, "twice"},
+		"dup host port": {func(c *Config) { c.Forwards = []Forward{{GuestPort: 22, HostPort: 2222}, {GuestPort: 2222}} }, "two forwards"},
 		"proto":         {func(c *Config) { c.Forwards = []Forward{{GuestPort: 22, Proto: "sctp"}} }, "tcp or udp"},
 		"iface dup":     {func(c *Config) { c.Interfaces = []Interface{{Name: "eth1"}, {Name: "eth1", TAP: "t9"}} }, "twice"},
 		"iface mgmt":    {func(c *Config) { c.Interfaces = []Interface{{Name: "eth0"}} }, "twice"},

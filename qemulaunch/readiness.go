@@ -7,6 +7,7 @@ import (
 	"net"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/endpointkit/endpointkit/vmimage"
@@ -185,6 +186,10 @@ func retry(ctx context.Context, fn func(context.Context) error) error {
 		if err == nil {
 			return nil
 		}
+		var perm permanentError
+		if errors.As(err, &perm) {
+			return perm.error
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
@@ -247,8 +252,13 @@ func (vm *VM) sshHandshake(ctx context.Context, addr string) error {
 }
 
 func isAuthFailure(err error) bool {
-	return err != nil && regexp.MustCompile(`unable to authenticate`).MatchString(err.Error())
+	return err != nil && strings.Contains(err.Error(), "unable to authenticate")
 }
+
+// permanentError stops retry: waiting longer cannot fix it.
+type permanentError struct{ error }
+
+func (p permanentError) Unwrap() error { return p.error }
 
 // HostKeyCallback accepts exactly the host keys an image manifest lists (by
 // SHA256 fingerprint), or any key when it lists none.
@@ -263,6 +273,6 @@ func HostKeyCallback(keys []vmimage.HostKey) ssh.HostKeyCallback {
 				return nil
 			}
 		}
-		return fmt.Errorf("host key %s %s of %s is not one the image manifest lists", key.Type(), fp, host)
+		return permanentError{fmt.Errorf("host key %s %s of %s is not one the image manifest lists (wrong guest on this port, or the image was rebuilt: reload its manifest)", key.Type(), fp, host)}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/endpointkit/endpointkit/internal/imagetest"
 	"github.com/endpointkit/endpointkit/internal/nsutil"
 	"github.com/endpointkit/endpointkit/qemulaunch/qemulaunchtest"
+	"github.com/endpointkit/endpointkit/vmimage"
 	"github.com/vishvananda/netlink"
 )
 
@@ -147,4 +148,25 @@ func TestNotRootIsClear(t *testing.T) {
 		t.Fatalf("as nobody: %v\n%s", err, out)
 	}
 	qemulaunchtest.AssertClean(t, c.NS)
+}
+
+// A guest whose SSH host key is not the manifest's fails readiness at once
+// with the reason, instead of retrying until the deadline.
+func TestReadyRejectsWrongHostKey(t *testing.T) {
+	ektest.RequireQEMU(t)
+	im := *imagetest.Tiny(t)
+	im.Manifest.HostKeys = []vmimage.HostKey{{Type: "ssh-ed25519", Fingerprint: "SHA256:not-this-guest"}}
+	vm, err := Start(bg(), Config{Name: "hostkey", Image: &im, Accel: AccelTCG,
+		StateDir: filepath.Join(t.TempDir(), "s"), Management: Management{Address: mustAddr("127.0.0.1")},
+		Forwards: []Forward{{GuestPort: 22, HostPort: AutoPort}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Kill()
+	err = vm.Ready(timeoutCtx(t, 3*time.Minute))
+	if err == nil || !strings.Contains(err.Error(), "not one the image manifest lists") || strings.Contains(err.Error(), "not within") {
+		t.Fatalf("Ready = %v", err)
+	}
+	vm.Stop(bg())
+	assertStateClean(t, vm.Plan().Dir)
 }
