@@ -154,3 +154,18 @@ func TestStartBadInput(t *testing.T) {
 		}
 	})
 }
+
+// A kernel whose bytes do not match the manifest's sha256 is refused even
+// though the hash is checked while QEMU starts.
+func TestStartCorruptKernel(t *testing.T) {
+	cfg := blankConfig(t)
+	dir := cfg.Image.Dir
+	os.WriteFile(filepath.Join(dir, "vmlinux"), append([]byte("\x7fELF"), make([]byte, 4096)...), 0o644)
+	cfg.Image.Manifest.Kernel = "vmlinux"
+	cfg.Image.Manifest.Artifacts = map[string]string{"vmlinux": strings.Repeat("ab", 32)}
+	_, err := Start(bg(), cfg)
+	if !errors.Is(err, ErrImage) || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("err = %v", err)
+	}
+	assertStateClean(t, StateDir(cfg.StateDir))
+}

@@ -19,6 +19,15 @@ import (
 // recorded sha256, and the base disk is readable by qemu-img. Errors wrap
 // [ErrImage] and name the file.
 func CheckImage(ctx context.Context, im *vmimage.Image) error {
+	if err := checkImage(ctx, im, false); err != nil {
+		return err
+	}
+	return checkImage(ctx, im, true)
+}
+
+// checkImage does the cheap checks (existence, headers, qemu-img) or, with
+// hashes, only the sha256 comparison, which Start runs beside the boot.
+func checkImage(ctx context.Context, im *vmimage.Image, hashes bool) error {
 	m := im.Manifest
 	check := func(field, rel string, hashLimit int64) error {
 		if rel == "" {
@@ -33,7 +42,7 @@ func CheckImage(ctx context.Context, im *vmimage.Image) error {
 			return fmt.Errorf("%w: %s is empty (manifest field %s): rebuild the image", ErrImage, p, field)
 		}
 		want, ok := m.Artifacts[rel]
-		if !ok || st.Size() > hashLimit {
+		if !hashes || !ok || st.Size() > hashLimit {
 			return nil
 		}
 		got, err := fileSHA256(p)
@@ -46,19 +55,18 @@ func CheckImage(ctx context.Context, im *vmimage.Image) error {
 		return nil
 	}
 	const smallFile = 256 << 20
-	if err := check("kernel", m.Kernel, smallFile); err != nil {
-		return err
+	for _, f := range []struct{ field, rel string }{{"kernel", m.Kernel}, {"initrd", m.Initrd}, {"seed", m.Seed}} {
+		if err := check(f.field, f.rel, smallFile); err != nil {
+			return err
+		}
+	}
+	if hashes {
+		return nil
 	}
 	if m.Kernel != "" {
 		if err := checkKernel(im.Path(m.Kernel), m.KernelFormat); err != nil {
 			return err
 		}
-	}
-	if err := check("initrd", m.Initrd, smallFile); err != nil {
-		return err
-	}
-	if err := check("seed", m.Seed, smallFile); err != nil {
-		return err
 	}
 	if err := check("disk", m.Disk, 0); err != nil {
 		return err

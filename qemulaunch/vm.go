@@ -67,7 +67,7 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if err := CheckImage(ctx, cfg.Image); err != nil {
+	if err := checkImage(ctx, cfg.Image, false); err != nil {
 		return nil, err
 	}
 	if cfg.LessonDir != "" {
@@ -137,6 +137,11 @@ func (vm *VM) start(ctx context.Context) error {
 		a   Accel
 		err error
 	}
+	// Hashing the kernel and initrd (tens of ms) runs beside the rest of
+	// start-up and the first moments of the boot; Start fails (and kills
+	// QEMU) if it finds corruption.
+	hashc := make(chan error, 1)
+	go func() { hashc <- checkImage(ctx, cfg.Image, true) }()
 	accelc := make(chan accelResult, 1)
 	go func() {
 		a, err := ResolveAccel(ctx, cfg.Accel, cfg.Binary, vm.log)
@@ -209,8 +214,12 @@ func (vm *VM) start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := vm.exec(ctx); err != nil {
+	execErr := vm.exec(ctx)
+	if err := <-hashc; err != nil {
 		return err
+	}
+	if execErr != nil {
+		return execErr
 	}
 	vm.watchLinks(recs)
 	return nil
