@@ -299,8 +299,11 @@ func (vm *VM) exec(ctx context.Context) error {
 	cmd := exec.Command(p.Binary, p.Args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 	cmd.Dir = string(dir)
-	// QEMU must not outlive a launcher killed with -9.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// QEMU must not outlive a launcher killed with -9 (Pdeathsig), and
+	// must not get the terminal's Ctrl-C or a process-group SIGTERM meant
+	// for the launcher (its own process group): QEMU exits at once on
+	// those, while the launcher turns them into a graceful poweroff.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	vm.log.Info("starting QEMU", "accel", p.Accel, "command", p.Command())
 	err = vm.env.do(cmd.Start)
 	inR.Close()

@@ -46,7 +46,8 @@ func BenchmarkTimeToSSHReady(b *testing.B) {
 				break
 			}
 		}
-		sumEP += time.Since(t0)
+		epT := time.Since(t0)
+		sumEP += epT
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
 
@@ -70,6 +71,7 @@ func BenchmarkTimeToSSHReady(b *testing.B) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		sumBare += time.Since(t0)
+		b.Logf("iteration %d: endpoint %v, bare %v", i, epT.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 		q.Process.Kill()
 		q.Wait()
 	}

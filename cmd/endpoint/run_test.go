@@ -152,6 +152,7 @@ func startLauncher(t *testing.T, ns string, args ...string) *launcher {
 	state := filepath.Join(t.TempDir(), "state")
 	all := append([]string{"netns", "exec", ns, bin, "run", "--accel", "tcg", "--state", state}, args...)
 	cmd := exec.Command("ip", all...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a group of its own, like a shell job
 	so, _ := cmd.StdoutPipe()
 	se, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -397,6 +398,21 @@ func TestRunStopDiskImage(t *testing.T) {
 		t.Errorf("base disk %s was written", base)
 	}
 	qemulaunchtest.AssertClean(t, c.NS)
+}
+
+// Ctrl-C in a terminal signals the whole foreground process group; QEMU
+// must not get it (it would exit at once), the launcher turns it into a
+// graceful poweroff.
+func TestRunProcessGroupInterrupt(t *testing.T) {
+	ektest.RequireQEMU(t)
+	im := imagetest.Tiny(t)
+	c := qemulaunchtest.NewContainer(t, 0)
+	l := startLauncher(t, c.NS, "--image", im.Dir, "--name", "ep-intr", "--forward", "22")
+	l.waitReady(t)
+	syscall.Kill(-l.cmd.Process.Pid, syscall.SIGINT)
+	if code := l.wait(t, time.Minute); code != 0 || !l.stderr.has("stopped (guest-shutdown)") {
+		t.Fatalf("exit %d:\n%s", code, l.stderr)
+	}
 }
 
 // kill -9 of QEMU: endpoint notices, exits with "died" and cleans up.
