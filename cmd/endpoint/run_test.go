@@ -436,3 +436,11 @@ func TestRunQEMUKilled(t *testing.T) {
 	}
 	qemulaunchtest.AssertClean(t, c.NS)
 }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
