@@ -13,6 +13,7 @@ export PATH := $(GOBIN):/usr/local/go/bin:/usr/sbin:/sbin:$(PATH)
 # append to it (keep it sorted) instead of adding apt-get calls elsewhere.
 DEB_PACKAGES := \
 	ansible \
+	binutils \
 	busybox-static \
 	ca-certificates \
 	debootstrap \
@@ -44,8 +45,9 @@ FUZZ_TARGETS := \
 	./configure:FuzzParseAnsibleJSON \
 	./configure:FuzzParseNetconfConfig \
 	./configure:FuzzSplitScriptOutput \
-	./imagebuild:FuzzParseRecipe
-	./lessonmeta:FuzzParse
+	./imagebuild:FuzzParseRecipe \
+	./lessonmeta:FuzzParse \
+	./qemulaunch:FuzzParsePorts
 
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .

@@ -4,6 +4,7 @@
 //
 //	imagebuild build [--no-cache] [--cache DIR] -o OUT_DIR RECIPE_DIR_OR_FILE
 //	imagebuild dockerfile OUT_DIR
+//	imagebuild test [--accel auto|kvm|tcg] [--timeout 10m] [-v] IMAGE_DIR
 package main
 
 import (

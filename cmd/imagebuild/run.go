@@ -29,6 +29,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"build":      {"build RECIPE into an image directory", runBuild},
 		"dockerfile": {"regenerate the Dockerfile and Makefile of an image directory", runDockerfile},
+		"test":       {"boot an image directory, wait until ready, log in over SSH, stop", runTest},
 	}
 }
 

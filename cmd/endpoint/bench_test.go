@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/endpointkit/endpointkit/internal/ektest"
+	"github.com/endpointkit/endpointkit/internal/imagetest"
+	"github.com/endpointkit/endpointkit/qemulaunch/qemulaunchtest"
+)
+
+// BenchmarkTimeToSSHReady compares, in the same run and alternating, the
+// time from exec to "ready" of `endpoint run` (tiny image, container
+// namespace, TCG) with a bare qemu-system-x86_64 command line for the same
+// image plus a hand-written SSH poll (a login attempt bounded by 500 ms, every 20 ms).
+// Reported: ms of each and their ratio (goal ≤ 1.05).
+func BenchmarkTimeToSSHReady(b *testing.B) {
+	ektest.RequireQEMU(b)
+	im := imagetest.Tiny(b)
+	bin, _ := binaries(b)
+	c := qemulaunchtest.NewContainer(b, 0)
+	var sumEP, sumBare, sumStart time.Duration
+	for i := 0; i < b.N; i++ {
+		// endpoint run
+		state := filepath.Join(b.TempDir(), "state")
+		t0 := time.Now()
+		cmd := exec.Command("ip", "netns", "exec", c.NS, bin, "run", "--accel", "tcg", "--image", im.Dir,
+			"--name", "bench", "--forward", "22", "--state", state)
+		out := &lineWriter{ch: make(chan string, 64)}
+		cmd.Stdout, cmd.Stderr = out, nil
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		for l := range out.ch {
+			if strings.Contains(l, ": QEMU started") {
+				sumStart += time.Since(t0)
+			}
+			if containsReady(l) {
+				break
+			}
+		}
+		epT := time.Since(t0)
+		sumEP += epT
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+
+		// bare QEMU + SSH poll
+		port := freePort(b)
+		args := []string{"-machine", "pc,accel=tcg", "-m", "256", "-nodefaults", "-no-user-config", "-display", "none",
+			"-serial", "null", "-kernel", im.Path(im.Manifest.Kernel), "-initrd", im.Path(im.Manifest.Initrd),
+			"-append", im.Manifest.Cmdline + " endpointkit.hostname=bench",
+			"-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:" + strconv.Itoa(port) + "-:22", "-device", "virtio-net-pci,netdev=n0"}
+		t0 = time.Now()
+		q := exec.Command("qemu-system-x86_64", args...)
+		if err := q.Start(); err != nil {
+			b.Fatal(err)
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		for !qemulaunchtest.SSHOnce(addr, user, pass, 500*time.Millisecond) {
+			if time.Since(t0) > 3*time.Minute {
+				q.Process.Kill()
+				b.Fatal("bare guest never answered SSH")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		sumBare += time.Since(t0)
+		b.Logf("iteration %d: endpoint %v, bare %v", i, epT.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+		q.Process.Kill()
+		q.Wait()
+	}
+	ep := sumEP.Seconds() * 1000 / float64(b.N)
+	bare := sumBare.Seconds() * 1000 / float64(b.N)
+	b.ReportMetric(ep, "endpoint-ms")
+	b.ReportMetric(sumStart.Seconds()*1000/float64(b.N), "exec-to-qemu-ms")
+	b.ReportMetric(bare, "bare-ms")
+	b.ReportMetric(ep/bare, "ratio")
+	b.ReportMetric(0, "ns/op")
+}
+
+func freePort(b *testing.B) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type lineWriter struct {
+	buf []byte
+	ch  chan string
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		select {
+		case w.ch <- string(w.buf[:i]):
+		default:
+		}
+		w.buf = w.buf[i+1:]
+	}
+}
+
+func containsReady(l string) bool { return strings.Contains(l, ": ready in ") }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"github.com/endpointkit/endpointkit/qemulaunch"
+	"golang.org/x/term"
+)
+
+// detachKey (Ctrl-]) ends `endpoint console` without touching the guest.
+const detachKey = 0x1d
+
+// stateDir parses --name/--state and resolves the state directory.
+func stateDir(name string, args []string, stderr io.Writer) (qemulaunch.StateDir, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.String("name", os.Getenv("ENDPOINT_NAME"), "instance name (state dir /run/endpointkit/NAME) ($ENDPOINT_NAME)")
+	s := fs.String("state", os.Getenv("ENDPOINT_STATE"), "state directory ($ENDPOINT_STATE)")
+	if err := fs.Parse(args); err != nil {
+		return "", fmt.Errorf("%w: %v", errUsage, err)
+	}
+	switch {
+	case *s != "":
+		return qemulaunch.StateDir(*s), nil
+	case *n != "":
+		return qemulaunch.StateDir(qemulaunch.DefaultStateRoot + "/" + *n), nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("%w: give --name or --state", errUsage)
+	}
+	return qemulaunch.StateDir(qemulaunch.DefaultStateRoot + "/" + h), nil
+}
+
+// runConsole attaches to the console socket: output to stdout, stdin to
+// the guest; Ctrl-] detaches. On a terminal, stdin is put in raw mode.
+func runConsole(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	d, err := stateDir("console", args, stderr)
+	if err != nil {
+		return err
+	}
+	conn, err := net.Dial("unix", d.ConsoleSocket())
+	if err != nil {
+		return fmt.Errorf("console of %s: %w (is `endpoint run` running with this state dir?)", d, err)
+	}
+	defer conn.Close()
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		old, err := term.MakeRaw(int(f.Fd()))
+		if err == nil {
+			defer term.Restore(int(f.Fd()), old)
+		}
+		fmt.Fprint(stderr, "[attached; Ctrl-] detaches]\r\n")
+	}
+	done := make(chan error, 2)
+	go func() {
+		_, err := io.Copy(stdout, conn)
+		done <- err
+	}()
+	go func() {
+		buf := make([]byte, 1024)
+		for {
+			n, err := stdin.Read(buf)
+			for i := 0; i < n; i++ {
+				if buf[i] == detachKey {
+					conn.Write(buf[:i])
+					done <- nil
+					return
+				}
+			}
+			if n > 0 {
+				if _, werr := conn.Write(buf[:n]); werr != nil {
+					done <- werr
+					return
+				}
+			}
+			if err != nil {
+				return // stdin closed: keep printing until the VM goes
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// runHealth exits 0 when the instance is ready (for container HEALTHCHECK).
+func runHealth(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	d, err := stateDir("health", args, stderr)
+	if err != nil {
+		return err
+	}
+	state, detail, err := qemulaunch.ReadHealth(d)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, state, detail)
+	if state != qemulaunch.HealthReady {
+		return &exitError{exitFailed, "not ready: " + state}
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+package qemulaunch
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// ids hands out QEMU object IDs. One allocator per command line, so netdev,
+// device, chardev and fsdev IDs never collide.
+type ids struct{ next map[string]int }
+
+func (a *ids) id(prefix string) string {
+	if a.next == nil {
+		a.next = map[string]int{}
+	}
+	n := a.next[prefix]
+	a.next[prefix] = n + 1
+	return prefix + strconv.Itoa(n)
+}
+
+// device is one QEMU back-end plus front-end that renders its own arguments.
+type device interface {
+	args(a *ids) ([]string, error)
+}
+
+var (
+	_ device = userNIC{}
+	_ device = tapNIC{}
+	_ device = share9p{}
+	_ device = disk{}
+	_ device = seed{}
+)
+
+// qemuOpt escapes a value for QEMU's comma-separated option syntax.
+func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// nicFront renders the -device part of a NIC, pinned to a PCI slot so slot
+// order equals ethN order whatever else is on the bus.
+func nicFront(model, netdev, mac string, slot, mtu int) string {
+	s := fmt.Sprintf("%s,netdev=%s,mac=%s", model, netdev, mac)
+	if strings.HasSuffix(model, "-pci") || model == "e1000" || model == "e1000e" || model == "rtl8139" {
+		s += fmt.Sprintf(",addr=0x%x", slot)
+	}
+	if mtu > 0 && strings.HasPrefix(model, "virtio-net") {
+		s += ",host_mtu=" + strconv.Itoa(mtu)
+	}
+	return s
+}
+
+// userNIC is the management NIC on QEMU user-mode networking, forwarding
+// exactly the given ports from the management address.
+type userNIC struct {
+	model    string
+	mac      string
+	addr     netip.Addr
+	forwards []Forward
+}
+
+func (n userNIC) args(a *ids) ([]string, error) {
+	id := a.id("net")
+	b := "user,id=" + id
+	host := ""
+	if n.addr.IsValid() {
+		host = n.addr.String()
+		if n.addr.Is6() {
+			return nil, fmt.Errorf("management address %s: only IPv4 host forwarding is supported", n.addr)
+		}
+	}
+	for _, f := range n.forwards {
+		if f.HostPort <= 0 {
+			return nil, fmt.Errorf("forward %s: host port not resolved", f)
+		}
+		b += fmt.Sprintf(",hostfwd=%s:%s:%d-:%d", f.proto(), host, f.HostPort, f.GuestPort)
+	}
+	return []string{"-netdev", b, "-device", nicFront(n.model, id, n.mac, 2, 0)}, nil
+}
+
+// tapNIC is a data NIC on a pre-created, persistent TAP (opened by name).
+type tapNIC struct {
+	model string
+	tap   string
+	mac   string
+	mtu   int
+	slot  int
+}
+
+func (n tapNIC) args(a *ids) ([]string, error) {
+	id := a.id("net")
+	return []string{
+		"-netdev", fmt.Sprintf("tap,id=%s,ifname=%s,script=no,downscript=no", id, n.tap),
+		"-device", nicFront(n.model, id, n.mac, n.slot, n.mtu),
+	}, nil
+}
+
+// share9p shares a host directory read-only over virtio-9p.
+type share9p struct {
+	path string
+	tag  string
+}
+
+func (s share9p) args(a *ids) ([]string, error) {
+	id := a.id("fsdev")
+	return []string{
+		"-fsdev", fmt.Sprintf("local,id=%s,path=%s,security_model=none,readonly=on", id, qemuOpt(s.path)),
+		"-device", fmt.Sprintf("virtio-9p-pci,fsdev=%s,mount_tag=%s", id, s.tag),
+	}, nil
+}
+
+// disk is the per-instance overlay on the image's disk bus.
+type disk struct {
+	path string
+	bus  string
+}
+
+func (d disk) args(a *ids) ([]string, error) {
+	id := a.id("disk")
+	drive := fmt.Sprintf("file=%s,format=qcow2,if=none,id=%s,cache=writeback,discard=unmap", qemuOpt(d.path), id)
+	var front string
+	switch d.bus {
+	case "", "virtio":
+		front = "virtio-blk-pci,drive=" + id
+	case "ide":
+		front = "ide-hd,drive=" + id
+	case "scsi":
+		sid := a.id("scsi")
+		return []string{"-drive", drive, "-device", "virtio-scsi-pci,id=" + sid,
+			"-device", fmt.Sprintf("scsi-hd,drive=%s,bus=%s.0", id, sid)}, nil
+	default:
+		return nil, fmt.Errorf("disk bus %q: want virtio, ide or scsi", d.bus)
+	}
+	return []string{"-drive", drive, "-device", front}, nil
+}
+
+// seed is a read-only cloud-init NoCloud seed drive.
+type seed struct{ path string }
+
+func (d seed) args(a *ids) ([]string, error) {
+	id := a.id("seed")
+	return []string{"-drive", fmt.Sprintf("file=%s,format=raw,if=none,id=%s,readonly=on", qemuOpt(d.path), id),
+		"-device", "virtio-blk-pci,drive=" + id}, nil
+}

@@ -1,0 +1,78 @@
+// Package qemulaunch runs one endpoint VM inside a container's network
+// namespace: it turns the container's interfaces into VM NICs, forwards the
+// declared management ports into the guest, shares the lesson directory
+// over 9p, and keeps QEMU alive and observable over QMP.
+//
+// # Shape
+//
+// A plain-data [Config] describes the instance. [Config.Plan] computes the
+// QEMU command line and everything that will be created, without touching
+// the system (golden-tested). [Start] resolves what only the running system
+// knows, then acts:
+//
+//  1. accelerator: [ResolveAccel] (auto proves KVM runs a probe guest,
+//     else falls back to TCG loudly and scales boot deadlines);
+//  2. interfaces: waits, bounded and event-driven (netlink notifications),
+//     for eth0's IPv4 address and eth1…ethN;
+//  3. ports: each forwarded host port is checked bindable on eth0's
+//     address; QEMU user networking (hostfwd) then forwards exactly those,
+//     nothing else is exposed;
+//  4. disk: a qcow2 overlay in the state dir over the image's base disk
+//     (the base is never written);
+//  5. data NICs: per ethN a persistent single-queue tapN (MTU = ethN's),
+//     stitched by tc mirred (u32 match-all, both ways) or a Linux bridge
+//     (group_fwd_mask passes LLDP), TX checksum offload off on ethN; NIC
+//     for ethN pinned at PCI slot 2+N, management NIC at slot 2;
+//  6. QEMU: started in the namespace, serial console on its stdio, QMP on
+//     a unix socket in the state dir.
+//
+// [VM.Ready] then waits layer by layer (QMP running, serial regex, real
+// SSH handshakes); [VM.Stop] powers the guest off gracefully with
+// escalation; [VM.Wait] reports how QEMU ended ([Exit]).
+//
+// # Contexts
+//
+//   - Start(ctx): bounds start-up only; cancelling later does nothing to
+//     the VM.
+//   - Ready(ctx), Wait(ctx), Status(ctx): bound the wait only.
+//   - Stop(ctx): bounds the graceful part; when ctx ends first Stop
+//     escalates at once (quit, SIGKILL) and still returns only after QEMU
+//     exited and cleanup ran.
+//
+// Every QMP command runs under its own deadline (Timeouts.QMPCommand): the
+// go-qemu client has none, so a wedged monitor is disconnected rather than
+// waited on. QMP events are drained continuously.
+//
+// # Shutdown semantics
+//
+// QEMU runs without -no-shutdown: when the guest powers off, QEMU flushes
+// the disks and exits by itself, after emitting SHUTDOWN (reason
+// guest-shutdown), which [Exit] records. With -no-shutdown a guest
+// poweroff would leave QEMU idling until the launcher quit it — one more
+// round trip for nothing, and a guest stuck forever if the launcher were
+// gone. A guest reboot stays a reboot (no -no-reboot).
+//
+// # Namespaces
+//
+// All netlink work goes through a handle bound to the VM's namespace
+// (Config.NetNS, or the caller's). What must run inside — creating TAPs,
+// binding probe sockets, dialling SSH, exec'ing QEMU — runs on a locked
+// thread that is switched in and back (or discarded); no long-lived
+// goroutine ever changes namespace.
+//
+// # Resources and cleanup
+//
+// Links this package creates carry the alias "endpointkit:NAME"; a launch
+// removes such leftovers of a crashed earlier launch of the same instance.
+// When QEMU exits — however it exits — the launcher removes the stitches
+// (ingress qdiscs, bridges), TAPs, sockets, pid files and (unless
+// Config.KeepOverlay) the overlay. QEMU gets SIGKILL if the launcher dies
+// (PR_SET_PDEATHSIG). See [StateDir] for the state directory layout.
+//
+// # Environment
+//
+//	ENDPOINTKIT_ACCEL   overrides Config.Accel (auto, kvm, tcg)
+//
+// Creating TAPs, qdiscs and bridges needs root or CAP_NET_ADMIN in the
+// namespace and /dev/net/tun; QEMU and qemu-img must be installed.
+package qemulaunch

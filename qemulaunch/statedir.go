@@ -1,0 +1,32 @@
+package qemulaunch
+
+import "path/filepath"
+
+// StateDir is an instance state directory. Its layout is stable (other
+// programs — the lesson orchestration, container health checks, `endpoint
+// console` — read it):
+//
+//	endpoint.pid   pid of the launcher process (written by Start)
+//	qemu.pid       pid of QEMU
+//	qemu.argv      the QEMU command line, one argument per line
+//	qmp.sock       QMP unix socket (QEMU is the server)
+//	console.sock   serial console; any number of clients may attach
+//	console.log    serial console output, size-bounded (older half in console.log.1)
+//	overlay.qcow2  per-instance overlay over the image's base disk
+//	health         one line: starting | ready | stopping | stopped | failed: REASON
+//
+// When QEMU exits, cleanup removes everything but console.log*, health
+// (its final state) and, with Config.KeepOverlay, overlay.qcow2.
+type StateDir string
+
+// Paths inside a state directory.
+func (d StateDir) LauncherPID() string   { return d.join("endpoint.pid") }
+func (d StateDir) QEMUPID() string       { return d.join("qemu.pid") }
+func (d StateDir) Argv() string          { return d.join("qemu.argv") }
+func (d StateDir) QMPSocket() string     { return d.join("qmp.sock") }
+func (d StateDir) ConsoleSocket() string { return d.join("console.sock") }
+func (d StateDir) ConsoleLog() string    { return d.join("console.log") }
+func (d StateDir) Overlay() string       { return d.join("overlay.qcow2") }
+func (d StateDir) Health() string        { return d.join("health") }
+
+func (d StateDir) join(name string) string { return filepath.Join(string(d), name) }
