@@ -1,0 +1,180 @@
+package wiring
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/endpointkit/endpointkit/internal/ektest"
+	"github.com/endpointkit/endpointkit/internal/nsutil"
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// testInstance returns a random instance name (ektw + hex).
+func testInstance() string { return ektest.Name("ektw") }
+
+// testLogger writes the runtime's debug log to the test log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// newLocal returns a runtime with its own state root, torn down when the test
+// ends whatever happens (the test itself asserts on its own Teardown).
+func newLocal(t *testing.T, instance string) *Local {
+	t.Helper()
+	ektest.RequireRoot(t)
+	l := &Local{StateRoot: t.TempDir(), AssignLinkAddresses: true, Logger: testLogger(t)}
+	t.Cleanup(func() {
+		if err := l.Teardown(context.Background(), l.StateDir(instance)); err != nil {
+			t.Errorf("cleanup teardown: %v", err)
+		}
+	})
+	return l
+}
+
+// nsRun runs a command inside a namespace with `ip netns exec`.
+func nsRun(ns string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// ping checks that from namespace ns the address answers.
+func ping(t *testing.T, ns, addr string) {
+	t.Helper()
+	if out, err := nsRun(ns, "ping", "-c", "1", "-W", "3", addr); err != nil {
+		t.Errorf("ping %s from %s: %v\n%s", addr, ns, err, out)
+	}
+}
+
+// hostLinks lists the links of the host namespace (or its stand-in).
+func hostLinks(t *testing.T, hostNS string) []netlink.Link {
+	t.Helper()
+	h, err := hostHandle(hostNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		t.Fatal(err)
+	}
+	return links
+}
+
+func hostHandle(hostNS string) (*netlink.Handle, error) {
+	if hostNS == "" {
+		return netlink.NewHandle()
+	}
+	return nsutil.Handle(hostNS)
+}
+
+// nftTables lists the ip-family nftables tables of the host (or stand-in).
+func nftTables(t *testing.T, hostNS string) []string {
+	t.Helper()
+	var fd netns.NsHandle
+	var err error
+	if hostNS == "" {
+		fd, err = netns.Get()
+	} else {
+		fd, err = nsutil.Open(hostNS)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(fd)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tb := range tables {
+		names = append(names, tb.Name)
+	}
+	return names
+}
+
+// assertNothingLeft lists what an instance could have left behind — its
+// namespaces, its host-side links (by name prefix and by link group), its
+// nftables table and its state file — and fails on any of it.
+func assertNothingLeft(t *testing.T, p *Plan, l *Local) {
+	t.Helper()
+	nss, err := ektest.NetNSWithPrefix(NamePrefix + p.Instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nss) > 0 {
+		t.Errorf("leaked namespaces: %v", nss)
+	}
+	var leaked []string
+	for _, lk := range hostLinks(t, l.HostNetNS) {
+		if a := lk.Attrs(); strings.HasPrefix(a.Name, "ek"+p.Tag) || a.Group == p.Group {
+			leaked = append(leaked, a.Name)
+		}
+	}
+	if len(leaked) > 0 {
+		t.Errorf("leaked host links: %v", leaked)
+	}
+	for _, tb := range nftTables(t, l.HostNetNS) {
+		if tb == p.NFTable {
+			t.Errorf("leaked nftables table ip %s", tb)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(l.StateDir(p.Instance), StateFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state file still there (%v)", err)
+	}
+}
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// loggerFunc returns a logger that calls fn with every record's message and
+// attributes (and also logs them to the test).
+func loggerFunc(t testing.TB, fn func(msg string, attrs map[string]string)) *slog.Logger {
+	return slog.New(funcHandler{fn: fn, next: testLogger(t).Handler()})
+}
+
+type funcHandler struct {
+	fn    func(string, map[string]string)
+	attrs []slog.Attr
+	next  slog.Handler
+}
+
+func (h funcHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h funcHandler) Handle(ctx context.Context, r slog.Record) error {
+	m := map[string]string{}
+	for _, a := range h.attrs {
+		m[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
+	h.fn(r.Message, m)
+	return h.next.Handle(ctx, r)
+}
+
+func (h funcHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return funcHandler{fn: h.fn, attrs: append(slices.Clone(h.attrs), as...), next: h.next.WithAttrs(as)}
+}
+
+func (h funcHandler) WithGroup(name string) slog.Handler {
+	return funcHandler{fn: h.fn, attrs: h.attrs, next: h.next.WithGroup(name)}
+}
