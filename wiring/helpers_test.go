@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
@@ -177,4 +178,37 @@ func (h funcHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h funcHandler) WithGroup(name string) slog.Handler {
 	return funcHandler{fn: h.fn, attrs: h.attrs, next: h.next.WithGroup(name)}
+}
+
+// runAsNobody runs the named test again, in a copy of the test binary, as
+// uid and gid 65534, and fails if it fails.
+func runAsNobody(t *testing.T, name string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "wiring-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "tmp")
+	bin := filepath.Join(dir, "wiring.test")
+	raw, err := os.ReadFile(os.Args[0])
+	if err == nil {
+		err = os.WriteFile(bin, raw, 0o755)
+	}
+	if err == nil {
+		err = os.Mkdir(tmp, 0o777)
+	}
+	if err == nil {
+		err = errors.Join(os.Chmod(dir, 0o755), os.Chmod(tmp, 0o777))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.count=1", "-test.v")
+	cmd.Dir, cmd.Env = tmp, append(os.Environ(), "TMPDIR="+tmp)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+name) {
+		t.Fatalf("as nobody: %v\n%s", err, out)
+	}
 }

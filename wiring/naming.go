@@ -71,8 +71,8 @@ func (n names) mgmtHostLink(pos int) string      { return n.hostPrefix() + "m" +
 
 // segmentBridge and segmentPort name the fabric-namespace side of a bridge
 // segment; they only need to be unique inside that namespace.
-func segmentBridge(seg int) string    { return "s" + strconv.Itoa(seg) }
-func segmentPort(seg, k int) string   { return "s" + strconv.Itoa(seg) + "p" + strconv.Itoa(k) }
+func segmentBridge(seg int) string  { return "s" + strconv.Itoa(seg) }
+func segmentPort(seg, k int) string { return "s" + strconv.Itoa(seg) + "p" + strconv.Itoa(k) }
 func (n names) ownsNamespace(s string) bool {
 	return s == n.fabric() || strings.HasPrefix(s, n.fabric()+".") && labelRE.MatchString(strings.TrimPrefix(s, n.fabric()+"."))
 }
@@ -101,8 +101,8 @@ func validIfName(s string) error {
 // namespace holds only lo (index 1) plus, on some kernels, fallback tunnel
 // devices with small indexes; these start well above.
 const (
-	mgmtIfIndex  = 100 // eth0
-	firstIfIndex = 101 // the endpoint's k-th data interface gets firstIfIndex+k
+	mgmtIfIndex  = 100     // eth0
+	firstIfIndex = 101     // the endpoint's k-th data interface gets firstIfIndex+k
 	bridgeIndex0 = 50      // fabric bridge of segment s gets bridgeIndex0+s
 	portIndex0   = 1 << 20 // fabric port of link l, side k (0 a, 1 b): portIndex0+2l+k
 )

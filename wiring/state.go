@@ -39,11 +39,11 @@ type State struct {
 	Namespaces []string `json:"namespaces"`
 	HostLinks  []string `json:"hostLinks"`
 	// NFTable is set once the table may exist.
-	NFTable   string            `json:"nftTable,omitempty"`
-	Endpoints []EndpointState   `json:"endpoints"`
-	Published []PublishedPort   `json:"published,omitempty"`
-	Complete  bool              `json:"complete"`
-	Dir       string            `json:"-"`
+	NFTable   string          `json:"nftTable,omitempty"`
+	Endpoints []EndpointState `json:"endpoints"`
+	Published []PublishedPort `json:"published,omitempty"`
+	Complete  bool            `json:"complete"`
+	Dir       string          `json:"-"`
 }
 
 // EndpointState is how to reach one endpoint.
