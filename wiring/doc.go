@@ -27,24 +27,30 @@
 //
 // [Local] is the embedded runtime. Apply creates, for one lesson instance:
 //   - a state dir, StateRoot/<instance> (default /run/endpointkit/<instance>),
-//     holding wiring.json, which names every namespace and host-side link
+//     holding wiring.json, which names every namespace and the host link
 //     before any is created, so Teardown works from it alone;
 //   - per endpoint a named network namespace ek-<instance>.<endpoint> (the
 //     endpoint's "container", usable with `ip netns exec`);
-//   - a management bridge ek<tag>br in the host namespace holding .1 of a /24
-//     taken from a pool (default 10.77.0.0/16; the first /24 that no host
-//     address, route or other instance uses); each endpoint's eth0 is a veth
-//     onto it (host end ek<tag>m<position>) with address .(position+2) and
-//     a default route via .1, so the host reaches every endpoint directly;
-//   - per link a veth pair named as planned in the two namespaces, a port on
-//     a bridge in the fabric namespace ek-<instance>, or a VXLAN device;
+//   - a fabric namespace ek-<instance> holding the management bridge "mgmt"
+//     and the bridge segments;
+//   - a management /24 from a pool (default 10.77.0.0/16; the first /24 that
+//     no host address, route or other instance uses): the host is .1, on
+//     ek<tag>, the host end of the veth "uplink" to the management bridge;
+//     each endpoint's eth0 is a veth onto the bridge (port m<position>) with
+//     address .(position+2) and a default route via .1, so the host reaches
+//     every endpoint's management address directly;
+//   - per link a veth pair named as planned in the two namespaces, a pair of
+//     ports on a segment bridge, or a VXLAN device;
 //   - optionally, published ports: DNAT rules in the nftables table
 //     ip ek-<instance> that map a port on the host's own addresses to an
 //     endpoint's management address.
 //
-// <tag> is 6 hex digits of a hash of the instance name, keeping host-side
-// names within the 15-byte limit; host-side links also carry a link group
-// derived from the instance so Teardown removes them in one request.
+// <tag> is 6 hex digits of a hash of the instance name, keeping the one
+// host-side name within the 15-byte limit. Keeping the bridge out of the
+// host namespace leaves one host link per instance, spares the management
+// network the host's bridge firewalling (br_netfilter), and makes Teardown
+// fast: removing a bridge port from a live bridge waits for an RCU grace
+// period, once per port, while whole namespaces are freed in the background.
 //
 // Link addresses are put on the namespace interfaces only with
 // Local.AssignLinkAddresses (plain-namespace endpoints). When a VM owns an
@@ -66,8 +72,8 @@
 //
 // All veth pairs of an Apply are created by one batch of rtnetlink requests
 // sent from the host namespace, each pair placed straight into its two
-// namespaces with both ends up and with interface indexes chosen in advance,
-// so addresses and routes are then set with one batch per namespace and no
+// namespaces with interface indexes chosen in advance, so links are brought
+// up and given addresses and routes with one batch per namespace and no
 // lookups; namespaces are created and configured in parallel.
 //
 // # Namespaces and threads

@@ -116,7 +116,7 @@ func nftTables(t *testing.T, hostNS string) []string {
 }
 
 // assertNothingLeft lists what an instance could have left behind — its
-// namespaces, its host-side links (by name prefix and by link group), its
+// namespaces (with every link and bridge in them), its host link, its
 // nftables table and its state file — and fails on any of it.
 func assertNothingLeft(t *testing.T, p *Plan, l *Local) {
 	t.Helper()
@@ -129,7 +129,7 @@ func assertNothingLeft(t *testing.T, p *Plan, l *Local) {
 	}
 	var leaked []string
 	for _, lk := range hostLinks(t, l.HostNetNS) {
-		if a := lk.Attrs(); strings.HasPrefix(a.Name, "ek"+p.Tag) || a.Group == p.Group {
+		if a := lk.Attrs(); a.Name == p.HostLink {
 			leaked = append(leaked, a.Name)
 		}
 	}

@@ -81,9 +81,7 @@ func linkError(l *LinkPlan, what string) func(error) error {
 // createLinks makes every management and data link that is missing.
 func (a *applier) createLinks(context.Context) error {
 	var b batch
-	if err := a.mgmtLinks(&b); err != nil {
-		return err
-	}
+	a.mgmtLinks(&b)
 	for _, lk := range a.links() {
 		if err := lk.prepare(a, &b); err != nil {
 			return err
@@ -112,17 +110,10 @@ func (a *applier) configure(ctx context.Context) error {
 	for _, e := range a.eps {
 		g.Go(func() error { return a.configureEndpoint(e) })
 	}
-	if len(a.segs) > 0 {
-		g.Go(a.configureFabric)
+	g.Go(a.configureFabric)
+	if err := txChecksum(a.host.ioctl, a.p.HostLink, false); err != nil {
+		return fmt.Errorf("wiring: instance %s: management uplink: %w", a.p.Instance, err)
 	}
-	g.Go(func() error {
-		for _, e := range a.eps {
-			if err := txChecksum(a.host.ioctl, e.MgmtHostLink, false); err != nil {
-				return &EndpointError{Endpoint: e.Name, Namespace: e.Namespace, Err: fmt.Errorf("host side of eth0: %w", err)}
-			}
-		}
-		return nil
-	})
 	return g.Wait()
 }
 

@@ -1,5 +1,7 @@
 package wiring
 
+import "errors"
+
 // vethLink is a point-to-point link between two endpoint namespaces on this
 // host: one veth pair, ends named as planned (ethI in a, ethJ in b).
 type vethLink struct {
@@ -14,13 +16,8 @@ func (v *vethLink) prepare(a *applier, b *batch) error {
 		return nil // configure repairs state, MTU and addresses
 	}
 	// One end without the other is half of a broken pair: start again.
-	for _, end := range []struct {
-		env  *nsEnv
-		name string
-	}{{envA, l.A.Interface}, {envB, l.B.Interface}} {
-		if err := end.env.del(end.name); err != nil {
-			return linkError(l, "remove stray end")(err)
-		}
+	if err := errors.Join(envA.del(l.A.Interface), envB.del(l.B.Interface)); err != nil {
+		return linkError(l, "remove stray end")(err)
 	}
 	ea := linkSpec{name: l.A.Interface, index: envA.planned(idxA), mtu: l.MTU, netns: int(envA.fd)}
 	eb := linkSpec{name: l.B.Interface, index: envB.planned(idxB), mtu: l.MTU, netns: int(envB.fd)}

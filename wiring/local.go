@@ -86,17 +86,19 @@ func (l *Local) workers() int {
 
 // applier carries one Apply.
 type applier struct {
-	l     *Local
-	p     *Plan
-	log   *slog.Logger
-	st    *State
-	host  *nsEnv
-	hostH *netlink.Handle
-	envs  map[string]*nsEnv // by namespace name: local endpoints and fabric
-	fresh map[string]bool   // namespaces this Apply created
-	eps   []*EndpointPlan   // endpoints on this host
-	segs  []*Segment        // segments on this host
-	brIdx map[int]int       // segment → bridge index in the fabric namespace
+	l      *Local
+	p      *Plan
+	log    *slog.Logger
+	st     *State
+	host   *nsEnv
+	hostH  *netlink.Handle
+	envs   map[string]*nsEnv // by namespace name: local endpoints and fabric
+	fresh  map[string]bool   // namespaces this Apply created
+	eps    []*EndpointPlan   // endpoints on this host
+	segs   []*Segment        // segments on this host
+	fabric string            // this host's fabric namespace
+	fabH   *netlink.Handle   // in the fabric namespace, for bridges
+	mgmtBr int               // index of the management bridge
 }
 
 // Apply builds the plan's endpoints and links that belong on this host (see
@@ -112,8 +114,9 @@ func (l *Local) Apply(ctx context.Context, p *Plan) (*State, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("wiring: instance %s: %w (namespaces, links and nftables need CAP_SYS_ADMIN and CAP_NET_ADMIN)", p.Instance, ErrNotPermitted)
 	}
-	a := &applier{l: l, p: p, log: l.log().With("instance", p.Instance), envs: map[string]*nsEnv{}, fresh: map[string]bool{}, brIdx: map[int]int{}}
+	a := &applier{l: l, p: p, log: l.log().With("instance", p.Instance), envs: map[string]*nsEnv{}, fresh: map[string]bool{}}
 	defer a.close()
+	a.fabric = p.FabricNamespace(l.Host)
 	for i := range p.Endpoints {
 		if p.Endpoints[i].Host == l.Host {
 			a.eps = append(a.eps, &p.Endpoints[i])
@@ -132,9 +135,9 @@ func (l *Local) Apply(ctx context.Context, p *Plan) (*State, error) {
 		{"load state", a.loadState},
 		{"check names", a.checkCollisions},
 		{"record", a.record},
-		{"management subnet", a.mgmtBridge},
 		{"namespaces", a.createNamespaces},
 		{"open namespaces", a.openNamespaces},
+		{"management network", a.mgmtNetwork},
 		{"links", a.createLinks},
 		{"configure", a.configure},
 		{"publish", a.publish},
@@ -162,6 +165,9 @@ func (a *applier) close() {
 	}
 	if a.hostH != nil {
 		a.hostH.Close()
+	}
+	if a.fabH != nil {
+		a.fabH.Close()
 	}
 	a.host.close()
 }
@@ -207,7 +213,7 @@ func (a *applier) loadState(context.Context) error {
 		}
 	case errors.Is(err, os.ErrNotExist):
 		st = &State{Version: stateVersion, Instance: a.p.Instance, Host: a.l.Host, HostNetNS: a.l.HostNetNS,
-			Tag: a.p.Tag, Group: a.p.Group, MgmtBridge: a.p.MgmtBridge, Dir: dir}
+			HostLink: a.p.HostLink, Dir: dir}
 	default:
 		return err
 	}
@@ -216,36 +222,24 @@ func (a *applier) loadState(context.Context) error {
 	return nil
 }
 
-// wanted lists the namespaces and host links this host's part of the plan
-// needs.
-func (a *applier) wanted() (namespaces, hostLinks []string) {
-	hostLinks = []string{a.p.MgmtBridge}
+// wanted lists the namespaces this host's part of the plan needs.
+func (a *applier) wanted() []string {
+	namespaces := []string{a.fabric}
 	for _, e := range a.eps {
 		namespaces = append(namespaces, e.Namespace)
-		hostLinks = append(hostLinks, e.MgmtHostLink)
 	}
-	if len(a.segs) > 0 {
-		namespaces = append(namespaces, a.p.Fabric)
-	}
-	return namespaces, hostLinks
+	return namespaces
 }
 
 // checkCollisions refuses names that exist and are not this instance's.
 func (a *applier) checkCollisions(context.Context) error {
-	namespaces, hostLinks := a.wanted()
-	for _, ns := range namespaces {
+	for _, ns := range a.wanted() {
 		if nsutil.Exists(ns) && !slices.Contains(a.st.Namespaces, ns) {
 			return a.nsError(ns, fmt.Errorf("%w: namespace %s exists and is not recorded in %s: choose another instance name, or delete it (ip netns del %s)", ErrNameCollision, ns, a.st.Dir, ns))
 		}
 	}
-	for _, l := range hostLinks {
-		if _, ok := a.host.existing[l]; ok && !slices.Contains(a.st.HostLinks, l) {
-			err := fmt.Errorf("%w: host link %s exists and is not recorded in %s: choose another instance name, or delete it (ip link del %s)", ErrNameCollision, l, a.st.Dir, l)
-			if e := a.endpointByHostLink(l); e != nil {
-				return &EndpointError{Endpoint: e.Name, Namespace: e.Namespace, Err: err}
-			}
-			return fmt.Errorf("wiring: instance %s: management bridge: %w", a.p.Instance, err)
-		}
+	if _, ok := a.host.existing[a.p.HostLink]; ok && !a.st.HostLinkMade {
+		return fmt.Errorf("wiring: instance %s: management uplink: %w: host link %s exists and is not recorded in %s: choose another instance name, or delete it (ip link del %s)", a.p.Instance, ErrNameCollision, a.p.HostLink, a.st.Dir, a.p.HostLink)
 	}
 	if len(a.p.Publish) > 0 && a.st.NFTable == "" {
 		c, err := nftConn(a.host.fd)
@@ -263,16 +257,16 @@ func (a *applier) checkCollisions(context.Context) error {
 
 // record writes every name before anything is created.
 func (a *applier) record(context.Context) error {
-	namespaces, hostLinks := a.wanted()
 	if len(a.p.Publish) > 0 {
 		a.st.NFTable = a.p.NFTable
 	}
-	return a.st.record(namespaces, hostLinks)
+	a.st.HostLinkMade = true
+	return a.st.record(a.wanted())
 }
 
 // createNamespaces creates the missing namespaces in parallel.
 func (a *applier) createNamespaces(ctx context.Context) error {
-	namespaces, _ := a.wanted()
+	namespaces := a.wanted()
 	var todo []string
 	for _, ns := range namespaces {
 		if !nsutil.Exists(ns) {
@@ -287,7 +281,7 @@ func (a *applier) createNamespaces(ctx context.Context) error {
 			err := nsutil.Create(ns)
 			if errors.Is(err, nsutil.ErrExists) {
 				// Someone else took the name after checkCollisions.
-				_ = a.st.forget([]string{ns}, nil)
+				_ = a.st.forget(ns)
 				err = fmt.Errorf("%w: %v", ErrNameCollision, err)
 			}
 			if err != nil {
@@ -306,7 +300,7 @@ func (a *applier) createNamespaces(ctx context.Context) error {
 
 // openNamespaces opens every namespace's sockets in parallel.
 func (a *applier) openNamespaces(ctx context.Context) error {
-	namespaces, _ := a.wanted()
+	namespaces := a.wanted()
 	envs := make([]*nsEnv, len(namespaces))
 	g, _ := errgroup.WithContext(ctx)
 	g.SetLimit(a.l.workers())
@@ -339,8 +333,7 @@ func (a *applier) openNamespaces(ctx context.Context) error {
 // verify fails if a namespace vanished while applying: links made in it
 // through a still-open handle would be gone with it.
 func (a *applier) verify(context.Context) error {
-	namespaces, _ := a.wanted()
-	for _, ns := range namespaces {
+	for _, ns := range a.wanted() {
 		if !nsutil.Exists(ns) {
 			return a.nsError(ns, fmt.Errorf("%w: run Teardown, then Apply again", ErrNamespaceGone))
 		}
@@ -359,15 +352,6 @@ func (a *applier) nsError(ns string, err error) error {
 func (a *applier) endpointByNamespace(ns string) *EndpointPlan {
 	for _, e := range a.eps {
 		if e.Namespace == ns {
-			return e
-		}
-	}
-	return nil
-}
-
-func (a *applier) endpointByHostLink(l string) *EndpointPlan {
-	for _, e := range a.eps {
-		if e.MgmtHostLink == l {
 			return e
 		}
 	}

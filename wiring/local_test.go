@@ -270,15 +270,15 @@ func TestNameCollision(t *testing.T) {
 	assertNothingLeft(t, p, l)
 
 	// A host link in the way.
-	la := fmt.Sprintf("ek%sm1", p.Tag)
+	la := p.HostLink
 	if out, err := exec.Command("ip", "link", "add", la, "type", "veth", "peer", "name", la+"x").CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
 	defer exec.Command("ip", "link", "del", la).Run()
 	_, err = l.Apply(context.Background(), p)
 	t.Logf("Apply: %v", err)
-	if !errors.Is(err, ErrNameCollision) || !strings.Contains(err.Error(), "endpoint foobar2") || !strings.Contains(err.Error(), la) {
-		t.Fatalf("Apply = %v; want ErrNameCollision naming foobar2 and %s", err, la)
+	if !errors.Is(err, ErrNameCollision) || !strings.Contains(err.Error(), "management uplink") || !strings.Contains(err.Error(), la) {
+		t.Fatalf("Apply = %v; want ErrNameCollision naming the management uplink %s", err, la)
 	}
 	if err := l.Teardown(context.Background(), l.StateDir(inst)); err != nil {
 		t.Fatal(err)

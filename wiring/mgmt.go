@@ -14,10 +14,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mgmtBridge picks the management subnet (once per instance, under a
-// machine-wide lock so concurrent Applies never pick the same /24) and
-// makes the bridge that holds its first address.
-func (a *applier) mgmtBridge(context.Context) error {
+// mgmtNetwork makes the management bridge in the fabric namespace, picks
+// the management subnet (once per instance, under a machine-wide lock so
+// concurrent Applies never pick the same /24) and joins the bridge to the
+// host with the uplink veth, whose host end holds the subnet's first
+// address. Only that one link lives in the host namespace: removing a
+// hundred bridge ports from the host namespace costs the kernel an RCU
+// grace period each, while whole namespaces go away in the background.
+func (a *applier) mgmtNetwork(context.Context) error {
+	fab := a.envs[a.fabric]
+	br, err := a.fabricBridge(mgmtBridgeName, mgmtBridgeIndex, DefaultMTU)
+	if err != nil {
+		return fmt.Errorf("wiring: instance %s: management bridge: %w", a.p.Instance, err)
+	}
+	a.mgmtBr = br
 	unlock, err := lockPool()
 	if err != nil {
 		return fmt.Errorf("wiring: instance %s: %w", a.p.Instance, err)
@@ -41,27 +51,39 @@ func (a *applier) mgmtBridge(context.Context) error {
 	if err := a.st.save(); err != nil {
 		return err
 	}
-	br, ok := a.host.existing[a.p.MgmtBridge]
-	if !ok {
-		la := netlink.NewLinkAttrs()
-		la.Name, la.Group, la.Flags = a.p.MgmtBridge, a.p.Group, net.FlagUp
-		nb := &netlink.Bridge{LinkAttrs: la}
-		if err := a.hostH.LinkAdd(nb); err != nil {
-			if errors.Is(err, unix.EEXIST) {
-				_ = a.st.forget(nil, []string{a.p.MgmtBridge})
-				err = fmt.Errorf("%w: %v", ErrNameCollision, err)
-			}
-			return fmt.Errorf("wiring: instance %s: management bridge %s: %w", a.p.Instance, a.p.MgmtBridge, err)
+	uplinkErr := func(err error) error {
+		if errors.Is(err, unix.EEXIST) {
+			a.st.HostLinkMade = false
+			_ = a.st.save()
+			err = fmt.Errorf("%w: %v", ErrNameCollision, err)
 		}
-		br = nb
-	} else if err := a.hostH.LinkSetUp(br); err != nil {
-		return fmt.Errorf("wiring: instance %s: management bridge %s: %w", a.p.Instance, a.p.MgmtBridge, err)
+		return fmt.Errorf("wiring: instance %s: management uplink %s: %w", a.p.Instance, a.p.HostLink, err)
 	}
-	gw := netip.PrefixFrom(a.st.Gateway, a.st.MgmtSubnet.Bits())
-	if err := a.hostH.AddrReplace(br, &netlink.Addr{IPNet: ipNet(gw)}); err != nil {
-		return fmt.Errorf("wiring: instance %s: management bridge %s: address %v: %w", a.p.Instance, a.p.MgmtBridge, gw, err)
+	if _, ok := a.host.existing[a.p.HostLink]; !ok || !fab.has(uplinkName) {
+		if err := errors.Join(a.host.del(a.p.HostLink), fab.del(uplinkName)); err != nil {
+			return uplinkErr(err)
+		}
+		var b batch
+		b.add(uplinkErr, newVethReq(
+			linkSpec{name: uplinkName, index: fab.planned(uplinkIndex), mtu: DefaultMTU, netns: int(fab.fd), master: br},
+			linkSpec{name: a.p.HostLink, mtu: DefaultMTU, netns: -1}))
+		if err := a.host.rt.run(&b); err != nil {
+			return err
+		}
 	}
-	a.host.existing[a.p.MgmtBridge] = br
+	hl, err := a.hostH.LinkByName(a.p.HostLink)
+	if err == nil {
+		err = a.hostH.LinkSetUp(hl)
+	}
+	if err == nil {
+		gw := netip.PrefixFrom(a.st.Gateway, a.st.MgmtSubnet.Bits())
+		if err = a.hostH.AddrReplace(hl, &netlink.Addr{IPNet: ipNet(gw)}); err != nil {
+			err = fmt.Errorf("address %v: %w", gw, err)
+		}
+	}
+	if err != nil {
+		return uplinkErr(err)
+	}
 	return nil
 }
 
@@ -184,41 +206,19 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a.Unmap(), bits), true
 }
 
-// mgmtLinks adds the eth0 veth of every endpoint that lacks one to the host
-// batch, and repairs the host side of those that exist.
-func (a *applier) mgmtLinks(b *batch) error {
-	br := a.host.existing[a.p.MgmtBridge]
+// mgmtLinks queues the eth0 veth of every endpoint that lacks one: eth0 in
+// the endpoint's namespace, its peer a port of the management bridge.
+func (a *applier) mgmtLinks(b *batch) {
 	for _, e := range a.eps {
-		env := a.envs[e.Namespace]
-		hostLink, hostHas := a.host.existing[e.MgmtHostLink]
-		if hostHas && env.has("eth0") {
-			err := a.hostH.LinkSetMasterByIndex(hostLink, br.Attrs().Index)
-			if err == nil {
-				err = a.hostH.LinkSetUp(hostLink)
-			}
-			if err != nil {
-				return &EndpointError{Endpoint: e.Name, Namespace: e.Namespace, Err: fmt.Errorf("eth0: host side %s: %w", e.MgmtHostLink, err)}
-			}
-			continue
-		}
-		if err := a.host.del(e.MgmtHostLink); err != nil {
-			return &EndpointError{Endpoint: e.Name, Namespace: e.Namespace, Err: err}
-		}
-		if err := env.del("eth0"); err != nil {
-			return &EndpointError{Endpoint: e.Name, Namespace: e.Namespace, Err: err}
-		}
 		wrap := func(err error) error {
 			if errors.Is(err, unix.EEXIST) {
 				err = fmt.Errorf("%w: %v", ErrNameCollision, err)
 			}
-			return &EndpointError{Endpoint: e.Name, Namespace: e.Namespace, Err: fmt.Errorf("create eth0 ↔ %s: %w", e.MgmtHostLink, err)}
+			return &EndpointError{Endpoint: e.Name, Namespace: e.Namespace, Err: fmt.Errorf("eth0: %w", err)}
 		}
-		// eth0 is the first end so it gets its planned index; the host end
-		// joins the bridge and comes up in a second request.
-		b.add(wrap, newVethReq(
-			linkSpec{name: "eth0", index: env.planned(mgmtIfIndex), mtu: DefaultMTU, netns: int(env.fd)},
-			linkSpec{name: e.MgmtHostLink, mtu: DefaultMTU, netns: -1, group: a.p.Group}))
-		b.add(wrap, setLinkByNameReq(e.MgmtHostLink, br.Attrs().Index))
+		a.fabricPort(b, wrap, fabricPort{
+			port: e.MgmtPort, portIndex: mgmtPortIndex0 + e.Pos, master: a.mgmtBr, mtu: DefaultMTU,
+			env: a.envs[e.Namespace], ifname: "eth0", ifIndex: mgmtIfIndex,
+		})
 	}
-	return nil
 }

@@ -2,7 +2,6 @@ package wiring
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"regexp"
@@ -14,16 +13,19 @@ import (
 // name, so Teardown can check that a state file only names things that belong
 // to its instance before deleting them.
 //
-//	namespace of endpoint E     ek-<instance>.<E>
-//	fabric namespace (bridges)  ek-<instance>
-//	host-side links             ek<tag>…  (tag: 6 hex digits of sha256(instance))
-//	  management bridge         ek<tag>br
-//	  host end of E's eth0      ek<tag>m<position of E>
-//	nftables table (ip family)  ek-<instance>
-//	link group (host links)     0x4e000000 | 24 bits of sha256(instance)
+//	namespace of endpoint E         ek-<instance>.<E>
+//	fabric namespace                ek-<instance> (ek-<instance>@<host> on other hosts)
+//	  management bridge             mgmt
+//	  its port for E's eth0         m<position of E>
+//	  its uplink to the host        uplink
+//	  bridge of segment s           s<s>, ports s<s>p<k>
+//	host end of the uplink          ek<tag>  (tag: 6 hex digits of sha256(instance))
+//	nftables table (ip family)      ek-<instance>
 //
 // Endpoint names are DNS labels (no dots), so "<instance>.<E>" never collides
-// with another instance's fabric namespace or with another endpoint.
+// with another instance's fabric namespace or with another endpoint. Only
+// one link per instance lives in the host namespace; the 15-byte limit on
+// interface names only matters there.
 
 // NamePrefix starts every namespace and nftables table name.
 const NamePrefix = "ek-"
@@ -50,35 +52,44 @@ func ValidInstance(s string) error {
 type names struct {
 	instance string
 	tag      string // 6 hex digits
-	group    uint32
 }
 
 func newNames(instance string) names {
 	sum := sha256.Sum256([]byte("endpointkit/" + instance))
-	return names{
-		instance: instance,
-		tag:      hex.EncodeToString(sum[:3]),
-		group:    0x4e000000 | binary.BigEndian.Uint32(sum[3:7])&0x00ffffff,
-	}
+	return names{instance: instance, tag: hex.EncodeToString(sum[:3])}
 }
 
 func (n names) namespace(endpoint string) string { return NamePrefix + n.instance + "." + endpoint }
 func (n names) fabric() string                   { return NamePrefix + n.instance }
 func (n names) nftTable() string                 { return NamePrefix + n.instance }
-func (n names) hostPrefix() string               { return "ek" + n.tag }
-func (n names) mgmtBridge() string               { return n.hostPrefix() + "br" }
-func (n names) mgmtHostLink(pos int) string      { return n.hostPrefix() + "m" + strconv.Itoa(pos) }
+func (n names) hostLink() string                 { return "ek" + n.tag }
 
-// segmentBridge and segmentPort name the fabric-namespace side of a bridge
-// segment; they only need to be unique inside that namespace.
+// ownsNamespace reports whether s is one of the instance's namespace names:
+// the fabric (of the default host, or "@host"), or an endpoint's.
+func (n names) ownsNamespace(s string) bool {
+	rest, ok := strings.CutPrefix(s, n.fabric())
+	if !ok {
+		return false
+	}
+	if rest == "" {
+		return true
+	}
+	label, ok := strings.CutPrefix(rest, ".")
+	if !ok {
+		label, ok = strings.CutPrefix(rest, "@")
+	}
+	return ok && labelRE.MatchString(label)
+}
+
+// Fabric-namespace names: unique inside that namespace is enough.
+const (
+	mgmtBridgeName = "mgmt"
+	uplinkName     = "uplink"
+)
+
+func mgmtPort(pos int) string       { return "m" + strconv.Itoa(pos) }
 func segmentBridge(seg int) string  { return "s" + strconv.Itoa(seg) }
 func segmentPort(seg, k int) string { return "s" + strconv.Itoa(seg) + "p" + strconv.Itoa(k) }
-func (n names) ownsNamespace(s string) bool {
-	return s == n.fabric() || strings.HasPrefix(s, n.fabric()+".") && labelRE.MatchString(strings.TrimPrefix(s, n.fabric()+"."))
-}
-func (n names) ownsHostLink(s string) bool {
-	return strings.HasPrefix(s, n.hostPrefix()) && len(s) <= maxIfName
-}
 
 // maxIfName is the Linux interface-name limit (IFNAMSIZ - 1).
 const maxIfName = 15
@@ -97,12 +108,16 @@ func validIfName(s string) error {
 }
 
 // Interface indexes chosen in a namespace this package creates, so that the
-// configuration batch can address interfaces without looking them up. A new
-// namespace holds only lo (index 1) plus, on some kernels, fallback tunnel
-// devices with small indexes; these start well above.
+// configuration batches can address interfaces without looking them up. A
+// new namespace holds only lo (index 1) plus, on some kernels, fallback
+// tunnel devices with small indexes; these start well above.
 const (
-	mgmtIfIndex  = 100     // eth0
-	firstIfIndex = 101     // the endpoint's k-th data interface gets firstIfIndex+k
-	bridgeIndex0 = 50      // fabric bridge of segment s gets bridgeIndex0+s
-	portIndex0   = 1 << 20 // fabric port of link l, side k (0 a, 1 b): portIndex0+2l+k
+	mgmtIfIndex  = 100 // eth0
+	firstIfIndex = 101 // the endpoint's k-th data interface gets firstIfIndex+k
+	// In the fabric namespace:
+	mgmtBridgeIndex = 10
+	uplinkIndex     = 11
+	bridgeIndex0    = 1 << 16 // bridge of segment s: bridgeIndex0+s
+	mgmtPortIndex0  = 1 << 18 // port of the endpoint at pos: mgmtPortIndex0+pos
+	portIndex0      = 1 << 20 // segment port of link l, side k (0 a, 1 b): portIndex0+2l+k
 )

@@ -66,13 +66,12 @@ type Publish struct {
 type Plan struct {
 	Instance string `json:"instance"`
 	Lesson   string `json:"lesson"`
-	// Tag is the short instance id in host-side interface names (ek<tag>…).
-	Tag string `json:"tag"`
-	// Group is the link group of this instance's host-side links.
-	Group      uint32 `json:"group"`
-	MgmtBridge string `json:"mgmtBridge"`
-	// Fabric is the namespace holding bridge segments (only when there are).
-	Fabric    string         `json:"fabricNamespace,omitempty"`
+	// HostLink is the one link in the host namespace: the host's end of the
+	// uplink to the management bridge (ek<tag>, tag a hash of Instance).
+	HostLink string `json:"hostLink"`
+	// Fabric is the namespace holding the management bridge and the bridge
+	// segments of the default host; see FabricNamespace.
+	Fabric    string         `json:"fabricNamespace"`
 	NFTable   string         `json:"nftTable"`
 	VXLANPort int            `json:"vxlanPort,omitempty"`
 	Endpoints []EndpointPlan `json:"endpoints"`
@@ -91,7 +90,7 @@ type EndpointPlan struct {
 	Pos              int             `json:"pos"`
 	Host             string          `json:"host,omitempty"`
 	Namespace        string          `json:"namespace"`
-	MgmtHostLink     string          `json:"mgmtHostLink"` // host end of eth0
+	MgmtPort         string          `json:"mgmtPort"` // eth0's peer on the management bridge
 	Ports            []int           `json:"ports,omitempty"`
 	EnableForwarding bool            `json:"enableForwarding,omitempty"`
 	Interfaces       []InterfacePlan `json:"interfaces"`
@@ -159,12 +158,11 @@ func NewPlan(m *endpoint.Model, opts Options) (*Plan, error) {
 	}
 	n := newNames(opts.Instance)
 	p := &Plan{
-		Instance:   opts.Instance,
-		Lesson:     m.Lesson,
-		Tag:        n.tag,
-		Group:      n.group,
-		MgmtBridge: n.mgmtBridge(),
-		NFTable:    n.nftTable(),
+		Instance: opts.Instance,
+		Lesson:   m.Lesson,
+		HostLink: n.hostLink(),
+		Fabric:   n.fabric(),
+		NFTable:  n.nftTable(),
 	}
 	byName := map[string]int{}
 	perHost := map[string]int{}
@@ -184,14 +182,17 @@ func NewPlan(m *endpoint.Model, opts Options) (*Plan, error) {
 		p.Endpoints = append(p.Endpoints, EndpointPlan{
 			Name: e.Name, Pos: i, Host: host,
 			Namespace:        n.namespace(e.Name),
-			MgmtHostLink:     n.mgmtHostLink(i),
+			MgmtPort:         mgmtPort(i),
 			Ports:            slices.Clone(e.Ports),
 			EnableForwarding: e.EnableForwarding,
 		})
 	}
-	for name := range opts.Placement {
+	for name, host := range opts.Placement {
 		if _, ok := byName[name]; !ok {
 			return nil, fmt.Errorf("wiring: %w: placement names endpoint %q, which the lesson does not have", ErrInvalidOptions, name)
+		}
+		if host != "" && (!labelRE.MatchString(host) || len(host) > 63) {
+			return nil, fmt.Errorf("wiring: %w: placement of endpoint %q: host name %q is not a DNS label", ErrInvalidOptions, name, host)
 		}
 	}
 	if err := p.planLinks(m, opts, defMTU, byName); err != nil {
@@ -203,10 +204,17 @@ func NewPlan(m *endpoint.Model, opts Options) (*Plan, error) {
 	if err := p.planPublish(opts.Publish, byName); err != nil {
 		return nil, err
 	}
-	if len(p.Segments) > 0 {
-		p.Fabric = n.fabric()
-	}
 	return p, nil
+}
+
+// FabricNamespace is the fabric namespace of the named host: Fabric, with
+// "@host" appended for a host other than the default "". (Hosts have their
+// own namespaces anyway; the suffix lets stand-in hosts share a machine.)
+func (p *Plan) FabricNamespace(host string) string {
+	if host == "" {
+		return p.Fabric
+	}
+	return p.Fabric + "@" + host
 }
 
 // planLinks turns connections into links, groups links that share an

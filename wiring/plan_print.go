@@ -18,10 +18,7 @@ func (p *Plan) String() string {
 // WriteText writes the String form of the plan to w.
 func (p *Plan) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "instance %s (lesson %s): host links ek%s*, group %#x, nftables table %s\n", p.Instance, p.Lesson, p.Tag, p.Group, p.NFTable)
-	if p.Fabric != "" {
-		fmt.Fprintf(tw, "bridge segments in namespace %s\n", p.Fabric)
-	}
+	fmt.Fprintf(tw, "instance %s (lesson %s): host link %s, fabric namespace %s, nftables table %s\n", p.Instance, p.Lesson, p.HostLink, p.Fabric, p.NFTable)
 	fmt.Fprintln(tw, "endpoints:")
 	for _, e := range p.Endpoints {
 		var ifs []string
@@ -36,7 +33,7 @@ func (p *Plan) WriteText(w io.Writer) error {
 		if e.Host != "" {
 			host = " @" + e.Host
 		}
-		fmt.Fprintf(tw, "  %s%s\t%s\teth0↔%s\t%s\n", e.Name, host, e.Namespace, e.MgmtHostLink, strings.Join(ifs, ", "))
+		fmt.Fprintf(tw, "  %s%s\t%s\t%s\n", e.Name, host, e.Namespace, strings.Join(ifs, ", "))
 	}
 	fmt.Fprintln(tw, "links:")
 	for _, l := range p.Links {

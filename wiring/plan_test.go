@@ -21,11 +21,11 @@ func ExampleNewPlan() {
 	}
 	fmt.Print(p)
 	// Output:
-	// instance lab1 (lesson valid-lesson): host links ekf584cf*, group 0x4e21e222, nftables table ek-lab1
+	// instance lab1 (lesson valid-lesson): host link ekf584cf, fabric namespace ek-lab1, nftables table ek-lab1
 	// endpoints:
-	//   foobar1  ek-lab1.foobar1  eth0↔ekf584cfm0  eth1 10.12.0.2/24, eth2 10.31.0.2/24
-	//   foobar2  ek-lab1.foobar2  eth0↔ekf584cfm1  eth1 10.12.0.3/24, eth2 10.23.0.2/24
-	//   foobar3  ek-lab1.foobar3  eth0↔ekf584cfm2  eth1 10.23.0.3/24, eth2 10.31.0.3/24
+	//   foobar1  ek-lab1.foobar1  eth1 10.12.0.2/24, eth2 10.31.0.2/24
+	//   foobar2  ek-lab1.foobar2  eth1 10.12.0.3/24, eth2 10.23.0.2/24
+	//   foobar3  ek-lab1.foobar3  eth1 10.23.0.3/24, eth2 10.31.0.3/24
 	// links:
 	//   0  veth  foobar1.eth1 10.12.0.2/24  ↔  foobar2.eth1 10.12.0.3/24  mtu 1500
 	//   1  veth  foobar2.eth2 10.23.0.2/24  ↔  foobar3.eth1 10.23.0.3/24  mtu 1500
@@ -37,7 +37,7 @@ func TestPlanTriangle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Links) != 3 || len(p.Segments) != 0 || p.Fabric != "" {
+	if len(p.Links) != 3 || len(p.Segments) != 0 || p.Fabric != "ek-lab1" || len(p.HostLink) > maxIfName {
 		t.Fatalf("links %d segments %d fabric %q", len(p.Links), len(p.Segments), p.Fabric)
 	}
 	for _, l := range p.Links {
@@ -50,14 +50,11 @@ func TestPlanTriangle(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, e := range p.Endpoints {
-		for _, n := range []string{e.Namespace, e.MgmtHostLink} {
+		for _, n := range []string{e.Namespace, e.MgmtPort} {
 			if seen[n] {
 				t.Errorf("name %s used twice", n)
 			}
 			seen[n] = true
-		}
-		if len(e.MgmtHostLink) > maxIfName {
-			t.Errorf("%s longer than %d bytes", e.MgmtHostLink, maxIfName)
 		}
 	}
 	// JSON round trip keeps everything.

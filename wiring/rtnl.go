@@ -19,6 +19,7 @@ import (
 type batch struct {
 	msgs [][]byte
 	wrap []func(error) error // per request: names what failed
+	errs []error             // found while building
 }
 
 // add queues req; wrap turns its error (if any) into one that names the
@@ -27,6 +28,9 @@ func (b *batch) add(wrap func(error) error, req *nl.NetlinkRequest) {
 	b.wrap = append(b.wrap, wrap)
 	b.msgs = append(b.msgs, req.Serialize())
 }
+
+// fail records an error found while building the batch; run returns it.
+func (b *batch) fail(err error) { b.errs = append(b.errs, err) }
 
 func (b *batch) len() int { return len(b.msgs) }
 
@@ -68,7 +72,7 @@ const maxSend = 256 << 10
 // run sends every request of b and returns the errors of the failed ones,
 // each wrapped as its add said, joined.
 func (r *rtnl) run(b *batch) error {
-	var errs []error
+	errs := b.errs
 	for start := 0; start < len(b.msgs); {
 		end, size := start, 0
 		for end < len(b.msgs) && (end == start || size+len(b.msgs[end]) <= maxSend) {
@@ -178,7 +182,6 @@ type linkSpec struct {
 	mtu    int
 	netns  int // fd of the namespace to create it in; -1: the socket's
 	master int // index of a bridge in the same namespace; 0: none
-	group  uint32
 }
 
 func ifinfo(index int, up bool) *nl.IfInfomsg {
@@ -198,11 +201,13 @@ func addLinkAttrs(add func(*nl.RtAttr), s linkSpec) {
 	if s.netns >= 0 {
 		add(nl.NewRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(s.netns))))
 	}
+	// One queue each way, asked for up front: a veth otherwise gets one per
+	// CPU and is cut down to one after registration, which waits for an RCU
+	// grace period per device.
+	add(nl.NewRtAttr(unix.IFLA_NUM_TX_QUEUES, nl.Uint32Attr(1)))
+	add(nl.NewRtAttr(unix.IFLA_NUM_RX_QUEUES, nl.Uint32Attr(1)))
 	if s.master > 0 {
 		add(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(s.master))))
-	}
-	if s.group != 0 {
-		add(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(s.group)))
 	}
 }
 
@@ -237,30 +242,6 @@ func setLinkReq(index, mtu int) *nl.NetlinkRequest {
 	if mtu > 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(mtu))))
 	}
-	return req
-}
-
-// setLinkByNameReq brings a link (by name) up, attached to a master.
-func setLinkByNameReq(name string, master int) *nl.NetlinkRequest {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_REQUEST|unix.NLM_F_ACK)
-	req.AddData(ifinfo(0, true))
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
-	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(master))))
-	return req
-}
-
-// delLinkReq deletes a link by index.
-func delLinkReq(index int) *nl.NetlinkRequest {
-	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_REQUEST|unix.NLM_F_ACK)
-	req.AddData(ifinfo(index, false))
-	return req
-}
-
-// delGroupReq deletes every link of a group in one kernel batch.
-func delGroupReq(group uint32) *nl.NetlinkRequest {
-	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_REQUEST|unix.NLM_F_ACK)
-	req.AddData(ifinfo(0, false))
-	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
 	return req
 }
 

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/endpointkit/endpointkit/internal/nsutil"
 	"github.com/google/renameio/v2"
@@ -20,24 +21,23 @@ const StateFile = "wiring.json"
 // stateVersion is bumped when State changes incompatibly.
 const stateVersion = 1
 
-// State records what an Apply created, written before each group of
-// resources is created, so Teardown can remove everything from it alone.
+// State records what an Apply created, written before each kind of resource
+// is created, so Teardown can remove everything from it alone.
 type State struct {
 	Version  int    `json:"version"`
 	Instance string `json:"instance"`
 	Host     string `json:"host,omitempty"`
 	// HostNetNS is the namespace standing in for the host ("" = the host).
 	HostNetNS string `json:"hostNetns,omitempty"`
-	Tag       string `json:"tag"`
-	Group     uint32 `json:"group"`
-	// MgmtBridge holds MgmtSubnet's first address (Gateway).
-	MgmtBridge string       `json:"mgmtBridge"`
+	// HostLink holds MgmtSubnet's first address (Gateway); the host reaches
+	// the management bridge in the fabric namespace through it.
+	HostLink   string       `json:"hostLink"`
 	MgmtSubnet netip.Prefix `json:"mgmtSubnet,omitzero"`
 	Gateway    netip.Addr   `json:"gateway,omitzero"`
-	// Namespaces and HostLinks are every namespace and host-side link this
-	// instance may have created (recorded before creation).
-	Namespaces []string `json:"namespaces"`
-	HostLinks  []string `json:"hostLinks"`
+	// Namespaces is every namespace this instance may have created
+	// (recorded before creation); HostLinkMade says HostLink may exist.
+	Namespaces   []string `json:"namespaces"`
+	HostLinkMade bool     `json:"hostLinkMade"`
 	// NFTable is set once the table may exist.
 	NFTable   string          `json:"nftTable,omitempty"`
 	Endpoints []EndpointState `json:"endpoints"`
@@ -122,8 +122,8 @@ func parseState(raw []byte) (*State, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadState, err)
 	}
 	n := newNames(s.Instance)
-	if s.Tag != n.tag || s.Group != n.group || s.MgmtBridge != n.mgmtBridge() {
-		return nil, fmt.Errorf("%w: tag, group or bridge do not match instance %q", ErrBadState, s.Instance)
+	if s.HostLink != n.hostLink() {
+		return nil, fmt.Errorf("%w: host link %q is not instance %q's", ErrBadState, s.HostLink, s.Instance)
 	}
 	if s.NFTable != "" && s.NFTable != n.nftTable() {
 		return nil, fmt.Errorf("%w: nftables table %q is not instance %q's", ErrBadState, s.NFTable, s.Instance)
@@ -133,12 +133,7 @@ func parseState(raw []byte) (*State, error) {
 			return nil, fmt.Errorf("%w: namespace %q is not instance %q's", ErrBadState, ns, s.Instance)
 		}
 	}
-	for _, l := range s.HostLinks {
-		if !n.ownsHostLink(l) {
-			return nil, fmt.Errorf("%w: host link %q is not instance %q's", ErrBadState, l, s.Instance)
-		}
-	}
-	if s.HostNetNS != "" && validIfName(s.HostNetNS) != nil && !labelRE.MatchString(s.HostNetNS) {
+	if s.HostNetNS != "" && (strings.ContainsRune(s.HostNetNS, '/') || s.HostNetNS == "." || s.HostNetNS == "..") {
 		return nil, fmt.Errorf("%w: host namespace %q", ErrBadState, s.HostNetNS)
 	}
 	return &s, nil
@@ -160,26 +155,20 @@ func (s *State) save() error {
 	return nil
 }
 
-// record adds names to the state's lists (keeping them sorted and unique)
+// record adds namespaces to the state (keeping the list sorted and unique)
 // and saves it.
-func (s *State) record(namespaces, hostLinks []string) error {
-	s.Namespaces = mergeSorted(s.Namespaces, namespaces)
-	s.HostLinks = mergeSorted(s.HostLinks, hostLinks)
+func (s *State) record(namespaces []string) error {
+	all := append(slices.Clone(s.Namespaces), namespaces...)
+	slices.Sort(all)
+	s.Namespaces = slices.Compact(all)
 	return s.save()
 }
 
-// forget removes names from the state's lists (a name that turned out to
-// belong to someone else) and saves it.
-func (s *State) forget(namespaces, hostLinks []string) error {
-	s.Namespaces = slices.DeleteFunc(s.Namespaces, func(x string) bool { return slices.Contains(namespaces, x) })
-	s.HostLinks = slices.DeleteFunc(s.HostLinks, func(x string) bool { return slices.Contains(hostLinks, x) })
+// forget removes a namespace that turned out to belong to someone else from
+// the state and saves it.
+func (s *State) forget(ns string) error {
+	s.Namespaces = slices.DeleteFunc(s.Namespaces, func(x string) bool { return x == ns })
 	return s.save()
-}
-
-func mergeSorted(a, b []string) []string {
-	out := append(slices.Clone(a), b...)
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 // removeStateFile deletes the state file and, if then empty, its dir.
