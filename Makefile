@@ -37,7 +37,9 @@ GO_TOOLS := \
 
 FUZZTIME ?= 30s
 # Fuzz targets run by `make fuzz` (and so by `make test`): package:Target.
-FUZZ_TARGETS :=
+FUZZ_TARGETS := \
+	./wiring:FuzzNewPlan \
+	./wiring:FuzzParseState
 
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .

@@ -92,15 +92,8 @@ func recvLLDP(fd int, chassis string) error {
 }
 
 func TestLLDPOverVeth(t *testing.T) {
-	inst := testInstance()
-	l := newLocal(t, inst)
-	p, err := NewPlan(triangle(), Options{Instance: inst})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Apply(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
+	_, p, _ := applied(t, Options{})
+	inst := p.Instance
 	lk := p.Links[0] // foobar1.eth1 ↔ foobar2.eth1
 	rx, _ := packetSocket(t, p.endpoint(lk.B.Endpoint).Namespace, lk.B.Interface)
 	tx, ifc := packetSocket(t, p.endpoint(lk.A.Endpoint).Namespace, lk.A.Interface)

@@ -212,3 +212,36 @@ func runAsNobody(t *testing.T, name string) {
 		t.Fatalf("as nobody: %v\n%s", err, out)
 	}
 }
+
+// newTriangle returns a runtime (see newLocal) and the plan of the
+// validlesson1 triangle under a fresh instance name, with opts.
+func newTriangle(t *testing.T, opts Options) (*Local, *Plan) {
+	t.Helper()
+	opts.Instance = testInstance()
+	l := newLocal(t, opts.Instance)
+	p, err := NewPlan(triangle(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, p
+}
+
+// applied is newTriangle, applied.
+func applied(t *testing.T, opts Options) (*Local, *Plan, *State) {
+	t.Helper()
+	l, p := newTriangle(t, opts)
+	st, err := l.Apply(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, p, st
+}
+
+// teardownClean tears the instance down and asserts nothing is left.
+func teardownClean(t *testing.T, l *Local, p *Plan) {
+	t.Helper()
+	if err := l.Teardown(context.Background(), l.StateDir(p.Instance)); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, p, l)
+}

@@ -57,21 +57,8 @@ func readGreeting(addr string) (string, error) {
 }
 
 func TestTriangle(t *testing.T) {
-	inst := testInstance()
-	l := newLocal(t, inst)
-	p, err := NewPlan(triangle(), Options{Instance: inst})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, p, st := applied(t, Options{})
 	ctx := context.Background()
-	st, err := l.Apply(ctx, p)
-	if err != nil {
-		for _, e := range p.Endpoints {
-			out, _ := exec.Command("ip", "-n", e.Namespace, "-o", "link").CombinedOutput()
-			t.Logf("%s:\n%s", e.Name, out)
-		}
-		t.Fatal(err)
-	}
 	if !st.Complete || len(st.Endpoints) != 3 || !st.MgmtSubnet.IsValid() {
 		t.Fatalf("state %+v", st)
 	}
@@ -174,11 +161,11 @@ func TestTriangle(t *testing.T) {
 		t.Errorf("default route not repaired: %v\n%s", err, out)
 	}
 
-	if err := l.Teardown(ctx, l.StateDir(inst)); err != nil {
+	if err := l.Teardown(ctx, l.StateDir(p.Instance)); err != nil {
 		t.Fatal(err)
 	}
 	assertNothingLeft(t, p, l)
-	if err := l.Teardown(ctx, l.StateDir(inst)); err != nil {
+	if err := l.Teardown(ctx, l.StateDir(p.Instance)); err != nil {
 		t.Fatalf("second Teardown: %v", err)
 	}
 }
@@ -186,19 +173,14 @@ func TestTriangle(t *testing.T) {
 // A namespace deleted under Apply: the error names the endpoint, and
 // Teardown still removes everything.
 func TestFaultNamespaceDeletedMidApply(t *testing.T) {
-	inst := testInstance()
-	l := newLocal(t, inst)
-	p, err := NewPlan(triangle(), Options{Instance: inst, Publish: []Publish{{Endpoint: "foobar1", Port: 22}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, p := newTriangle(t, Options{Publish: []Publish{{Endpoint: "foobar1", Port: 22}}})
 	victim := p.endpoint("foobar2").Namespace
 	l.afterNamespaces = func() {
 		if err := nsutil.Delete(victim); err != nil {
 			t.Errorf("delete %s: %v", victim, err)
 		}
 	}
-	_, err = l.Apply(context.Background(), p)
+	_, err := l.Apply(context.Background(), p)
 	t.Logf("Apply: %v", err)
 	var ee *EndpointError
 	if !errors.As(err, &ee) || ee.Endpoint != "foobar2" || !errors.Is(err, ErrNamespaceGone) || !strings.Contains(err.Error(), "endpoint foobar2") {
@@ -208,21 +190,13 @@ func TestFaultNamespaceDeletedMidApply(t *testing.T) {
 	if !nsutil.Exists(p.endpoint("foobar1").Namespace) {
 		t.Fatal("foobar1's namespace was not created")
 	}
-	if err := l.Teardown(context.Background(), l.StateDir(inst)); err != nil {
-		t.Fatal(err)
-	}
-	assertNothingLeft(t, p, l)
+	teardownClean(t, l, p)
 }
 
 // Deleting a namespace later in Apply (after links were made in it through
 // open sockets) is caught too.
 func TestFaultNamespaceDeletedLate(t *testing.T) {
-	inst := testInstance()
-	l := newLocal(t, inst)
-	p, err := NewPlan(triangle(), Options{Instance: inst})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, p := newTriangle(t, Options{})
 	victim := p.endpoint("foobar3").Namespace
 	steps := 0
 	l.Logger = loggerFunc(t, func(msg string, attrs map[string]string) {
@@ -231,36 +205,28 @@ func TestFaultNamespaceDeletedLate(t *testing.T) {
 			nsutil.Delete(victim)
 		}
 	})
-	_, err = l.Apply(context.Background(), p)
+	_, err := l.Apply(context.Background(), p)
 	t.Logf("Apply: %v", err)
 	if steps != 1 || !errors.Is(err, ErrNamespaceGone) || !strings.Contains(err.Error(), "endpoint foobar3") {
 		t.Fatalf("Apply = %v; want ErrNamespaceGone naming foobar3", err)
 	}
-	if err := l.Teardown(context.Background(), l.StateDir(inst)); err != nil {
-		t.Fatal(err)
-	}
-	assertNothingLeft(t, p, l)
+	teardownClean(t, l, p)
 }
 
 func TestNameCollision(t *testing.T) {
-	inst := testInstance()
-	l := newLocal(t, inst)
-	p, err := NewPlan(triangle(), Options{Instance: inst})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, p := newTriangle(t, Options{})
 	// Someone else's namespace with the name foobar3 needs.
 	foreign := p.endpoint("foobar3").Namespace
 	if err := nsutil.Create(foreign); err != nil {
 		t.Fatal(err)
 	}
 	defer nsutil.Delete(foreign)
-	_, err = l.Apply(context.Background(), p)
+	_, err := l.Apply(context.Background(), p)
 	t.Logf("Apply: %v", err)
 	if !errors.Is(err, ErrNameCollision) || !strings.Contains(err.Error(), "endpoint foobar3") {
 		t.Fatalf("Apply = %v; want ErrNameCollision naming foobar3", err)
 	}
-	if err := l.Teardown(context.Background(), l.StateDir(inst)); err != nil {
+	if err := l.Teardown(context.Background(), l.StateDir(p.Instance)); err != nil {
 		t.Fatal(err)
 	}
 	if !nsutil.Exists(foreign) {
@@ -280,7 +246,7 @@ func TestNameCollision(t *testing.T) {
 	if !errors.Is(err, ErrNameCollision) || !strings.Contains(err.Error(), "management uplink") || !strings.Contains(err.Error(), la) {
 		t.Fatalf("Apply = %v; want ErrNameCollision naming the management uplink %s", err, la)
 	}
-	if err := l.Teardown(context.Background(), l.StateDir(inst)); err != nil {
+	if err := l.Teardown(context.Background(), l.StateDir(p.Instance)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := net.InterfaceByName(la); err != nil {
@@ -313,5 +279,31 @@ func TestPoolExhausted(t *testing.T) {
 			t.Fatal(err)
 		}
 		assertNothingLeft(t, c.p, c.l)
+	}
+}
+
+// With a VM behind the interfaces, no planned address goes on them.
+func TestAddressModes(t *testing.T) {
+	l, p := newTriangle(t, Options{})
+	l.AssignLinkAddresses, l.SkipMgmtAddress = false, true
+	st, err := l.Apply(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range p.Endpoints {
+		out, err := nsRun(e.Namespace, "ip", "-4", "-o", "addr", "show", "scope", "global")
+		if err != nil || strings.TrimSpace(out) != "" {
+			t.Errorf("%s has addresses: %v\n%s", e.Name, err, out)
+		}
+		out, err = nsRun(e.Namespace, "ip", "-o", "link", "show", "up")
+		for _, want := range []string{"eth0", "eth1", "eth2"} {
+			if err != nil || !strings.Contains(out, want+"@") {
+				t.Errorf("%s: %s not up: %v\n%s", e.Name, want, err, out)
+			}
+		}
+	}
+	// The state still says which management address each guest should use.
+	if e, _ := st.Endpoint("foobar1"); !st.MgmtSubnet.Contains(e.MgmtAddress.Addr()) {
+		t.Errorf("foobar1 management address %v outside %v", e.MgmtAddress, st.MgmtSubnet)
 	}
 }

@@ -1,7 +1,6 @@
 package wiring
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -127,15 +126,7 @@ func synFrom(t *testing.T, ns string, to netip.AddrPort) {
 // shows the test can tell the difference.
 func TestChecksumsThroughMirredTAP(t *testing.T) {
 	ektest.RequireTool(t, "tc")
-	inst := testInstance()
-	l := newLocal(t, inst)
-	p, err := NewPlan(triangle(), Options{Instance: inst})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Apply(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
+	_, p, _ := applied(t, Options{})
 	lk := p.Links[0] // foobar1.eth1 → foobar2.eth1, redirected into tap0 in foobar2
 	nsA, nsB := p.endpoint(lk.A.Endpoint).Namespace, p.endpoint(lk.B.Endpoint).Namespace
 	tap := openTAP(t, nsB, "tap0")
