@@ -15,6 +15,7 @@ import (
 	"github.com/endpointkit/endpointkit/internal/nsutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultStateRoot holds one state dir per lesson instance.
@@ -104,7 +105,7 @@ type applier struct {
 // Apply builds the plan's endpoints and links that belong on this host (see
 // Host) and returns the state, also written to StateDir(plan.Instance).
 // It converges: applying again repairs what is missing and changes nothing
-// that is right. On error the state file still records everything that may
+// that is right (an endpoint dropped from the plan stays until Teardown). On error the state file still records everything that may
 // exist; call Teardown with the state dir to remove it. ctx bounds the whole
 // call; cancelling it stops at the next step and leaves a partial apply.
 func (l *Local) Apply(ctx context.Context, p *Plan) (*State, error) {
@@ -182,7 +183,7 @@ func (a *applier) openHost(context.Context) error {
 	if err := env.refresh(); err != nil {
 		return fmt.Errorf("wiring: host namespace: %w", err)
 	}
-	a.hostH, err = netlink.NewHandleAt(env.fd, 0)
+	a.hostH, err = netlink.NewHandleAt(env.fd, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("wiring: host namespace: netlink: %w", err)
 	}
@@ -274,14 +275,15 @@ func (a *applier) createNamespaces(ctx context.Context) error {
 			a.fresh[ns] = true
 		}
 	}
+	taken := make([]bool, len(todo))
 	g, _ := errgroup.WithContext(ctx)
 	g.SetLimit(a.l.workers())
-	for _, ns := range todo {
+	for i, ns := range todo {
 		g.Go(func() error {
 			err := nsutil.Create(ns)
 			if errors.Is(err, nsutil.ErrExists) {
 				// Someone else took the name after checkCollisions.
-				_ = a.st.forget(ns)
+				taken[i] = true
 				err = fmt.Errorf("%w: %v", ErrNameCollision, err)
 			}
 			if err != nil {
@@ -291,6 +293,11 @@ func (a *applier) createNamespaces(ctx context.Context) error {
 		})
 	}
 	err := g.Wait()
+	for i, ns := range todo {
+		if taken[i] {
+			_ = a.st.forget(ns) // not ours: Teardown must leave it
+		}
+	}
 	a.log.Debug("namespaces created", "count", len(todo))
 	if err == nil && a.l.afterNamespaces != nil {
 		a.l.afterNamespaces()
