@@ -38,6 +38,7 @@ GO_TOOLS := \
 FUZZTIME ?= 30s
 # Fuzz targets run by `make fuzz` (and so by `make test`): package:Target.
 FUZZ_TARGETS := \
+	./lessonmeta:FuzzParse \
 	./wiring:FuzzNewPlan \
 	./wiring:FuzzParseState
 

@@ -20,6 +20,14 @@ type Model struct {
 	Dir       string     // absolute lesson directory
 	Endpoints []Endpoint // in the lesson's endpoints order
 	Links     []Link     // in the lesson's connections order
+
+	// StageCount is the number of stages; every Endpoint.Stages has this
+	// length.
+	StageCount int
+	// Warnings are things a launch will trip over that do not stop the
+	// plan (an image without metadata, an image naming fewer interfaces
+	// than the endpoint has).
+	Warnings []string
 }
 
 // Endpoint is one endpoint of a lesson, ready to launch.
