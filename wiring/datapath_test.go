@@ -9,11 +9,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/nsutil"
+	"github.com/endpointkit/endpointkit/lessonmeta"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -279,4 +283,44 @@ func TestNotRoot(t *testing.T) {
 	if !errors.Is(err, ErrNotPermitted) || !bytes.Contains([]byte(err.Error()), []byte("instance notroot")) {
 		t.Fatalf("Apply as uid %d = %v; want ErrNotPermitted naming the instance", os.Geteuid(), err)
 	}
+}
+
+// A real lesson from the shared corpus, through lessonmeta and the endpoint
+// builder: every connection passes traffic with the builder's addresses.
+func TestRealLessonTriangle(t *testing.T) {
+	corpus := filepath.Join(ektest.SharedDir(t), "corpus")
+	dir := filepath.Join(corpus, "lessons", "jsnapy-network-testing")
+	l, err := lessonmeta.Load(dir, lessonmeta.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := endpoint.Build(l, lessonmeta.ImageDirs{filepath.Join(corpus, "images")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := testInstance()
+	lc := newLocal(t, inst)
+	p, err := NewPlan(m, Options{Instance: inst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lc.Apply(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	// crpd's image asks for forwarding; the utility image does not.
+	for _, e := range m.Endpoints {
+		out, err := nsRun(p.endpoint(e.Name).Namespace, "cat", "/proc/sys/net/ipv4/ip_forward")
+		if want := map[bool]string{true: "1", false: "0"}[e.EnableForwarding]; err != nil || strings.TrimSpace(out) != want {
+			t.Errorf("%s: ip_forward = %q, %v; want %s", e.Name, out, err, want)
+		}
+	}
+	for i, lk := range m.Links {
+		if !lk.Explicit {
+			continue
+		}
+		a, b := p.Links[i].A, p.Links[i].B
+		ping(t, p.endpoint(a.Endpoint).Namespace, b.Address.Addr().String())
+		ping(t, p.endpoint(b.Endpoint).Namespace, a.Address.Addr().String())
+	}
+	teardownClean(t, lc, p)
 }

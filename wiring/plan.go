@@ -359,12 +359,14 @@ func (p *Plan) checkInterfaceUse() error {
 // planAddresses checks the model's addresses and fills in missing ones for
 // links with an explicit subnet, the way antidote-core's host-local IPAM
 // did: per L2 network, .1 reserved (unless the subnet is too small to spare
-// it), then .2, .3, … in endpoints order.
+// it), then .2, .3, … in endpoints order. A segment whose model addresses
+// repeat (each connection numbered on its own) is numbered as a whole.
 func (p *Plan) planAddresses(byName map[string]int) error {
 	type network struct {
-		subnet netip.Prefix
-		ends   []*End
-		where  string
+		subnet  netip.Prefix
+		ends    []*End
+		where   string
+		segment bool
 	}
 	var nets []network
 	segNet := map[int]int{} // segment index → index in nets
@@ -384,12 +386,20 @@ func (p *Plan) planAddresses(byName map[string]int) error {
 				continue
 			}
 			segNet[l.Segment] = len(nets)
-			nets = append(nets, network{subnet: l.Subnet, ends: []*End{&l.A, &l.B}, where: fmt.Sprintf("segment %d", l.Segment)})
+			nets = append(nets, network{subnet: l.Subnet, ends: []*End{&l.A, &l.B}, where: fmt.Sprintf("segment %d", l.Segment), segment: true})
 			continue
 		}
 		nets = append(nets, network{subnet: l.Subnet, ends: []*End{&l.A, &l.B}, where: fmt.Sprintf("link %d", i)})
 	}
 	for _, nw := range nets {
+		if nw.segment && duplicateAddrs(nw.ends) {
+			// The endpoint builder numbers each connection on its own, so
+			// connections sharing a subnet repeat .2 and .3: number the
+			// whole segment instead.
+			for _, e := range nw.ends {
+				e.Address = netip.Prefix{}
+			}
+		}
 		used := map[netip.Addr]string{}
 		for _, e := range nw.ends {
 			if !e.Address.IsValid() {
@@ -430,6 +440,19 @@ func (p *Plan) planAddresses(byName map[string]int) error {
 		}
 	}
 	return nil
+}
+
+func duplicateAddrs(ends []*End) bool {
+	seen := map[netip.Addr]bool{}
+	for _, e := range ends {
+		if a := e.Address.Addr(); e.Address.IsValid() {
+			if seen[a] {
+				return true
+			}
+			seen[a] = true
+		}
+	}
+	return false
 }
 
 // planInterfaces lists each endpoint's data interfaces in link order.

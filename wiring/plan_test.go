@@ -127,6 +127,33 @@ func TestPlanSegmentAndFallbackAddresses(t *testing.T) {
 	}
 }
 
+// The endpoint builder gives each connection .2 and .3 even when several
+// share a subnet; the plan numbers such a segment as a whole.
+func TestPlanSegmentRenumbersRepeatedAddresses(t *testing.T) {
+	m := buildModel("seg", []string{"a", "b", "c"}, []conn{
+		{"a", "b", "10.0.0.0/24"}, {"b", "c", "10.0.0.0/24"},
+	}, false)
+	p, err := NewPlan(m, Options{Instance: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, mb := range p.Segments[0].Members {
+		got = append(got, mb.Endpoint+"."+mb.Interface+"="+mb.Address.String())
+	}
+	want := []string{"a.eth1=10.0.0.2/24", "b.eth1=10.0.0.3/24", "b.eth2=10.0.0.4/24", "c.eth1=10.0.0.5/24"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("segment addresses\n got %v\nwant %v", got, want)
+	}
+	for _, e := range p.Endpoints {
+		for _, i := range e.Interfaces {
+			if !i.Address.IsValid() {
+				t.Errorf("%s.%s has no address", e.Name, i.Name)
+			}
+		}
+	}
+}
+
 func TestPlanVXLAN(t *testing.T) {
 	opts := Options{
 		Instance:  "x1",
