@@ -11,8 +11,10 @@
 // jumbo frames allowed) and addresses. Addresses come from the model; when a
 // connection gives an explicit subnet and the model leaves an end without
 // one, the plan assigns it the way antidote-core's host-local IPAM did: .1
-// is reserved, then .2, .3, … in the lesson's endpoints order. Plans print
-// with String and encode with encoding/json.
+// is reserved, then .2, .3, … in the lesson's endpoints order. A bridge
+// segment whose model addresses repeat (the endpoint builder numbers each
+// connection on its own) is numbered that way as a whole. Plans print with
+// String and encode with encoding/json.
 //
 // Each link gets one of three kinds:
 //   - veth: the default, a point-to-point pair between two namespaces;
