@@ -8,6 +8,7 @@ import (
 	"net"
 	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,7 +197,7 @@ func TestFaultNamespaceDeletedMidApply(t *testing.T) {
 // Deleting a namespace later in Apply (after links were made in it through
 // open sockets) is caught too.
 func TestFaultNamespaceDeletedLate(t *testing.T) {
-	l, p := newTriangle(t, Options{})
+	l, p := newTriangle(t, Options{Publish: []Publish{{Endpoint: "foobar1", Port: 22}}})
 	victim := p.endpoint("foobar3").Namespace
 	steps := 0
 	l.Logger = loggerFunc(t, func(msg string, attrs map[string]string) {
@@ -209,6 +210,10 @@ func TestFaultNamespaceDeletedLate(t *testing.T) {
 	t.Logf("Apply: %v", err)
 	if steps != 1 || !errors.Is(err, ErrNamespaceGone) || !strings.Contains(err.Error(), "endpoint foobar3") {
 		t.Fatalf("Apply = %v; want ErrNamespaceGone naming foobar3", err)
+	}
+	// Everything else was made, published ports included.
+	if !slices.Contains(nftTables(t, ""), p.NFTable) {
+		t.Fatalf("nftables table %s was not made before the failure", p.NFTable)
 	}
 	teardownClean(t, l, p)
 }
