@@ -48,7 +48,9 @@ type Local struct {
 	// AssignLinkAddresses puts the planned link addresses on the namespace
 	// interfaces. Set it for plain-namespace endpoints; leave it off when a
 	// VM owns the interface (its ethN is stitched to a TAP) and configures
-	// the address itself.
+	// the address itself. Off, IPv6 is also turned off on the endpoint's
+	// interfaces, so the namespace's own stack sends nothing onto links
+	// the guest owns.
 	AssignLinkAddresses bool
 	// SkipMgmtAddress leaves eth0 without address and default route (a
 	// guest behind eth0 uses the management address instead).
@@ -194,7 +196,7 @@ func (a *applier) openHost(context.Context) error {
 // thread's own.
 func openHostEnv(name string) (*nsEnv, error) {
 	if name != "" {
-		env, err := openEnv(name, true, false)
+		env, err := openEnv(name, true, nsSettings{})
 		if err != nil {
 			return nil, fmt.Errorf("wiring: host namespace %q: %w", name, err)
 		}
@@ -313,11 +315,11 @@ func (a *applier) openNamespaces(ctx context.Context) error {
 	g.SetLimit(a.l.workers())
 	for i, ns := range namespaces {
 		g.Go(func() error {
-			fwd := false
+			set := nsSettings{noIPv6: ns == a.fabric}
 			if e := a.endpointByNamespace(ns); e != nil {
-				fwd = e.EnableForwarding
+				set = nsSettings{forwarding: e.EnableForwarding, noIPv6: !a.l.AssignLinkAddresses}
 			}
-			env, err := openEnv(ns, a.fresh[ns], fwd)
+			env, err := openEnv(ns, a.fresh[ns], set)
 			if errors.Is(err, nsutil.ErrNotExist) {
 				err = fmt.Errorf("%w: %v; run Teardown, then Apply again", ErrNamespaceGone, err)
 			}

@@ -300,6 +300,10 @@ func TestAddressModes(t *testing.T) {
 		if err != nil || strings.TrimSpace(out) != "" {
 			t.Errorf("%s has addresses: %v\n%s", e.Name, err, out)
 		}
+		// Nor any IPv6 link-local address: the namespace stays silent.
+		if out, err := nsRun(e.Namespace, "ip", "-6", "-o", "addr", "show"); err != nil || strings.Contains(out, "eth") {
+			t.Errorf("%s has IPv6 addresses: %v\n%s", e.Name, err, out)
+		}
 		out, err = nsRun(e.Namespace, "ip", "-o", "link", "show", "up")
 		for _, want := range []string{"eth0", "eth1", "eth2"} {
 			if err != nil || !strings.Contains(out, want+"@") {

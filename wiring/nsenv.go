@@ -29,9 +29,18 @@ type nsEnv struct {
 	mustRefresh bool
 }
 
+// nsSettings are sysctls openEnv sets inside a namespace.
+type nsSettings struct {
+	forwarding bool // IPv4 forwarding on
+	// noIPv6 turns IPv6 off for interfaces created afterwards, so the
+	// namespace's own stack sends nothing (router solicitations, duplicate
+	// address detection, MLD) onto links a guest owns.
+	noIPv6 bool
+}
+
 // openEnv opens the sockets of namespace name. fresh says Apply just created
-// it. forwarding turns on IPv4 forwarding inside.
-func openEnv(name string, fresh, forwarding bool) (*nsEnv, error) {
+// it.
+func openEnv(name string, fresh bool, set nsSettings) (*nsEnv, error) {
 	fd, err := nsutil.Open(name)
 	if err != nil {
 		return nil, err
@@ -45,10 +54,15 @@ func openEnv(name string, fresh, forwarding bool) (*nsEnv, error) {
 		if env.ioctl, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
 			return fmt.Errorf("ioctl socket: %w", err)
 		}
-		if forwarding {
-			// /proc/sys/net is resolved against the opening thread's namespace.
+		// /proc/sys/net is resolved against the opening thread's namespace.
+		if set.forwarding {
 			if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
 				return fmt.Errorf("enable forwarding: %w", err)
+			}
+		}
+		if set.noIPv6 {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", []byte("1\n"), 0o644); err != nil {
+				return fmt.Errorf("disable IPv6: %w", err)
 			}
 		}
 		return nil
