@@ -27,10 +27,16 @@ func (l *Local) Teardown(ctx context.Context, stateDir string) error {
 		return err
 	}
 	log := l.log().With("instance", st.Instance)
-	var errs []error
-	if st.HostNetNS == "" || nsutil.Exists(st.HostNetNS) {
-		errs = append(errs, teardownHost(st))
-	}
+	// The host side and the namespaces go in parallel: removing the uplink
+	// waits for RCU grace periods, unmounting namespaces does not need it.
+	hostErr := make(chan error, 1)
+	go func() {
+		if st.HostNetNS != "" && !nsutil.Exists(st.HostNetNS) {
+			hostErr <- nil // the stand-in host took everything with it
+			return
+		}
+		hostErr <- teardownHost(st)
+	}()
 	g, _ := errgroup.WithContext(ctx)
 	g.SetLimit(l.workers())
 	for _, ns := range st.Namespaces {
@@ -41,8 +47,7 @@ func (l *Local) Teardown(ctx context.Context, stateDir string) error {
 			return nil
 		})
 	}
-	errs = append(errs, g.Wait())
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(g.Wait(), <-hostErr); err != nil {
 		return err
 	}
 	log.Debug("torn down", "namespaces", len(st.Namespaces))
