@@ -102,9 +102,9 @@ func BenchmarkApply100Endpoints200Links(b *testing.B) {
 	}
 	// Teardown, like `ip netns del`, returns once the namespaces are
 	// unmounted; the kernel frees their devices in the background, which
-	// slows namespace creation meanwhile. Pause after each teardown so each
-	// run starts on a quiet kernel.
-	settle := func() { time.Sleep(time.Second) }
+	// slows namespace creation and link deletion meanwhile. Pause after
+	// each teardown so each run starts on a quiet kernel.
+	settle := func() { time.Sleep(3 * time.Second) }
 	var up, down, ipUp, ipDown time.Duration
 	b.ResetTimer()
 	for range b.N {
