@@ -47,7 +47,9 @@ FUZZ_TARGETS := \
 	./configure:FuzzSplitScriptOutput \
 	./imagebuild:FuzzParseRecipe \
 	./lessonmeta:FuzzParse \
-	./qemulaunch:FuzzParsePorts
+	./qemulaunch:FuzzParsePorts \
+	./wiring:FuzzNewPlan \
+	./wiring:FuzzParseState
 
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .
