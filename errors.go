@@ -1,0 +1,90 @@
+package endpointkit
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/endpointkit/endpointkit/configure"
+)
+
+// Sentinel errors. Every error Up, Open, Configure and Teardown return that a
+// user can cause wraps one of these (or a typed error below) and names the
+// lesson file, endpoint or image at fault; test with errors.Is / errors.As.
+var (
+	// ErrUnknownImage: no built image directory and no recipe has the slug
+	// an endpoint asks for.
+	ErrUnknownImage = errors.New("unknown image")
+	// ErrUnbuildable: a recipe exists but cannot be built as it is (for
+	// example its vendor disk is missing).
+	ErrUnbuildable = errors.New("image cannot be built")
+	// ErrInstanceExists: Up was asked for an instance that already has a
+	// state directory (use Options.Replace, or Teardown it first).
+	ErrInstanceExists = errors.New("instance already exists")
+	// ErrNoInstance: no instance state in the directory.
+	ErrNoInstance = errors.New("no such instance")
+	// ErrNoLauncher: the endpoint launcher binary (cmd/endpoint) was not
+	// found.
+	ErrNoLauncher = errors.New("endpoint launcher not found")
+	// ErrBoot: an endpoint did not become ready (see [*BootError]).
+	ErrBoot = errors.New("endpoint did not become ready")
+	// ErrConfigure: configuring a stage failed on some endpoints (see
+	// [*ConfigureError]); the instance stays up.
+	ErrConfigure = errors.New("stage configuration failed")
+	// ErrBadStage: the stage does not exist in the lesson.
+	ErrBadStage = errors.New("no such stage")
+)
+
+// BootError says which endpoint did not become ready and why, with the tail
+// of its serial console and of its launcher's log.
+type BootError struct {
+	Endpoint string
+	Reason   string
+	Console  string // tail of the serial console
+	Log      string // tail of the launcher's output
+	LogFile  string
+}
+
+func (e *BootError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "endpoint %s: %s", e.Endpoint, e.Reason)
+	if e.Console != "" {
+		fmt.Fprintf(&b, "\n--- console tail of %s ---\n%s", e.Endpoint, strings.TrimRight(e.Console, "\n"))
+	}
+	if e.Log != "" {
+		fmt.Fprintf(&b, "\n--- launcher log (%s) ---\n%s", e.LogFile, strings.TrimRight(e.Log, "\n"))
+	}
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, ErrBoot) true.
+func (e *BootError) Unwrap() error { return ErrBoot }
+
+// ConfigureError lists the endpoints whose configuration failed at a stage;
+// the other endpoints are configured and everything stays up.
+type ConfigureError struct {
+	Stage  int
+	Failed []configure.Result // each Err is a *configure.Error naming endpoint, method and file
+}
+
+func (e *ConfigureError) Error() string {
+	names := make([]string, len(e.Failed))
+	for i, r := range e.Failed {
+		names[i] = r.Endpoint
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "stage %d failed on %s", e.Stage, strings.Join(names, ", "))
+	for _, r := range e.Failed {
+		fmt.Fprintf(&b, "\n  %v", r.Err)
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrConfigure and every endpoint's error.
+func (e *ConfigureError) Unwrap() []error {
+	errs := []error{ErrConfigure}
+	for _, r := range e.Failed {
+		errs = append(errs, r.Err)
+	}
+	return errs
+}

@@ -1,0 +1,143 @@
+package endpointkit
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/endpointkit/endpointkit/qemulaunch"
+)
+
+// DefaultStateRoot holds one state directory per running lesson instance
+// (shared with wiring and qemulaunch).
+const DefaultStateRoot = "/run/endpointkit"
+
+// Defaults of [Options].
+const (
+	DefaultReadyTimeout = 10 * time.Minute
+	DefaultStopGrace    = 3 * time.Second
+	// tcgScale stretches guest-speed deadlines under TCG, as qemulaunch
+	// does (Timeouts.TCGFactor).
+	tcgScale = 4
+)
+
+// Options tune Up, and Open for what a reattached instance does next
+// (Configure, Down). The zero value is usable: instance named after the
+// lesson, stage 0, state under /run/endpointkit, images found as [Catalog]
+// says.
+type Options struct {
+	// Instance names this running copy of the lesson: lower-case letters,
+	// digits and inner dashes (at most 40). Default: the lesson's slug.
+	Instance string
+	// Stage is the stage Up configures (default 0). A negative stage
+	// leaves the endpoints unconfigured.
+	Stage int
+	// StateRoot is the parent of instance state directories; default
+	// DefaultStateRoot.
+	StateRoot string
+	// Images says where endpoint images come from.
+	Images Catalog
+	// Launcher is the endpoint launcher binary (cmd/endpoint). Default:
+	// "endpoint" beside the running executable, else on PATH.
+	Launcher string
+	// Accel is the accelerator (auto, kvm, tcg); $ENDPOINTKIT_ACCEL
+	// overrides it. Up resolves it once (auto probes KVM) and starts every
+	// endpoint with the result.
+	Accel qemulaunch.Accel
+	// ReadyTimeout bounds the boot of every endpoint, from the launcher's
+	// start to "ready" (default DefaultReadyTimeout; launchers usually fail
+	// sooner on their own deadlines).
+	ReadyTimeout time.Duration
+	// ConfigTimeout bounds each endpoint's configuration, reachability wait
+	// included (default: package configure's, 10 min × the TCG scale).
+	ConfigTimeout time.Duration
+	// StopGrace is how long a guest gets to power off when the instance
+	// goes down before QEMU is quit (default DefaultStopGrace, ×4 under
+	// TCG).
+	StopGrace time.Duration
+	// Replace tears down an existing instance of the same name first;
+	// otherwise Up fails with ErrInstanceExists.
+	Replace bool
+	// Logger receives structured details (debug and info); nil discards.
+	Logger *slog.Logger
+	// Progress, when set, is called for each step of Up, Configure and
+	// Down, from several goroutines at once; a CLI draws progress from it.
+	Progress func(Event)
+}
+
+// Step names a step reported through Options.Progress.
+type Step string
+
+// Steps, in the order Up takes them (per endpoint from StepBoot on).
+const (
+	StepValidate   Step = "validate"   // lesson read and checked
+	StepImage      Step = "image"      // an image resolved (built or found)
+	StepWire       Step = "wire"       // namespaces and links created
+	StepBoot       Step = "boot"       // an endpoint's launcher started
+	StepReady      Step = "ready"      // an endpoint answers
+	StepConfigure  Step = "configure"  // an endpoint's stage configuration started
+	StepConfigured Step = "configured" // an endpoint's stage configuration succeeded
+	StepFailed     Step = "failed"     // an endpoint failed (Err says why)
+	StepTeardown   Step = "teardown"   // the instance is being removed
+	StepDone       Step = "done"       // the operation finished
+)
+
+// Event is one progress report.
+type Event struct {
+	Step     Step
+	Endpoint string        // "" for instance-wide steps
+	Message  string        // one human line
+	Elapsed  time.Duration // since the operation began
+	Err      error         // for StepFailed
+}
+
+func (o *Options) log() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return o.Logger
+}
+
+func (o *Options) stateRoot() string {
+	if o.StateRoot == "" {
+		return DefaultStateRoot
+	}
+	return o.StateRoot
+}
+
+func (o *Options) accel() qemulaunch.Accel {
+	if v := os.Getenv(qemulaunch.AccelEnv); v != "" {
+		return qemulaunch.Accel(v)
+	}
+	if o.Accel == "" {
+		return qemulaunch.AccelAuto
+	}
+	return o.Accel
+}
+
+func (o *Options) readyTimeout() time.Duration {
+	if o.ReadyTimeout <= 0 {
+		return DefaultReadyTimeout
+	}
+	return o.ReadyTimeout
+}
+
+func (o *Options) stopGrace() time.Duration {
+	if o.StopGrace <= 0 {
+		return DefaultStopGrace
+	}
+	return o.StopGrace
+}
+
+// reporter sends progress events stamped with the time since start.
+type reporter struct {
+	fn    func(Event)
+	start time.Time
+}
+
+func (r reporter) report(step Step, ep, msg string, err error) {
+	if r.fn != nil {
+		r.fn(Event{Step: step, Endpoint: ep, Message: msg, Elapsed: time.Since(r.start), Err: err})
+	}
+}

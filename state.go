@@ -1,0 +1,212 @@
+package endpointkit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/endpointkit/endpointkit/qemulaunch"
+	"github.com/endpointkit/endpointkit/wiring"
+	"github.com/google/renameio/v2"
+)
+
+// StateFile is the instance record inside an instance's state directory.
+const StateFile = "instance.json"
+
+// KnownHostsFile, inside an instance's state directory, lists every
+// endpoint's pinned SSH host keys by management address, for ssh's
+// UserKnownHostsFile option.
+const KnownHostsFile = "known_hosts"
+
+// stateVersion is the version of the instance record format.
+const stateVersion = 1
+
+// Instance is one lesson running on this machine: its endpoints' VMs, the
+// namespaces and links between them, and a state directory from which Open
+// and Teardown work after the process that started it is gone.
+//
+// Its fields are a snapshot, updated by the methods; an Instance is not
+// safe for concurrent use.
+type Instance struct {
+	Version   int              `json:"version"`
+	Name      string           `json:"instance"`
+	Lesson    string           `json:"lesson"` // slug
+	LessonDir string           `json:"lessonDir"`
+	Dir       string           `json:"stateDir"`
+	Accel     qemulaunch.Accel `json:"accel"`
+	// Stage is the stage last asked for (-1: none yet); each endpoint's
+	// own Stage says whether it got there.
+	Stage     int        `json:"stage"`
+	Created   time.Time  `json:"created"`
+	Endpoints []Endpoint `json:"endpoints"`
+
+	opts Options
+	mu   sync.Mutex // serialises updates from Up's per-endpoint goroutines
+}
+
+// EndpointState is where an endpoint is in its life.
+type EndpointState string
+
+// Endpoint states.
+const (
+	StateStarting     EndpointState = "starting"      // launcher started, guest booting
+	StateReady        EndpointState = "ready"         // answers; not configured (yet)
+	StateConfiguring  EndpointState = "configuring"   // a stage is being applied
+	StateConfigured   EndpointState = "configured"    // Stage applied
+	StateConfigFailed EndpointState = "config-failed" // the last stage failed on it (Error says why); still running
+	StateFailed       EndpointState = "failed"        // did not boot, or its VM ended
+	StateDown         EndpointState = "down"          // its launcher is gone
+)
+
+// Endpoint is one running endpoint of an Instance.
+type Endpoint struct {
+	Name     string `json:"name"`
+	Image    string `json:"image"`    // slug
+	ImageDir string `json:"imageDir"` // built image directory
+	// Namespace is the endpoint's network namespace (its "container"):
+	// `ip netns exec NAMESPACE …`.
+	Namespace string `json:"namespace"`
+	// Address is the management address; the host reaches every forwarded
+	// port there.
+	Address       netip.Addr     `json:"address"`
+	Ports         []Port         `json:"ports"`
+	Presentations []Presentation `json:"presentations"`
+	SSHUser       string         `json:"sshUser"`
+	// StateDir is the launcher's state directory (qemulaunch.StateDir):
+	// health, console.sock, console.log, qemu.pid, qmp.sock.
+	StateDir      string `json:"launcherState"`
+	ConsoleSocket string `json:"consoleSocket"`
+	Log           string `json:"log"` // the launcher's output
+	PID           int    `json:"pid"` // the launcher's
+
+	State EndpointState `json:"state"`
+	Stage int           `json:"stage"` // last stage applied to it (-1: none)
+	Error string        `json:"error,omitempty"`
+	// Boot is the time from the launcher's start to ready; Configure the
+	// time the last stage took on it.
+	Boot      time.Duration `json:"bootNs"`
+	Configure time.Duration `json:"configureNs"`
+}
+
+// Port is a forwarded guest port, reachable at Endpoint.Address:Host.
+type Port struct {
+	Guest int    `json:"guest"`
+	Host  int    `json:"host"`
+	Proto string `json:"proto"`
+}
+
+// Presentation is one way in for a learner, as the lesson declares it.
+type Presentation struct {
+	Name string `json:"name"`
+	Type string `json:"type"` // ssh or http
+	Port int    `json:"port"` // guest port
+	// Access is how to reach it from this machine: an ssh command line or
+	// an http URL.
+	Access string `json:"access"`
+}
+
+// Endpoint returns the named endpoint.
+func (i *Instance) Endpoint(name string) (Endpoint, bool) {
+	for _, e := range i.Endpoints {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return Endpoint{}, false
+}
+
+// InstanceDir is the state directory of the named instance under root
+// ("" = DefaultStateRoot).
+func InstanceDir(root, name string) string {
+	if root == "" {
+		root = DefaultStateRoot
+	}
+	return filepath.Join(root, name)
+}
+
+// Open reattaches to a running instance from its state directory. opts
+// supplies what the next calls use (Logger, Progress, ConfigTimeout,
+// StopGrace); its other fields are ignored. The error wraps ErrNoInstance
+// when dir holds no instance.
+func Open(dir string, opts Options) (*Instance, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w (no %s)", dir, ErrNoInstance, StateFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	inst := &Instance{}
+	if err := json.Unmarshal(raw, inst); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, StateFile), err)
+	}
+	if inst.Version != stateVersion {
+		return nil, fmt.Errorf("%s: instance record version %d; this endpointkit reads %d", filepath.Join(dir, StateFile), inst.Version, stateVersion)
+	}
+	if err := wiring.ValidInstance(inst.Name); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, StateFile), err)
+	}
+	inst.Dir = dir
+	inst.opts = opts
+	return inst, nil
+}
+
+// List returns the names of the instances under root ("" =
+// DefaultStateRoot), sorted.
+func List(root string) ([]string, error) {
+	if root == "" {
+		root = DefaultStateRoot
+	}
+	ents, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if _, err := os.Stat(filepath.Join(root, e.Name(), StateFile)); e.IsDir() && err == nil {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// save writes the record atomically.
+func (i *Instance) save() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.saveLocked()
+}
+
+func (i *Instance) saveLocked() error {
+	i.Version = stateVersion
+	raw, err := json.MarshalIndent(i, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := renameio.WriteFile(filepath.Join(i.Dir, StateFile), append(raw, '\n'), 0o600); err != nil {
+		return fmt.Errorf("instance %s: state: %w", i.Name, err)
+	}
+	return nil
+}
+
+// update changes endpoint name's record under the lock and saves.
+func (i *Instance) update(name string, f func(*Endpoint)) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for k := range i.Endpoints {
+		if i.Endpoints[k].Name == name {
+			f(&i.Endpoints[k])
+		}
+	}
+	return i.saveLocked()
+}

@@ -1,0 +1,148 @@
+package endpointkit
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/endpointkit/endpointkit/configure"
+	"github.com/endpointkit/endpointkit/qemulaunch"
+)
+
+// Status refreshes each endpoint's State from the running system — its
+// launcher process and its health file — and returns the endpoints. An
+// endpoint whose launcher is gone is StateDown (or StateFailed when its
+// health says so, with the reason in Error); a live one keeps the state
+// Up or Configure recorded (configured, config-failed, …).
+func (i *Instance) Status() []Endpoint {
+	for k := range i.Endpoints {
+		e := &i.Endpoints[k]
+		health, detail, herr := qemulaunch.ReadHealth(qemulaunch.StateDir(e.StateDir))
+		alive := processAlive(e.PID, e.StateDir)
+		switch {
+		case !alive && health == qemulaunch.HealthFailed:
+			e.State, e.Error = StateFailed, detail
+		case !alive:
+			e.State = StateDown
+			if herr == nil && e.Error == "" {
+				e.Error = "launcher gone; health: " + health
+			} else if herr != nil {
+				e.Error = "launcher gone"
+			}
+		case health == qemulaunch.HealthStarting:
+			e.State = StateStarting
+		case health != qemulaunch.HealthReady && herr == nil:
+			e.State, e.Error = StateFailed, health+" "+detail
+		}
+	}
+	return i.Endpoints
+}
+
+// DialSSH logs in to the endpoint over SSH as its image's SSH user (the
+// learner's account), through its management address, verifying the
+// image's pinned host keys.
+func (i *Instance) DialSSH(ctx context.Context, endpoint string) (*configure.SSHClient, error) {
+	t, err := i.sshTarget(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	return configure.DialSSH(ctx, t, configure.DialOptions{})
+}
+
+// Run runs a shell command on the endpoint over SSH (see DialSSH). A
+// non-zero exit is a *configure.ExitError; the result is still returned.
+func (i *Instance) Run(ctx context.Context, endpoint, command string) (configure.CommandResult, error) {
+	c, err := i.DialSSH(ctx, endpoint)
+	if err != nil {
+		return configure.CommandResult{}, err
+	}
+	defer c.Close()
+	return c.Run(ctx, command)
+}
+
+// sshTarget is the configure.Target of an endpoint with the learner's
+// credentials.
+func (i *Instance) sshTarget(name string) (configure.Target, error) {
+	rec, ok := i.Endpoint(name)
+	if !ok {
+		return configure.Target{}, fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, name, i.endpointNames())
+	}
+	_, m, images, err := loadModel(i.LessonDir, i.imageDirs())
+	if err != nil {
+		return configure.Target{}, err
+	}
+	ep := m.Endpoint(name)
+	if ep == nil {
+		return configure.Target{}, fmt.Errorf("lesson %s: no endpoint %q any more", i.Lesson, name)
+	}
+	t := configTarget{*ep, rec, images[rec.Image]}.target(i.LessonDir)
+	t.User, t.Password = ep.Credentials.SSHUser, configure.Secret(ep.Credentials.SSHPassword)
+	return t, nil
+}
+
+func (i *Instance) endpointNames() string {
+	s := ""
+	for k, e := range i.Endpoints {
+		if k > 0 {
+			s += ", "
+		}
+		s += e.Name
+	}
+	return s
+}
+
+// LinkCheck is the outcome of one ping across a link.
+type LinkCheck struct {
+	From, To  string     // endpoints
+	Interface string     // From's interface on the link
+	Address   netip.Addr // To's address on the link
+	OK        bool
+	Err       error // why it failed
+}
+
+// CheckLinks proves every link of the lesson whose addresses the lesson
+// plans (connections with a subnet, as configured at stage 0 of lessons
+// that follow the plan): from each end it pings the other end's address
+// over SSH. It returns one check per direction, in link order; err is only
+// for failures to read the lesson.
+func (i *Instance) CheckLinks(ctx context.Context) ([]LinkCheck, error) {
+	_, m, _, err := loadModel(i.LessonDir, i.imageDirs())
+	if err != nil {
+		return nil, err
+	}
+	var checks []LinkCheck
+	for _, ep := range m.Endpoints {
+		for _, it := range ep.Interfaces {
+			peer := m.Endpoint(it.Peer)
+			if peer == nil || !it.Address.IsValid() {
+				continue
+			}
+			for _, pi := range peer.Interfaces {
+				if pi.Name == it.PeerInterface && pi.Link == it.Link && pi.Address.IsValid() {
+					checks = append(checks, LinkCheck{From: ep.Name, To: peer.Name, Interface: it.Name, Address: pi.Address.Addr()})
+				}
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for k := range checks {
+		wg.Go(func() {
+			c := &checks[k]
+			c.Err = i.Ping(ctx, c.From, c.Address)
+			c.OK = c.Err == nil
+		})
+	}
+	wg.Wait()
+	return checks, nil
+}
+
+// Ping pings addr from the endpoint over SSH (three tries, one second
+// apart, so a first ARP resolution does not fail it).
+func (i *Instance) Ping(ctx context.Context, from string, addr netip.Addr) error {
+	cmd := fmt.Sprintf("for n in 1 2 3; do ping -c 1 -W 1 %s && exit 0; sleep 1; done; exit 1", addr)
+	if _, err := i.Run(ctx, from, cmd); err != nil {
+		return fmt.Errorf("ping %s from %s: %w", addr, from, err)
+	}
+	return nil
+}
