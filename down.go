@@ -11,9 +11,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/internal/nsutil"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/wiring"
+	"github.com/vishvananda/netlink"
 )
 
 // killWait bounds how long Teardown waits for killed processes to go.
@@ -72,7 +74,7 @@ func Teardown(ctx context.Context, dir string, opts Options) error {
 	if err := local.Teardown(ctx, dir); err != nil {
 		errs = append(errs, fmt.Errorf("instance %s: %w", name, err))
 	}
-	if err := deleteNamespaces(name); err != nil {
+	if err := removeLeftovers(name); err != nil {
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
@@ -196,18 +198,27 @@ func allZombies(ps []instanceProcess) bool {
 	return true
 }
 
-// deleteNamespaces removes the namespaces named after the instance that
-// the wiring state did not account for (its state file was lost).
-func deleteNamespaces(instance string) error {
+// removeLeftovers removes what the wiring state did not account for (its
+// state file was lost): the namespaces named after the instance and its
+// host link. (Deleting the fabric namespace destroys the host link too, but
+// in the kernel's background cleanup, after Teardown would have returned.)
+func removeLeftovers(instance string) error {
+	var errs []error
+	if plan, err := wiring.NewPlan(&endpoint.Model{}, wiring.Options{Instance: instance}); err == nil {
+		if lk, err := netlink.LinkByName(plan.HostLink); err == nil && lk.Type() == "veth" {
+			if err := netlink.LinkDel(lk); err != nil {
+				errs = append(errs, fmt.Errorf("instance %s: delete host link %s: %w", instance, plan.HostLink, err))
+			}
+		}
+	}
 	ents, err := os.ReadDir(nsutil.Dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return errors.Join(errs...)
 	}
 	if err != nil {
 		return err
 	}
 	fabric := wiring.NamePrefix + instance
-	var errs []error
 	for _, e := range ents {
 		n := e.Name()
 		if n == fabric || strings.HasPrefix(n, fabric+".") || strings.HasPrefix(n, fabric+"@") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,3 +172,5 @@ func downAtEnd(tb testing.TB, opts Options) {
 		}
 	})
 }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
