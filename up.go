@@ -132,6 +132,11 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter)
 	if err := wiring.ValidInstance(p.name); err != nil {
 		return nil, err
 	}
+	if dir := InstanceDir(opts.stateRoot(), p.name); !opts.Replace {
+		if err := claim(ctx, dir, *opts); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Stage >= len(l.Stages) {
 		return nil, fmt.Errorf("%s: stage %d: the lesson has stages 0 to %d: %w", l.File, opts.Stage, len(l.Stages)-1, ErrBadStage)
 	}
@@ -194,7 +199,7 @@ func claim(ctx context.Context, dir string, opts Options) error {
 		return nil
 	}
 	if !opts.Replace {
-		return fmt.Errorf("instance %s (%s): %w; remove it first (`lesson down --instance %s`) or replace it", filepath.Base(dir), dir, ErrInstanceExists, filepath.Base(dir))
+		return fmt.Errorf("instance %s (%s): %w; remove it first (`lesson down --instance %s`) or replace it (Options.Replace, `lesson up --replace`)", filepath.Base(dir), dir, ErrInstanceExists, filepath.Base(dir))
 	}
 	return Teardown(ctx, dir, opts)
 }

@@ -2,19 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 
+	"github.com/endpointkit/endpointkit/internal/termio"
 	"github.com/endpointkit/endpointkit/qemulaunch"
-	"golang.org/x/term"
 )
-
-// detachKey (Ctrl-]) ends `endpoint console` without touching the guest.
-const detachKey = 0x1d
 
 // stateDir parses --name/--state and resolves the state directory.
 func stateDir(name string, args []string, stderr io.Writer) (qemulaunch.StateDir, error) {
@@ -50,49 +46,7 @@ func runConsole(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return fmt.Errorf("console of %s: %w (is `endpoint run` running with this state dir?)", d, err)
 	}
 	defer conn.Close()
-	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		old, err := term.MakeRaw(int(f.Fd()))
-		if err == nil {
-			defer term.Restore(int(f.Fd()), old)
-		}
-		fmt.Fprint(stderr, "[attached; Ctrl-] detaches]\r\n")
-	}
-	done := make(chan error, 2)
-	go func() {
-		_, err := io.Copy(stdout, conn)
-		done <- err
-	}()
-	go func() {
-		buf := make([]byte, 1024)
-		for {
-			n, err := stdin.Read(buf)
-			for i := 0; i < n; i++ {
-				if buf[i] == detachKey {
-					conn.Write(buf[:i])
-					done <- nil
-					return
-				}
-			}
-			if n > 0 {
-				if _, werr := conn.Write(buf[:n]); werr != nil {
-					done <- werr
-					return
-				}
-			}
-			if err != nil {
-				return // stdin closed: keep printing until the VM goes
-			}
-		}
-	}()
-	select {
-	case err := <-done:
-		if errors.Is(err, net.ErrClosed) {
-			return nil
-		}
-		return err
-	case <-ctx.Done():
-		return nil
-	}
+	return termio.Attach(ctx, conn, stdin, stdout, stderr)
 }
 
 // runHealth exits 0 when the instance is ready (for container HEALTHCHECK).

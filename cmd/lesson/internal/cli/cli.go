@@ -53,6 +53,12 @@ func commands() []*Command {
 		planCommand(),
 		migrateCommand(),
 		schemaCommand(),
+		upCommand(),
+		statusCommand(),
+		configureCommand(),
+		consoleCommand(),
+		sshCommand(),
+		downCommand(),
 	}
 }
 

@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/endpointkit/endpointkit"
+)
+
+func downCommand() *Command {
+	return &Command{
+		Name:    "down",
+		Args:    "[--instance NAME | --all]",
+		Summary: "remove a running lesson: VMs, namespaces, links, state",
+		Help: `
+Removes a lesson instance (--instance NAME, else the only one running, or
+every one with --all): stops its endpoints (the guests get a few seconds to
+power off, then QEMU is stopped), deletes its namespaces and links, and its
+state directory. It works from the state directory alone, also after a crash.
+An instance that does not exist is not an error.`,
+		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
+			inf := addInstanceFlags(fs)
+			all := fs.Bool("all", false, "remove every instance under --state-root")
+			return func(ctx context.Context, env *Env, args []string) error {
+				if len(args) > 0 {
+					return fmt.Errorf("%w: unexpected arguments %q (give --instance NAME)", ErrUsage, args)
+				}
+				if os.Geteuid() != 0 {
+					return errors.New("needs root (network namespaces): run it with sudo")
+				}
+				dirs := []string{}
+				switch {
+				case *all:
+					names, err := endpointkit.List(inf.root)
+					if err != nil {
+						return err
+					}
+					for _, n := range names {
+						dirs = append(dirs, endpointkit.InstanceDir(inf.root, n))
+					}
+				case inf.name != "":
+					dirs = append(dirs, endpointkit.InstanceDir(inf.root, inf.name))
+				default:
+					dir, err := inf.dir()
+					if err != nil {
+						return err
+					}
+					dirs = append(dirs, dir)
+				}
+				var errs []error
+				for _, d := range dirs {
+					_, statErr := os.Stat(d)
+					if err := endpointkit.Teardown(ctx, d, inf.options(env)); err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					if statErr == nil {
+						fmt.Fprintf(env.Stdout, "removed %s\n", d)
+					} else {
+						fmt.Fprintf(env.Stdout, "no instance at %s; nothing of it left\n", d)
+					}
+				}
+				return errors.Join(errs...)
+			}
+		},
+	}
+}

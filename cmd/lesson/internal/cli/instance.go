@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/endpointkit/endpointkit"
+	"github.com/mattn/go-isatty"
+)
+
+// instanceFlags are the flags that pick a running instance.
+type instanceFlags struct {
+	root, name string
+	verbose    bool
+}
+
+func addInstanceFlags(fs *flag.FlagSet) *instanceFlags {
+	f := &instanceFlags{}
+	fs.StringVar(&f.root, "state-root", endpointkit.DefaultStateRoot, "parent of the instance state directories (`DIR`)")
+	fs.StringVar(&f.name, "instance", "", "the lesson instance (`NAME`); default: the lesson's slug, or the only running instance")
+	fs.BoolVar(&f.verbose, "verbose", false, "log details (structured) to stderr")
+	return f
+}
+
+// dir resolves the instance: --instance, else the only one running.
+func (f *instanceFlags) dir() (string, error) {
+	if f.name != "" {
+		return endpointkit.InstanceDir(f.root, f.name), nil
+	}
+	names, err := endpointkit.List(f.root)
+	if err != nil {
+		return "", err
+	}
+	switch len(names) {
+	case 0:
+		return "", fmt.Errorf("no lesson instance under %s: start one with `lesson up DIR`", f.root)
+	case 1:
+		return endpointkit.InstanceDir(f.root, names[0]), nil
+	}
+	return "", fmt.Errorf("%w: %d instances are running (%s): pick one with --instance NAME", ErrUsage, len(names), strings.Join(names, ", "))
+}
+
+// open reattaches to the selected instance.
+func (f *instanceFlags) open(env *Env) (*endpointkit.Instance, error) {
+	dir, err := f.dir()
+	if err != nil {
+		return nil, err
+	}
+	return endpointkit.Open(dir, f.options(env))
+}
+
+// options are the library options for progress and logging: on a
+// terminal, one line per step on stderr; otherwise structured records on
+// stderr (with --verbose also the library's details).
+func (f *instanceFlags) options(env *Env) endpointkit.Options {
+	opts := endpointkit.Options{StateRoot: f.root, Instance: f.name}
+	if f.verbose {
+		opts.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	opts.Progress = progressPrinter(env.Stderr)
+	return opts
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// progressPrinter draws progress events: human lines on a terminal,
+// slog records otherwise.
+func progressPrinter(w io.Writer) func(endpointkit.Event) {
+	var mu sync.Mutex
+	if !isTerminal(w) {
+		log := slog.New(slog.NewTextHandler(w, nil))
+		return func(e endpointkit.Event) {
+			attrs := []any{"step", string(e.Step), "elapsed", e.Elapsed.Round(time.Millisecond)}
+			if e.Endpoint != "" {
+				attrs = append(attrs, "endpoint", e.Endpoint)
+			}
+			if e.Err != nil {
+				log.Error(e.Message, append(attrs, "err", e.Err.Error())...)
+				return
+			}
+			log.Info(e.Message, attrs...)
+		}
+	}
+	return func(e endpointkit.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		mark := "  "
+		if e.Err != nil {
+			mark = "✗ "
+		}
+		fmt.Fprintf(w, "%6.1fs %s%s\n", e.Elapsed.Seconds(), mark, e.Message)
+	}
+}
+
+// writeInstance prints an instance: one row per endpoint with its state and
+// how to reach each presentation.
+func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
+	stage := "no stage configured"
+	if inst.Stage >= 0 {
+		stage = fmt.Sprintf("stage %d", inst.Stage)
+	}
+	fmt.Fprintf(w, "lesson %s, instance %s (%s, %s)\n\n", inst.Lesson, inst.Name, stage, inst.Accel)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENDPOINT\tIMAGE\tSTATE\tADDRESS\tBOOT\tREACH")
+	var problems []string
+	for _, e := range inst.Endpoints {
+		state := string(e.State)
+		if e.State == endpointkit.StateConfigured {
+			state = fmt.Sprintf("configured (stage %d)", e.Stage)
+		}
+		boot := "-"
+		if e.Boot > 0 {
+			boot = fmt.Sprintf("%.1fs", e.Boot.Seconds())
+		}
+		reach := []string{}
+		for _, p := range e.Presentations {
+			reach = append(reach, fmt.Sprintf("%s (%s): %s", p.Name, p.Type, p.Access))
+		}
+		if len(reach) == 0 {
+			reach = append(reach, "-")
+		}
+		for k, r := range reach {
+			if k == 0 {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Image, state, e.Address, boot, r)
+			} else {
+				fmt.Fprintf(tw, "\t\t\t\t\t%s\n", r)
+			}
+		}
+		if e.Error != "" {
+			problems = append(problems, fmt.Sprintf("%s: %s", e.Name, e.Error))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range problems {
+		fmt.Fprintln(w, "  ✗", p)
+	}
+	sel := ""
+	if names, _ := endpointkit.List(filepath.Dir(inst.Dir)); len(names) > 1 {
+		sel = " --instance " + inst.Name
+	}
+	fmt.Fprintf(w, "\nconsole: lesson console%s ENDPOINT   shell: lesson ssh%s ENDPOINT   remove: lesson down%s\n", sel, sel, sel)
+	return nil
+}
