@@ -54,7 +54,7 @@ FUZZ_TARGETS := \
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .
 
-.PHONY: all deps deps-deb deps-go build lint test unit fuzz bench demo demo-down clean
+.PHONY: all deps deps-deb deps-go build bin lint test unit fuzz bench demo demo-down clean
 
 all: build
 
@@ -76,8 +76,15 @@ deps-go:
 		if [ -x "$(GOBIN)/$$bin" ]; then echo "deps: $$bin present"; else $(GO) install $$t; fi; \
 	done
 
-build:
+build: bin
 	$(GO) build ./...
+
+# The commands, side by side: `lesson up` finds the `endpoint` launcher
+# beside itself.
+bin:
+	$(GO) build -o bin/lesson ./cmd/lesson
+	$(GO) build -o bin/endpoint ./cmd/endpoint
+	$(GO) build -o bin/imagebuild ./cmd/imagebuild
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -101,12 +108,19 @@ fuzz:
 bench:
 	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -count=1 -timeout 60m ./...
 
-demo: deps
-	$(GO) run ./cmd/lesson validate examples/lessons/*/
-	$(GO) run ./cmd/lesson plan examples/lessons/*/
+# The demo: linux-triangle up (the tiny image is built from
+# examples/images/tiny on first use), stage 0 configured, a ping across every
+# link from both ends, then how to reach each endpoint. It stays running;
+# `make demo-down` removes it. Run twice, it replaces the previous demo.
+DEMO_LESSON := examples/lessons/linux-triangle
+DEMO_INSTANCE := linux-triangle
 
-demo-down:
-	@true
+demo: deps bin
+	bin/lesson up $(DEMO_LESSON) --instance $(DEMO_INSTANCE) --stage 0 --replace --check
+	@echo; echo "demo running: the commands are in bin/ (bin/lesson ssh r1, bin/lesson status); make demo-down removes it"
+
+demo-down: bin
+	bin/lesson down --instance $(DEMO_INSTANCE)
 
 clean:
 	$(GO) clean -testcache

@@ -53,7 +53,9 @@ func Attach(ctx context.Context, conn io.ReadWriter, stdin io.Reader, stdout, st
 			n, err := stdin.Read(buf)
 			for i := 0; i < n; i++ {
 				if buf[i] == DetachKey {
-					conn.Write(buf[:i])
+					if i > 0 {
+						conn.Write(buf[:i])
+					}
 					done <- nil
 					return
 				}

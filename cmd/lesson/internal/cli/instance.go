@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/lessonmeta"
 	"github.com/mattn/go-isatty"
 )
 
@@ -148,10 +149,27 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 	for _, p := range problems {
 		fmt.Fprintln(w, "  ✗", p)
 	}
+	logins := map[string]bool{}
+	var loginList []string
+	for _, e := range inst.Endpoints {
+		im, err := lessonmeta.LoadImage(filepath.Join(e.ImageDir, lessonmeta.ImageFile), lessonmeta.Options{})
+		if err != nil || im.SSHUser == "" {
+			continue
+		}
+		// The lab's own training account, as Antidote showed it to learners.
+		l := fmt.Sprintf("%s / %s (image %s)", im.SSHUser, im.SSHPassword, e.Image)
+		if !logins[l] {
+			logins[l] = true
+			loginList = append(loginList, l)
+		}
+	}
+	if len(loginList) > 0 {
+		fmt.Fprintf(w, "\nlogin: %s\n", strings.Join(loginList, "; "))
+	}
 	sel := ""
 	if names, _ := endpointkit.List(filepath.Dir(inst.Dir)); len(names) > 1 {
 		sel = " --instance " + inst.Name
 	}
-	fmt.Fprintf(w, "\nconsole: lesson console%s ENDPOINT   shell: lesson ssh%s ENDPOINT   remove: lesson down%s\n", sel, sel, sel)
+	fmt.Fprintf(w, "console: lesson console%s ENDPOINT   shell (no password): lesson ssh%s ENDPOINT   remove: lesson down%s\n", sel, sel, sel)
 	return nil
 }
