@@ -49,7 +49,7 @@ func run(ctx context.Context, instance string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(w, plan) // pure data: nothing exists yet
+	fmt.Fprint(w, plan)                               // pure data: nothing exists yet
 	local := &wiring.Local{AssignLinkAddresses: true} // plain namespaces: the addresses go on eth1
 	st, err := local.Apply(ctx, plan)
 	// Teardown works from the state file alone, also after a failed Apply.
