@@ -23,6 +23,64 @@
 // shares the lesson directory over 9p, and runs QEMU under QMP with layered
 // readiness and a graceful shutdown.
 //
+// # Running a lesson
+//
+// This package is the one place that knows all of them. Up runs a whole
+// lesson on this machine, the way `lesson up` does and a third-party
+// platform can without shelling out:
+//
+//	inst, err := endpointkit.Up(ctx, "examples/lessons/linux-triangle", endpointkit.Options{Stage: 0})
+//	…
+//	err = inst.Configure(ctx, 1) // a stage change on the live lesson
+//	err = inst.Down(ctx)         // VMs, namespaces, links, state: gone
+//
+// Up validates the lesson (lessonmeta), resolves every image through a
+// Catalog — built image directories, else recipes built on demand
+// (imagebuild) — and fails before anything starts when an image is unknown
+// or cannot be built. It plans the endpoints (endpoint) and their wiring
+// (wiring), resolves the accelerator once (auto probes KVM, else TCG), creates
+// a network namespace per endpoint with the links between them, and starts
+// each endpoint's launcher — the cmd/endpoint binary, `endpoint run`, exactly
+// the entrypoint of an endpoint container — inside its namespace, in its own
+// session, with its output in the state directory. Endpoints boot in
+// parallel; each is configured (configure) as soon as its launcher's health
+// file says ready, so the lesson is ready about when its slowest endpoint
+// is. The host reaches every endpoint at its management address, where the
+// launcher forwards the lesson's ports and the image's management ports.
+//
+// Contexts: ctx bounds Up (cancelling it — Ctrl-C — removes everything
+// started), Configure and Down; the instance itself runs until Down.
+// Failures: an endpoint that does not become ready fails Up with a
+// *BootError quoting its console, after everything is removed; a stage that
+// fails on some endpoints leaves the lesson up and returns the Instance with
+// a *ConfigureError (Instance.Status says which).
+//
+// # State directory
+//
+// Each instance has a state directory, Options.StateRoot/NAME (default
+// /run/endpointkit/NAME, NAME defaulting to the lesson's slug):
+//
+//	instance.json   the Instance (endpoints, addresses, ports, pids, states), version 1
+//	wiring.json     package wiring's record of namespaces and links
+//	known_hosts     every endpoint's pinned SSH host keys, for ssh -o UserKnownHostsFile=
+//	EP/             endpoint EP's launcher state (qemulaunch.StateDir: health,
+//	                console.sock, console.log, qemu.pid, qmp.sock, overlay)
+//	EP.log          endpoint EP's launcher output
+//
+// Open reattaches to an instance from it (another process, after a
+// restart); Teardown removes an instance from it alone, also after a crash,
+// with the record damaged or the whole directory deleted: it finds the
+// instance's processes by the directory in their command lines and its
+// namespaces by name.
+//
+// # Environment
+//
+// Up, Configure and Down need root (namespaces, TAPs), QEMU and the
+// `endpoint` launcher (Options.Launcher; default beside the running program,
+// else on PATH). ENDPOINTKIT_ACCEL (auto, kvm, tcg) overrides
+// Options.Accel. Progress goes to Options.Progress and details to
+// Options.Logger; the package prints nothing.
+//
 // The binaries in cmd/ (lesson, endpoint, imagebuild) only parse flags and
 // call these packages; examples/ holds runnable programs, example lessons and
 // image recipes.
