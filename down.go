@@ -186,12 +186,7 @@ func waitGone(ctx context.Context, dir string) bool {
 // parent's wait (our own children are reaped by Up's goroutines).
 func allZombies(ps []instanceProcess) bool {
 	for _, p := range ps {
-		st, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.pid), "stat"))
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(st), ')')
-		if i < 0 || i+2 >= len(st) || st[i+2] != 'Z' {
+		if !zombie(p.pid) {
 			return false
 		}
 	}

@@ -192,13 +192,16 @@ func processAlive(pid int, marker string) bool {
 	if err != nil || !strings.Contains(string(raw), marker) {
 		return false
 	}
+	return !zombie(pid) && !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// zombie reports whether pid has exited and only awaits its parent's wait
+// (state Z in /proc/PID/stat).
+func zombie(pid int) bool {
 	st, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
 		return false
 	}
-	// A zombie (state Z) has exited.
-	if i := strings.LastIndexByte(string(st), ')'); i >= 0 && i+2 < len(st) && st[i+2] == 'Z' {
-		return false
-	}
-	return !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	i := strings.LastIndexByte(string(st), ')')
+	return i >= 0 && i+2 < len(st) && st[i+2] == 'Z'
 }

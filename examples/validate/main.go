@@ -6,6 +6,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +24,7 @@ func main() {
 // run validates each lesson directory and reports on w.
 func run(dirs []string, w io.Writer) error {
 	if len(dirs) == 0 {
-		return fmt.Errorf("usage: validate LESSON_DIR...")
+		return errors.New("usage: validate LESSON_DIR [LESSON_DIR…]")
 	}
 	invalid := 0
 	for _, dir := range dirs {
