@@ -49,7 +49,8 @@ FUZZ_TARGETS := \
 	./lessonmeta:FuzzParse \
 	./qemulaunch:FuzzParsePorts \
 	./wiring:FuzzNewPlan \
-	./wiring:FuzzParseState
+	./wiring:FuzzParseState \
+	.:FuzzOpen
 
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .

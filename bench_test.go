@@ -2,11 +2,9 @@ package endpointkit
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/endpointkit/endpointkit/internal/ektest"
 )
 
 // BenchmarkLessonUp measures `Up` of linux-triangle (three tiny endpoints
@@ -42,7 +40,7 @@ func BenchmarkLessonUp(b *testing.B) {
 
 		one := testOptions(b, images)
 		one.Progress = nil
-		lone, err := Up(ctx, filepath.Join(ektest.RepoRoot(b), "testdata", "lessons", "single"), one)
+		lone, err := Up(ctx, singleLesson(b), one)
 		if err != nil {
 			b.Fatal(err)
 		}

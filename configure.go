@@ -12,6 +12,10 @@ import (
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
+// reachTimeout bounds the wait for an endpoint's SSH from the host (×4
+// under TCG).
+const reachTimeout = time.Minute
+
 // configTarget is one endpoint to configure: its model, its record and
 // its image.
 type configTarget struct {
@@ -76,8 +80,10 @@ func (i *Instance) configure(ctx context.Context, stage int, cts []configTarget,
 	log := i.opts.log()
 	results := configure.Run(ctx, stage, targets, configure.Options{
 		Timeout: i.opts.ConfigTimeout,
-		Reach:   &configure.ReachOptions{Scale: float64(scaleFor(i.Accel)), Logger: log},
-		Logger:  log,
+		// The launcher has seen SSH answer already; from the host it is one
+		// bridge away, so a long wait means the management path is broken.
+		Reach:  &configure.ReachOptions{Timeout: reachTimeout, Scale: float64(scaleFor(i.Accel)), Logger: log},
+		Logger: log,
 	})
 	for _, r := range results {
 		_ = i.update(r.Endpoint, func(e *Endpoint) {

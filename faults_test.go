@@ -50,6 +50,10 @@ func pairLesson(tb testing.TB) string {
 	return filepath.Join(ektest.RepoRoot(tb), "testdata", "lessons", "pair")
 }
 
+func singleLesson(tb testing.TB) string {
+	return filepath.Join(ektest.RepoRoot(tb), "testdata", "lessons", "single")
+}
+
 // mustNotExist fails if the instance's state directory exists: nothing
 // may have started.
 func mustNotExist(tb testing.TB, opts Options) {
@@ -128,7 +132,7 @@ func TestUpNeverReady(t *testing.T) {
 	opts := testOptions(t, map[string]string{"tiny": dir})
 	opts.ReadyTimeout = 20 * time.Second
 	downAtEnd(t, opts)
-	_, err := Up(context.Background(), pairLesson(t), opts)
+	_, err := Up(context.Background(), singleLesson(t), opts)
 	var be *BootError
 	if !errors.As(err, &be) || !errors.Is(err, ErrBoot) {
 		t.Fatalf("Up: %v; want a *BootError", err)
@@ -210,7 +214,7 @@ func TestDownAfterCrash(t *testing.T) {
 		t.Run(crash, func(t *testing.T) {
 			opts := testOptions(t, tinyImages(t))
 			downAtEnd(t, opts)
-			inst, err := Up(context.Background(), pairLesson(t), opts)
+			inst, err := Up(context.Background(), singleLesson(t), opts)
 			if err != nil {
 				t.Fatalf("Up: %v", err)
 			}

@@ -21,19 +21,19 @@ func (i *Instance) Status() []Endpoint {
 		health, detail, herr := qemulaunch.ReadHealth(qemulaunch.StateDir(e.StateDir))
 		alive := processAlive(e.PID, e.StateDir)
 		switch {
-		case !alive && health == qemulaunch.HealthFailed:
-			e.State, e.Error = StateFailed, detail
-		case !alive:
-			e.State = StateDown
-			if herr == nil && e.Error == "" {
-				e.Error = "launcher gone; health: " + health
-			} else if herr != nil {
-				e.Error = "launcher gone"
-			}
-		case health == qemulaunch.HealthStarting:
+		case alive && herr == nil && health == qemulaunch.HealthReady:
+			// Up or Configure recorded the rest (ready, configured, …).
+		case alive && (herr != nil || health == qemulaunch.HealthStarting):
 			e.State = StateStarting
-		case health != qemulaunch.HealthReady && herr == nil:
-			e.State, e.Error = StateFailed, health+" "+detail
+		case health == qemulaunch.HealthFailed:
+			e.State, e.Error = StateFailed, detail
+		default:
+			e.State, e.Error = StateDown, "launcher not running"
+			if alive {
+				e.Error = "VM " + health
+			} else if herr == nil {
+				e.Error += "; last health: " + health
+			}
 		}
 	}
 	return i.Endpoints

@@ -50,7 +50,13 @@ func Up(ctx context.Context, lessonDir string, opts Options) (*Instance, error) 
 		return nil, err
 	}
 	inst := newInstance(p, dir, opts)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(opts.stateRoot(), 0o755); err != nil {
+		return nil, err
+	}
+	// Mkdir is the claim: of two Ups of one instance, one gets it.
+	if err := os.Mkdir(dir, 0o755); errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("instance %s (%s): %w (started by another process just now)", p.name, dir, ErrInstanceExists)
+	} else if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", p.name, err)
 	}
 	// From the first file on, a failure removes everything.
@@ -138,7 +144,8 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter)
 		}
 	}
 	if opts.Stage >= len(l.Stages) {
-		return nil, fmt.Errorf("%s: stage %d: the lesson has stages 0 to %d: %w", l.File, opts.Stage, len(l.Stages)-1, ErrBadStage)
+		pos := l.Position("stages")
+		return nil, fmt.Errorf("%s:%d:%d: stages: stage %d: the lesson has stages 0 to %d: %w", l.File, pos.Line, pos.Column, opts.Stage, len(l.Stages)-1, ErrBadStage)
 	}
 	rep.report(StepValidate, "", fmt.Sprintf("lesson %s: %d endpoints, %d links, %d stages", l.Slug, len(l.Endpoints), len(l.Connections), len(l.Stages)), nil)
 	if p.launcher, err = FindLauncher(opts.Launcher); err != nil {

@@ -66,7 +66,7 @@ func TestLinuxTriangle(t *testing.T) {
 		}
 	}
 	// The stage-0 addresses are gone.
-	if err := again.Ping(ctx, "r1", netip.MustParseAddr("10.12.0.3")); err == nil {
+	if _, err := again.Run(ctx, "r1", "ping -c 1 -W 1 10.12.0.3"); err == nil {
 		t.Errorf("stage 1: r1 still reaches r2 at its stage-0 address")
 	}
 	for _, e := range again.Status() {
