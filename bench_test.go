@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 	"time"
-
 )
 
 // BenchmarkLessonUp measures `Up` of linux-triangle (three tiny endpoints
