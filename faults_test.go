@@ -238,3 +238,31 @@ func TestDownAfterCrash(t *testing.T) {
 		})
 	}
 }
+
+// Mistakes found before anything starts: a stage the lesson does not have,
+// a launcher that is not there, an instance that already exists.
+func TestUpRefusesEarly(t *testing.T) {
+	ektest.RequireTool(t, "go")
+	opts := testOptions(t, nil)
+	for _, tc := range []struct {
+		name string
+		edit func(*Options)
+		want error
+		text string
+	}{
+		{"stage", func(o *Options) { o.Stage = 3 }, ErrBadStage, "lesson.meta.yaml:22:3: stages: stage 3: the lesson has stages 0 to 0"},
+		{"launcher", func(o *Options) { o.Launcher = filepath.Join(t.TempDir(), "endpoint") }, ErrNoLauncher, "go build -o"},
+		{"exists", func(o *Options) { os.MkdirAll(InstanceDir(o.StateRoot, o.Instance), 0o755) }, ErrInstanceExists, "lesson down --instance"},
+	} {
+		o := opts
+		o.Instance = ektest.Name("ekt")
+		tc.edit(&o)
+		_, err := Up(context.Background(), pairLesson(t), o)
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
+			t.Errorf("%s: %v; want %v saying %q", tc.name, err, tc.want, tc.text)
+		}
+		if tc.name != "exists" {
+			mustNotExist(t, o)
+		}
+	}
+}
