@@ -49,6 +49,13 @@ func (i *Instance) Down(ctx context.Context) error {
 //
 // It is idempotent. The instance name is the directory's base name.
 func Teardown(ctx context.Context, dir string, opts Options) error {
+	return teardown(ctx, dir, opts, true)
+}
+
+// teardown is Teardown; graceful false kills the processes at once (after
+// a failed or cancelled Up there is nothing in the guests worth a
+// poweroff, and a guest still booting would ignore it).
+func teardown(ctx context.Context, dir string, opts Options, graceful bool) error {
 	rep := reporter{fn: opts.Progress, start: time.Now()}
 	log := opts.log()
 	dir, err := filepath.Abs(dir)
@@ -66,8 +73,14 @@ func Teardown(ctx context.Context, dir string, opts Options) error {
 	} else {
 		grace *= tcgScale // unknown: assume the slow case
 	}
+	if !graceful {
+		grace = 0
+	}
 	var errs []error
-	if err := stopProcesses(ctx, dir, grace+5*time.Second); err != nil {
+	if graceful {
+		grace += 5 * time.Second // the launcher's own clean-up after QEMU
+	}
+	if err := stopProcesses(ctx, dir, grace); err != nil {
 		errs = append(errs, err)
 	}
 	local := &wiring.Local{StateRoot: filepath.Dir(dir), Logger: log}
@@ -139,21 +152,24 @@ func hasStateArg(args []string, marker string) bool {
 }
 
 // stopProcesses asks every launcher of the instance to stop, waits up to
-// grace (or ctx), then kills what is left and waits for it to go.
+// grace (or ctx), then kills what is left and waits for it to go. A zero
+// grace kills at once.
 func stopProcesses(ctx context.Context, dir string, grace time.Duration) error {
 	procs := processesOf(dir)
 	if len(procs) == 0 {
 		return nil
 	}
-	for _, p := range procs {
-		if p.launcher {
-			_ = syscall.Kill(p.pid, syscall.SIGTERM)
+	if grace > 0 {
+		for _, p := range procs {
+			if p.launcher {
+				_ = syscall.Kill(p.pid, syscall.SIGTERM)
+			}
 		}
-	}
-	gctx, cancel := context.WithTimeout(ctx, grace)
-	defer cancel()
-	if waitGone(gctx, dir) {
-		return nil
+		gctx, cancel := context.WithTimeout(ctx, grace)
+		defer cancel()
+		if waitGone(gctx, dir) {
+			return nil
+		}
 	}
 	for _, p := range processesOf(dir) {
 		_ = syscall.Kill(p.pid, syscall.SIGKILL)

@@ -67,7 +67,7 @@ func Up(ctx context.Context, lessonDir string, opts Options) (*Instance, error) 
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if err := Teardown(cctx, dir, opts); err != nil {
+		if err := teardown(cctx, dir, opts, false); err != nil {
 			log.Error("cleanup after a failed up", "instance", p.name, "err", err)
 		}
 	}()
