@@ -49,8 +49,9 @@ func run(ctx context.Context, instance string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(w, plan)                               // pure data: nothing exists yet
-	local := &wiring.Local{AssignLinkAddresses: true} // plain namespaces: the addresses go on eth1
+	fmt.Fprint(w, plan) // pure data: nothing exists yet
+	// Plain namespaces (no VM owns eth1): the addresses go on the interfaces.
+	local := &wiring.Local{AssignLinkAddresses: true}
 	st, err := local.Apply(ctx, plan)
 	// Teardown works from the state file alone, also after a failed Apply.
 	defer local.Teardown(context.WithoutCancel(ctx), local.StateDir(instance))
