@@ -60,7 +60,6 @@ all: build
 
 deps: deps-deb deps-go
 
-# Idempotent: packages already installed are not fetched again.
 # Idempotent. apt-get update always runs: the image builders fetch the guest
 # kernel with `apt-get download`, which needs current package lists.
 deps-deb:
