@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -66,7 +67,8 @@ func TestDiskBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := res.Image.Manifest
-	if m.Kind != vmimage.KindDisk || m.Disk != DiskFile || m.DiskFormat != "qcow2" || m.Seed != SeedFile || m.Kernel != "" || m.QEMU.NICModel != "e1000" {
+	if m.Kind != vmimage.KindDisk || m.Disk != DiskFile || m.DiskFormat != "qcow2" || m.Seed != SeedFile || m.Kernel != "" || m.QEMU.NICModel != "e1000" ||
+		len(m.HostKeys) != 2 || m.Readiness.SerialRegex != CloudInitReadyRegex {
 		t.Errorf("manifest = %+v", m)
 	}
 	if err := VerifyArtifacts(res.Image); err != nil {
@@ -120,8 +122,8 @@ func TestDiskFromURLs(t *testing.T) {
 			t.Errorf("%s: %v", url, err)
 			continue
 		}
-		if res.Image.Manifest.Seed != "" {
-			t.Errorf("%s: seed without cloudInit", url)
+		if m := res.Image.Manifest; m.Seed != "" || len(m.HostKeys) > 0 || m.Readiness.SerialRegex != "" {
+			t.Errorf("%s: seed %q, host keys %v, serial regex %q without cloudInit", url, m.Seed, m.HostKeys, m.Readiness.SerialRegex)
 		}
 	}
 	r := diskRecipe(t, "disk:\n  url: "+srv.URL+"/missing.vmdk\n  sha256: "+sum+"\n")
@@ -186,6 +188,9 @@ func TestSeedUserData(t *testing.T) {
 	if err := r.Resolve(); err != nil {
 		t.Fatal(err)
 	}
+	if !regexp.MustCompile(r.Readiness.SerialRegex).MatchString("[ 58.7] cloud-init[384]: " + CloudInitReadyMarker + " hostname=vendor-x") {
+		t.Errorf("readiness.serialRegex = %q; want the seed's final message by default", r.Readiness.SerialRegex)
+	}
 	s, err := NewSeed(r, "iid-2")
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +206,8 @@ func TestSeedUserData(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]any{"hostname": "vendor-x", "manage_etc_hosts": true, "preserve_hostname": false,
-		"ssh_pwauth": true, "ssh_deletekeys": true, "ssh_genkeytypes": []any{}} {
+		"ssh_pwauth": true, "ssh_deletekeys": true, "ssh_genkeytypes": []any{},
+		"final_message": CloudInitReadyMarker + " hostname=vendor-x datasource=$DATASOURCE up $UPTIME s"} {
 		if !reflect.DeepEqual(cc[k], want) {
 			t.Errorf("%s = %#v; want %#v", k, cc[k], want)
 		}

@@ -148,6 +148,11 @@ type RecipeQEMU struct {
 
 // RecipeReadiness overrides the readiness checks.
 type RecipeReadiness struct {
+	// SerialRegex matches a console line printed once the guest is up.
+	// Default: the agent's marker (initramfs, debootstrap); for disk with
+	// disk.cloudInit the seed's line at the end of cloud-init's first boot,
+	// which reaches the serial port when the image's kernel console is
+	// there (console=ttyS0, as in cloud images); else none.
 	SerialRegex string `yaml:"serialRegex,omitempty" json:"serialRegex,omitempty"`
 	SSHPorts    []int  `yaml:"sshPorts,omitempty" json:"sshPorts,omitempty"`
 	TCPPorts    []int  `yaml:"tcpPorts,omitempty" json:"tcpPorts,omitempty"`

@@ -213,9 +213,12 @@ func (r *Recipe) Resolve() error {
 			bad("readiness.serialRegex", "%v", err)
 		}
 	}
-	if kind != vmimage.KindDisk {
-		if r.Readiness.SerialRegex == "" {
+	if r.Readiness.SerialRegex == "" {
+		switch {
+		case kind != vmimage.KindDisk:
 			r.Readiness.SerialRegex = agent.ReadyRegex
+		case r.Disk != nil && r.Disk.CloudInit:
+			r.Readiness.SerialRegex = CloudInitReadyRegex
 		}
 	}
 	if r.Readiness.SSHPorts == nil {

@@ -21,10 +21,20 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// CloudInitReadyMarker starts the line a seed has cloud-init print on the
+// console when its final stage is done (final_message); CloudInitReadyRegex
+// matches it and is the default readiness of disk images with
+// disk.cloudInit. Before then sshd may still restart (cloud-init's
+// set-passwords applies ssh_pwauth) and runcmd may not have run.
+const (
+	CloudInitReadyMarker = "endpointkit: cloud-init finished"
+	CloudInitReadyRegex  = `endpointkit: cloud-init finished\b`
+)
+
 // seedFormat names what the seed holds; it is part of a disk image's
 // cache key, so changing the user-data invalidates cached disk images
 // without touching the other kinds'.
-const seedFormat = "cloud-config/2: users, hostname, etc-hosts, ssh host keys, runcmd"
+const seedFormat = "cloud-config/2: users, hostname, etc-hosts, ssh host keys, runcmd, final_message"
 
 // cloudConfig is the cloud-init user-data of a seed (cloud-init's
 // cloud-config modules users-groups, set-hostname, update-etc-hosts, ssh,
@@ -42,6 +52,7 @@ type cloudConfig struct {
 	SSHGenKeyTypes []string          `yaml:"ssh_genkeytypes"`
 	SSHKeys        map[string]string `yaml:"ssh_keys"`
 	Runcmd         [][]string        `yaml:"runcmd,omitempty"`
+	FinalMessage   string            `yaml:"final_message"`
 }
 
 type cloudUser struct {
@@ -64,7 +75,8 @@ type cloudChpasswd struct {
 // hostname to the slug (and /etc/hosts to match), installs SSH host keys
 // generated here in place of the image's own, and runs the recipe's steps
 // once, as root, at the end of the first boot (runcmd; each step with
-// sh -ec). The meta-data names the instance.
+// sh -ec), and prints [CloudInitReadyMarker] on the console when done.
+// The meta-data names the instance.
 type Seed struct {
 	MetaData, UserData []byte
 	// HostKeys are the public halves of the SSH host keys in UserData, for
@@ -77,7 +89,8 @@ type Seed struct {
 // give each image its own.
 func NewSeed(r *Recipe, instanceID string) (*Seed, error) {
 	cc := cloudConfig{Hostname: r.Slug, ManageEtcHosts: true, SSHPwauth: true, SSHDeleteKeys: true,
-		SSHGenKeyTypes: []string{}, SSHKeys: map[string]string{}}
+		SSHGenKeyTypes: []string{}, SSHKeys: map[string]string{},
+		FinalMessage: CloudInitReadyMarker + " hostname=" + r.Slug + " datasource=$DATASOURCE up $UPTIME s"}
 	for _, u := range r.Users {
 		cu := cloudUser{Name: u.Name, Groups: strings.Join(u.Groups, ","), Shell: u.Shell,
 			PlainTextPasswd: u.Password, SSHAuthorizedKeys: u.AuthorizedKeys}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
 )
@@ -43,9 +44,11 @@ func CloudInitDisk(tb testing.TB) (path, sum string) {
 			tb.Fatal(err)
 		}
 		defer os.RemoveAll(work)
+		start := time.Now()
 		if err := assembleCloudInitDisk(base.Path(base.Manifest.Disk), work, path); err != nil {
 			tb.Fatalf("imagetest: vendor disk from %s: %v", base.Dir, err)
 		}
+		tb.Logf("imagetest: vendor disk %s assembled in %s", path, time.Since(start).Round(100*time.Millisecond))
 	}
 	f, err := os.Open(path)
 	if err != nil {
