@@ -21,6 +21,7 @@ func tinyImage() *vmimage.Image {
 		Version: vmimage.Version, Slug: "tiny", Kind: vmimage.KindInitramfs,
 		Kernel: "vmlinux", KernelFormat: vmimage.KernelPVH, Initrd: "initramfs.cpio.gz",
 		Cmdline:   "console=ttyS0 quiet",
+		QEMU:      vmimage.QEMUHints{CPU: "qemu64,+rdrand"},
 		Readiness: vmimage.Readiness{SerialRegex: "^ENDPOINTKIT READY", SSHPorts: []int{22}},
 		Users:     vmimage.Credentials{SSHUser: "antidote", SSHPassword: "antidotepassword"},
 	}}
@@ -31,7 +32,7 @@ func diskImage() *vmimage.Image {
 		Version: vmimage.Version, Slug: "deb", Kind: vmimage.KindDebootstrap,
 		Kernel: "vmlinuz", KernelFormat: vmimage.KernelBzImage, Initrd: "initrd.img",
 		Cmdline: "root=/dev/vda console=ttyS0", Disk: "root.qcow2", Seed: "seed.iso",
-		QEMU: vmimage.QEMUHints{MemoryMiB: 1024, CPUs: 2, NICModel: "e1000", ExtraArgs: []string{"-rtc", "base=utc"}},
+		QEMU: vmimage.QEMUHints{MemoryMiB: 1024, CPUs: 2, CPU: "Skylake-Client", NICModel: "e1000", ExtraArgs: []string{"-rtc", "base=utc"}},
 	}}
 }
 

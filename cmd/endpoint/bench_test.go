@@ -57,6 +57,9 @@ func BenchmarkTimeToSSHReady(b *testing.B) {
 			"-serial", "null", "-kernel", im.Path(im.Manifest.Kernel), "-initrd", im.Path(im.Manifest.Initrd),
 			"-append", im.Manifest.Cmdline + " endpointkit.hostname=bench",
 			"-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:" + strconv.Itoa(port) + "-:22", "-device", "virtio-net-pci,netdev=n0"}
+		if cpu := im.Manifest.QEMU.CPU; cpu != "" { // the image's hint, as endpoint run passes it
+			args = append(args, "-cpu", cpu)
+		}
 		t0 = time.Now()
 		q := exec.Command("qemu-system-x86_64", args...)
 		if err := q.Start(); err != nil {

@@ -113,6 +113,9 @@ func Args(im *vmimage.Image, opts BootOptions, forwards map[int]string, qmpPath 
 	args := []string{"-machine", machine, "-accel", "tcg", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
 		"-qmp", "unix:" + qmpPath + ",server=on,wait=off", "-no-reboot"}
+	if m.QEMU.CPU != "" {
+		args = append(args, "-cpu", m.QEMU.CPU)
+	}
 	if m.Kernel != "" {
 		kernel := im.Path(m.Kernel)
 		if opts.Kernel != "" {

@@ -14,7 +14,7 @@ import (
 func TestArgs(t *testing.T) {
 	im := &vmimage.Image{Dir: "/img", Manifest: vmimage.Manifest{
 		Kernel: "vmlinux", Initrd: "initrd.cpio", Cmdline: "console=ttyS0", Disk: "disk.qcow2", DiskFormat: "qcow2",
-		Seed: "seed.iso", QEMU: vmimage.QEMUHints{MemoryMiB: 384, NICModel: "e1000"},
+		Seed: "seed.iso", QEMU: vmimage.QEMUHints{MemoryMiB: 384, NICModel: "e1000", CPU: "qemu64,+rdrand"},
 	}}
 	args := strings.Join(Args(im, BootOptions{Hostname: "h1", Share: "/lesson", DataNICs: 2, Drives: []string{"/x.iso"}},
 		map[int]string{22: "127.0.0.1:2222"}, "/q.sock"), " ")
@@ -28,6 +28,7 @@ func TestArgs(t *testing.T) {
 		"-netdev user,id=n2,restrict=on,net=10.12.0.0/24 -device e1000,netdev=n2",
 		"-virtfs local,path=/lesson,mount_tag=antidote",
 		"-qmp unix:/q.sock,server=on,wait=off",
+		"-cpu qemu64,+rdrand",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("Args lacks %q:\n%s", want, args)
