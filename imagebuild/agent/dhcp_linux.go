@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,9 @@ type dhcpClient struct {
 	// attempt is how long the first exchange waits for each answer; later
 	// ones wait longer.
 	attempt time.Duration
+	// resolvConf and stateDir are where a lease is written (default
+	// /etc/resolv.conf and DHCPStateDir).
+	resolvConf, stateDir string
 }
 
 func (d *dhcpClient) modifiers() []dhcpv4.Modifier {
@@ -161,10 +165,10 @@ func (d *dhcpClient) apply(ack *dhcpv4.DHCPv4) error {
 	for _, ns := range ack.DNS() {
 		fmt.Fprintf(&resolv, "nameserver %s\n", ns)
 	}
-	if err := os.WriteFile("/etc/resolv.conf", []byte(resolv.String()), 0o644); err != nil {
+	if err := os.WriteFile(cmp.Or(d.resolvConf, "/etc/resolv.conf"), []byte(resolv.String()), 0o644); err != nil {
 		return err
 	}
-	return writeLeaseFile(DHCPStateDir, d.ifc, ack)
+	return writeLeaseFile(d.leaseFile(), d.ifc, ack)
 }
 
 // unapply removes an expired lease's address (and with it its routes).
@@ -176,7 +180,7 @@ func (d *dhcpClient) unapply(ack *dhcpv4.DHCPv4) {
 	if err != nil {
 		d.log.Warn("dhcp: remove expired address", "iface", d.ifc, "err", err)
 	}
-	os.Remove(filepath.Join(DHCPStateDir, "dhcp."+d.ifc))
+	os.Remove(d.leaseFile())
 }
 
 // leaseAddr is the address and prefix an ACK assigns (the address class's
@@ -189,8 +193,12 @@ func leaseAddr(ack *dhcpv4.DHCPv4) *net.IPNet {
 	return &net.IPNet{IP: ack.YourIPAddr, Mask: mask}
 }
 
-// writeLeaseFile records a lease as DIR/dhcp.IFACE.
-func writeLeaseFile(dir, ifc string, ack *dhcpv4.DHCPv4) error {
+func (d *dhcpClient) leaseFile() string {
+	return filepath.Join(cmp.Or(d.stateDir, DHCPStateDir), "dhcp."+d.ifc)
+}
+
+// writeLeaseFile records a lease in path.
+func writeLeaseFile(path, ifc string, ack *dhcpv4.DHCPv4) error {
 	ones, _ := leaseAddr(ack).Mask.Size()
 	join := func(ips []net.IP) string {
 		s := make([]string, len(ips))
@@ -202,8 +210,8 @@ func writeLeaseFile(dir, ifc string, ack *dhcpv4.DHCPv4) error {
 	state := fmt.Sprintf("interface=%s\nip=%s\nmask=%d\nrouter=%s\ndns=%s\nlease=%d\nserverid=%s\n",
 		ifc, ack.YourIPAddr, ones, join(ack.Router()), join(ack.DNS()),
 		int(ack.IPAddressLeaseTime(0).Seconds()), ack.ServerIdentifier())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "dhcp."+ifc), []byte(state), 0o644)
+	return os.WriteFile(path, []byte(state), 0o644)
 }
