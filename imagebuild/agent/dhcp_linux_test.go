@@ -170,4 +170,3 @@ func TestDHCPClient(t *testing.T) {
 		t.Errorf("client: %v", err)
 	}
 }
-
