@@ -198,6 +198,7 @@ func Init(cfg *Config) error {
 		}
 		if bound == nil && sshReady && !announced {
 			announced = true
+			tr.step("ready")
 			say("ready hostname=%s addr=%s", name, ifaceAddr(firstOr(cfg.DHCP, "eth0")))
 		}
 	}
