@@ -60,14 +60,16 @@ all: build
 
 deps: deps-deb deps-go
 
-# Idempotent: packages already installed are not fetched again.
+# Idempotent. apt-get update always runs: the image builders fetch the guest
+# kernel with `apt-get download`, which needs current package lists.
 deps-deb:
+	apt-get update -qq
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "deps: Debian packages present"; fi
 
 deps-go:

@@ -302,6 +302,9 @@ func (b *Builder) plan(ctx context.Context, r *Recipe) (*buildPlan, error) {
 		}
 	case "disk":
 		inputs["disk"] = r.Disk.SHA256
+		if r.Disk.CloudInit {
+			inputs["seed"] = seedFormat
+		}
 		bp.build = func(ctx context.Context, dir string) (*vmimage.Manifest, error) {
 			return b.buildDisk(ctx, r, dir)
 		}

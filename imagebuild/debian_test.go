@@ -1,7 +1,6 @@
 package imagebuild_test
 
 import (
-	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -80,12 +79,5 @@ func TestDebianBoots(t *testing.T) {
 	if got := run("cat via-sftp.txt"); got != "ok" {
 		t.Errorf("sftp upload = %q", got)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	if err := vm.PowerDown(ctx); err != nil {
-		t.Fatalf("%v\nconsole:\n%s", err, vm.Console())
-	}
-	if _, err := vm.Exited(); err != nil {
-		t.Errorf("qemu exit: %v", err)
-	}
+	vm.MustPowerDown(t, 90*time.Second)
 }

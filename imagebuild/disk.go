@@ -31,7 +31,9 @@ func httpGet(ctx context.Context, url string) (io.ReadCloser, error) {
 }
 
 // buildDisk puts the vendor disk into the raw-image store (verifying its
-// sha256), converts it to qcow2 and adds a cloud-init seed when asked.
+// sha256), converts it to qcow2 and adds a cloud-init seed when asked (its
+// SSH host keys go into the manifest). The disk boots from its own
+// bootloader.
 func (b *Builder) buildDisk(ctx context.Context, r *Recipe, dir string) (*vmimage.Manifest, error) {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
 		return nil, fmt.Errorf("imagebuild: kind disk needs qemu-img: %w (run `make deps`)", ErrMissingTool)
@@ -93,14 +95,18 @@ func (b *Builder) buildDisk(ctx context.Context, r *Recipe, dir string) (*vmimag
 	m := baseManifest(r)
 	m.Disk, m.DiskFormat = DiskFile, "qcow2"
 	if d.CloudInit {
-		iso, err := SeedISO(r, "endpointkit-"+r.Slug+"-"+d.SHA256[:12])
+		seed, err := NewSeed(r, "endpointkit-"+r.Slug+"-"+d.SHA256[:12])
+		if err != nil {
+			return nil, err
+		}
+		iso, err := seed.ISO()
 		if err != nil {
 			return nil, err
 		}
 		if err := os.WriteFile(filepath.Join(dir, SeedFile), iso, 0o644); err != nil {
 			return nil, err
 		}
-		m.Seed = SeedFile
+		m.Seed, m.HostKeys = SeedFile, seed.HostKeys
 	}
 	if m.QEMU.MemoryMiB == 0 {
 		m.QEMU.MemoryMiB = 1024

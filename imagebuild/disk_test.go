@@ -11,11 +11,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/vmimage"
+	"golang.org/x/crypto/ssh"
+	"gopkg.in/yaml.v3"
 )
 
 // vendorDisk makes a small vmdk with recognisable content and returns its
@@ -63,7 +67,8 @@ func TestDiskBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := res.Image.Manifest
-	if m.Kind != vmimage.KindDisk || m.Disk != DiskFile || m.DiskFormat != "qcow2" || m.Seed != SeedFile || m.Kernel != "" || m.QEMU.NICModel != "e1000" {
+	if m.Kind != vmimage.KindDisk || m.Disk != DiskFile || m.DiskFormat != "qcow2" || m.Seed != SeedFile || m.Kernel != "" || m.QEMU.NICModel != "e1000" ||
+		len(m.HostKeys) != 2 || m.Readiness.SerialRegex != CloudInitReadyRegex {
 		t.Errorf("manifest = %+v", m)
 	}
 	if err := VerifyArtifacts(res.Image); err != nil {
@@ -117,8 +122,8 @@ func TestDiskFromURLs(t *testing.T) {
 			t.Errorf("%s: %v", url, err)
 			continue
 		}
-		if res.Image.Manifest.Seed != "" {
-			t.Errorf("%s: seed without cloudInit", url)
+		if m := res.Image.Manifest; m.Seed != "" || len(m.HostKeys) > 0 || m.Readiness.SerialRegex != "" {
+			t.Errorf("%s: seed %q, host keys %v, serial regex %q without cloudInit", url, m.Seed, m.HostKeys, m.Readiness.SerialRegex)
 		}
 	}
 	r := diskRecipe(t, "disk:\n  url: "+srv.URL+"/missing.vmdk\n  sha256: "+sum+"\n")
@@ -152,8 +157,8 @@ func TestStoreVerifies(t *testing.T) {
 	}
 }
 
-// TestSeedISOLabel checks the seed with blkid (the kernel-mount check is
-// in TestDebianBoots, inside a guest: this host has no iso9660 driver).
+// TestSeedISOLabel checks the seed with blkid (cloud-init reading it in a
+// guest is TestDiskCloudInitBoots; this host has no iso9660 driver).
 func TestSeedISOLabel(t *testing.T) {
 	ektest.RequireTool(t, "blkid")
 	r, _ := ParseRecipe("image.yaml", []byte("slug: vendor\nkind: disk\ndisk: {path: /dev/null, sha256: "+strings.Repeat("a", 64)+"}\n"))
@@ -168,11 +173,73 @@ func TestSeedISOLabel(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "LABEL=cidata") || !strings.Contains(string(out), "TYPE=iso9660") {
 		t.Errorf("blkid: %s %v", out, err)
 	}
-	files, _ := seedFiles(r, "iid-1")
-	ud := string(files["user-data"])
-	for _, w := range []string{"#cloud-config", "name: antidote", "plain_text_passwd: antidotepassword", "sudo: ALL=(ALL) NOPASSWD:ALL", "lock_passwd: false"} {
-		if !strings.Contains(ud, w) {
-			t.Errorf("user-data lacks %q:\n%s", w, ud)
+}
+
+// TestSeedUserData decodes the generated user-data as cloud-init would and
+// checks the users, hostname, runcmd and that the host keys it installs
+// are the ones the manifest will list.
+func TestSeedUserData(t *testing.T) {
+	r, err := ParseRecipe("image.yaml", []byte("slug: vendor-x\nkind: disk\ndisk: {path: /dev/null, sha256: "+strings.Repeat("a", 64)+", cloudInit: true}\n"+
+		"users:\n  - {name: antidote, password: pw, authorizedKeys: ['ssh-ed25519 AAAA k']}\n  - {name: ops, password: o, groups: [wheel]}\n"+
+		"steps:\n  - touch /x\n  - |\n    echo 'a b' > /y\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(r.Readiness.SerialRegex).MatchString("[ 58.7] cloud-init[384]: " + CloudInitReadyMarker + " hostname=vendor-x") {
+		t.Errorf("readiness.serialRegex = %q; want the seed's final message by default", r.Readiness.SerialRegex)
+	}
+	s, err := NewSeed(r, "iid-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(s.UserData, []byte("#cloud-config\n")) {
+		t.Errorf("user-data does not start with #cloud-config:\n%s", s.UserData)
+	}
+	if got, want := string(s.MetaData), "instance-id: iid-2\nlocal-hostname: vendor-x\n"; got != want {
+		t.Errorf("meta-data = %q; want %q", got, want)
+	}
+	var cc map[string]any
+	if err := yaml.Unmarshal(s.UserData, &cc); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"hostname": "vendor-x", "manage_etc_hosts": true, "preserve_hostname": false,
+		"ssh_pwauth": true, "ssh_deletekeys": true, "ssh_genkeytypes": []any{},
+		"final_message": CloudInitReadyMarker + " hostname=vendor-x datasource=$DATASOURCE up $UPTIME s"} {
+		if !reflect.DeepEqual(cc[k], want) {
+			t.Errorf("%s = %#v; want %#v", k, cc[k], want)
 		}
+	}
+	users := cc["users"].([]any)
+	antidote, ops := users[0].(map[string]any), users[1].(map[string]any)
+	if antidote["name"] != "antidote" || antidote["plain_text_passwd"] != "pw" || antidote["sudo"] != "ALL=(ALL) NOPASSWD:ALL" ||
+		antidote["lock_passwd"] != false || antidote["groups"] != "sudo" || !reflect.DeepEqual(antidote["ssh_authorized_keys"], []any{"ssh-ed25519 AAAA k"}) {
+		t.Errorf("users[0] = %v", antidote)
+	}
+	if ops["groups"] != "wheel" || ops["sudo"] != nil {
+		t.Errorf("users[1] = %v; want group wheel and no sudo rule", ops)
+	}
+	if want := []any{[]any{"sh", "-ec", "touch /x"}, []any{"sh", "-ec", "echo 'a b' > /y\n"}}; !reflect.DeepEqual(cc["runcmd"], want) {
+		t.Errorf("runcmd = %#v; want %#v", cc["runcmd"], want)
+	}
+	keys := cc["ssh_keys"].(map[string]any)
+	if len(keys) != 4 || len(s.HostKeys) != 2 {
+		t.Fatalf("ssh_keys has %d entries, HostKeys %d; want 4 and 2", len(keys), len(s.HostKeys))
+	}
+	for _, hk := range s.HostKeys {
+		name := map[string]string{"ssh-ed25519": "ed25519", "ecdsa-sha2-nistp256": "ecdsa"}[hk.Type]
+		signer, err := ssh.ParsePrivateKey([]byte(keys[name+"_private"].(string)))
+		if err != nil {
+			t.Fatalf("%s_private: %v", name, err)
+		}
+		if fp := ssh.FingerprintSHA256(signer.PublicKey()); fp != hk.Fingerprint || keys[name+"_public"] != hk.PublicKey {
+			t.Errorf("%s: private key %s, public %v; manifest says %+v", name, fp, keys[name+"_public"], hk)
+		}
+	}
+	other, _ := NewSeed(r, "iid-2")
+	if other.HostKeys[0].Fingerprint == s.HostKeys[0].Fingerprint {
+		t.Error("two seeds share a host key")
 	}
 }

@@ -31,8 +31,19 @@
 //     the same vmlinux with a small initrd (the agent in stage-one mode
 //     mounts /dev/vda and switches to systemd). Needs root.
 //   - disk: a vendor disk (qcow2, vmdk or raw by path or URL, sha256
-//     required), converted to qcow2, with a cloud-init NoCloud seed
-//     generated in Go when asked.
+//     required), converted to qcow2; it boots from its own bootloader.
+//     For images that run cloud-init, disk.cloudInit adds a NoCloud seed
+//     generated in Go ([NewSeed]; seed.iso, attached read-only as a second
+//     drive): it creates the recipe's users (password, groups, sudo without
+//     password for group sudo, authorized keys), sets the hostname and
+//     /etc/hosts to the slug, replaces the image's SSH host keys with keys
+//     generated at build (listed in the manifest, so launchers pin them),
+//     runs the recipe's steps once at the end of the first boot (runcmd),
+//     and prints [CloudInitReadyMarker] on the console, the default
+//     readiness. The hostname is the slug for every instance: a disk image
+//     is not given endpointkit.hostname. Proven against a real cloud-init
+//     (TestDiskCloudInitBoots: Debian's cloud-init on a disk that boots
+//     from its own GRUB, see internal/imagetest.CloudInitDisk).
 //
 // # The guest agent binary
 //

@@ -58,8 +58,10 @@ type Recipe struct {
 	DHCP *bool `yaml:"dhcp,omitempty" json:"dhcp,omitempty"`
 	// Files are copied into the image.
 	Files []RecipeFileCopy `yaml:"files,omitempty" json:"files,omitempty"`
-	// Steps are shell commands run in the image (chroot, /bin/sh -ec), in
-	// order, after packages, users and files (debootstrap).
+	// Steps are shell commands run in the image (/bin/sh -ec), in order:
+	// for debootstrap at build time in a chroot, after packages, users and
+	// files; for disk with disk.cloudInit at the end of the first boot, as
+	// root, through cloud-init's runcmd.
 	Steps []string `yaml:"steps,omitempty" json:"steps,omitempty"`
 	// NetworkInterfaces are the guest's names of the data NICs, for
 	// image.meta.yaml (default eth1, eth2, … implied).
@@ -101,8 +103,10 @@ type DiskSource struct {
 	SHA256 string `yaml:"sha256" json:"sha256" jsonschema:"pattern=^[0-9a-f]{64}$"`
 	// Format is qcow2, vmdk or raw (default: detected by qemu-img).
 	Format string `yaml:"format,omitempty" json:"format,omitempty" jsonschema:"enum=qcow2,enum=vmdk,enum=raw"`
-	// CloudInit adds a NoCloud seed disk creating the users (for images
-	// that run cloud-init).
+	// CloudInit adds a NoCloud seed disk (for images that run cloud-init)
+	// creating the users, setting the hostname to the slug, installing SSH
+	// host keys generated at build (recorded in the manifest) and running
+	// the steps at first boot.
 	CloudInit bool `yaml:"cloudInit,omitempty" json:"cloudInit,omitempty"`
 }
 
@@ -148,6 +152,11 @@ type RecipeQEMU struct {
 
 // RecipeReadiness overrides the readiness checks.
 type RecipeReadiness struct {
+	// SerialRegex matches a console line printed once the guest is up.
+	// Default: the agent's marker (initramfs, debootstrap); for disk with
+	// disk.cloudInit the seed's line at the end of cloud-init's first boot,
+	// which reaches the serial port when the image's kernel console is
+	// there (console=ttyS0, as in cloud images); else none.
 	SerialRegex string `yaml:"serialRegex,omitempty" json:"serialRegex,omitempty"`
 	SSHPorts    []int  `yaml:"sshPorts,omitempty" json:"sshPorts,omitempty"`
 	TCPPorts    []int  `yaml:"tcpPorts,omitempty" json:"tcpPorts,omitempty"`

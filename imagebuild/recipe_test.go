@@ -56,6 +56,9 @@ func TestResolveErrors(t *testing.T) {
 		{"user without login", "slug: x\nkind: initramfs\nusers:\n  - name: bob\n", []string{`users[0]: user "bob" has neither password nor authorizedKeys`}},
 		{"root user", "slug: x\nkind: initramfs\nusers:\n  - name: root\n    password: x\n", []string{"users[0].name: root is not a login user"}},
 		{"bad regex", "slug: x\nkind: initramfs\nreadiness:\n  serialRegex: '('\n", []string{"readiness.serialRegex: error parsing regexp"}},
+		{"steps on initramfs", "slug: x\nkind: initramfs\nsteps: [true]\n", []string{path + `:3:8: steps: only used by kind debootstrap`}},
+		{"steps on disk without cloud-init", "slug: x\nkind: disk\ndisk:\n  path: " + path + "\n  sha256: " + strings.Repeat("a", 64) + "\nsteps: [true]\n",
+			[]string{path + `:6:8: steps: a disk image runs steps at first boot through cloud-init: set disk.cloudInit`}},
 		{"bad mirror", "slug: x\nkind: debootstrap\nmirror: deb.debian.org\n", []string{`mirror: "deb.debian.org": want an http://`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -91,10 +91,17 @@ func (r *Recipe) Resolve() error {
 			name string
 			set  bool
 		}{{"suite", r.Suite != ""}, {"mirror", r.Mirror != ""}, {"packages", len(r.Packages) > 0},
-			{"services", len(r.Services) > 0}, {"steps", len(r.Steps) > 0}, {"diskSizeMiB", r.DiskSizeMiB != 0}} {
+			{"services", len(r.Services) > 0}, {"diskSizeMiB", r.DiskSizeMiB != 0}} {
 			if f.set {
 				bad(f.name, "only used by kind debootstrap (this recipe is %s)", r.Kind)
 			}
+		}
+		switch {
+		case len(r.Steps) == 0:
+		case kind != vmimage.KindDisk:
+			bad("steps", "only used by kind debootstrap (run in the image at build) and disk with disk.cloudInit (run at first boot)")
+		case r.Disk != nil && !r.Disk.CloudInit:
+			bad("steps", "a disk image runs steps at first boot through cloud-init: set disk.cloudInit: true (for an image that runs cloud-init)")
 		}
 	}
 	if kind == vmimage.KindDebootstrap {
@@ -214,9 +221,12 @@ func (r *Recipe) Resolve() error {
 			bad("readiness.serialRegex", "%v", err)
 		}
 	}
-	if kind != vmimage.KindDisk {
-		if r.Readiness.SerialRegex == "" {
+	if r.Readiness.SerialRegex == "" {
+		switch {
+		case kind != vmimage.KindDisk:
 			r.Readiness.SerialRegex = agent.ReadyRegex
+		case r.Disk != nil && r.Disk.CloudInit:
+			r.Readiness.SerialRegex = CloudInitReadyRegex
 		}
 	}
 	if r.Readiness.SSHPorts == nil {

@@ -2,21 +2,57 @@ package imagebuild
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 	"unicode/utf16"
+
+	"github.com/endpointkit/endpointkit/vmimage"
+	"golang.org/x/crypto/ssh"
 )
 
-// cloudConfig is the cloud-init user-data creating the recipe's users.
+// CloudInitReadyMarker starts the line a seed has cloud-init print on the
+// console when its final stage is done (final_message); CloudInitReadyRegex
+// matches it and is the default readiness of disk images with
+// disk.cloudInit. Before then sshd may still restart (cloud-init's
+// set-passwords applies ssh_pwauth) and runcmd may not have run.
+const (
+	CloudInitReadyMarker = "endpointkit: cloud-init finished"
+	CloudInitReadyRegex  = `endpointkit: cloud-init finished\b`
+)
+
+// seedFormat names what the seed holds; it is part of a disk image's
+// cache key, so changing the user-data invalidates cached disk images
+// without touching the other kinds'.
+const seedFormat = "cloud-config/2: users, hostname, etc-hosts, ssh host keys, runcmd, final_message"
+
+// cloudConfig is the cloud-init user-data of a seed (cloud-init's
+// cloud-config modules users-groups, set-hostname, update-etc-hosts, ssh,
+// runcmd).
 type cloudConfig struct {
-	Hostname  string        `yaml:"hostname"`
-	SSHPwauth bool          `yaml:"ssh_pwauth"`
-	Users     []cloudUser   `yaml:"users"`
-	Chpasswd  cloudChpasswd `yaml:"chpasswd"`
+	Hostname         string        `yaml:"hostname"`
+	PreserveHostname bool          `yaml:"preserve_hostname"`
+	ManageEtcHosts   bool          `yaml:"manage_etc_hosts"`
+	SSHPwauth        bool          `yaml:"ssh_pwauth"`
+	Users            []cloudUser   `yaml:"users"`
+	Chpasswd         cloudChpasswd `yaml:"chpasswd"`
+	// The image's own host keys are replaced by SSHKeys, and no others
+	// are generated: the manifest lists exactly the keys sshd offers.
+	SSHDeleteKeys  bool              `yaml:"ssh_deletekeys"`
+	SSHGenKeyTypes []string          `yaml:"ssh_genkeytypes"`
+	SSHKeys        map[string]string `yaml:"ssh_keys"`
+	Runcmd         [][]string        `yaml:"runcmd,omitempty"`
+	FinalMessage   string            `yaml:"final_message"`
 }
 
 type cloudUser struct {
@@ -33,40 +69,88 @@ type cloudChpasswd struct {
 	Expire bool `yaml:"expire"`
 }
 
-// seedFiles returns the NoCloud files (meta-data, user-data) for r.
-func seedFiles(r *Recipe, instanceID string) (map[string][]byte, error) {
-	cc := cloudConfig{Hostname: r.Slug, SSHPwauth: true}
+// Seed is a cloud-init NoCloud seed for a recipe, for vendor images that
+// run cloud-init. Its user-data creates the recipe's users (password,
+// groups, passwordless sudo for group sudo, authorized keys), sets the
+// hostname to the slug (and /etc/hosts to match), installs SSH host keys
+// generated here in place of the image's own, and runs the recipe's steps
+// once, as root, at the end of the first boot (runcmd; each step with
+// sh -ec), and prints [CloudInitReadyMarker] on the console when done.
+// The meta-data names the instance.
+type Seed struct {
+	MetaData, UserData []byte
+	// HostKeys are the public halves of the SSH host keys in UserData, for
+	// the manifest: a launcher pins them as for debootstrap images.
+	HostKeys []vmimage.HostKey
+}
+
+// NewSeed makes the seed of r with fresh SSH host keys (ed25519 and ECDSA
+// P-256). The instance ID tells cloud-init a first boot from a later one:
+// give each image its own.
+func NewSeed(r *Recipe, instanceID string) (*Seed, error) {
+	cc := cloudConfig{Hostname: r.Slug, ManageEtcHosts: true, SSHPwauth: true, SSHDeleteKeys: true,
+		SSHGenKeyTypes: []string{}, SSHKeys: map[string]string{},
+		FinalMessage: CloudInitReadyMarker + " hostname=" + r.Slug + " datasource=$DATASOURCE up $UPTIME s"}
 	for _, u := range r.Users {
 		cu := cloudUser{Name: u.Name, Groups: strings.Join(u.Groups, ","), Shell: u.Shell,
 			PlainTextPasswd: u.Password, SSHAuthorizedKeys: u.AuthorizedKeys}
-		for _, g := range u.Groups {
-			if g == "sudo" {
-				cu.Sudo = "ALL=(ALL) NOPASSWD:ALL"
-			}
+		if slices.Contains(u.Groups, "sudo") {
+			cu.Sudo = "ALL=(ALL) NOPASSWD:ALL"
 		}
 		cc.Users = append(cc.Users, cu)
 	}
-	ud, err := yamlDoc("#cloud-config\n", cc)
+	for _, step := range r.Steps {
+		cc.Runcmd = append(cc.Runcmd, []string{"sh", "-ec", step})
+	}
+	s := &Seed{}
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	md := fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", instanceID, r.Slug)
-	return map[string][]byte{"meta-data": []byte(md), "user-data": ud}, nil
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	for name, key := range map[string]crypto.Signer{"ed25519": ed, "ecdsa": ec} {
+		block, err := ssh.MarshalPrivateKey(key, "")
+		if err != nil {
+			return nil, err
+		}
+		pub, err := ssh.NewPublicKey(key.Public())
+		if err != nil {
+			return nil, err
+		}
+		authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+		cc.SSHKeys[name+"_private"] = string(pem.EncodeToMemory(block))
+		cc.SSHKeys[name+"_public"] = authorized
+		s.HostKeys = append(s.HostKeys, vmimage.HostKey{Type: pub.Type(), Fingerprint: ssh.FingerprintSHA256(pub), PublicKey: authorized})
+	}
+	sort.Slice(s.HostKeys, func(i, j int) bool { return s.HostKeys[i].Type < s.HostKeys[j].Type })
+	if s.UserData, err = yamlDoc("#cloud-config\n", cc); err != nil {
+		return nil, err
+	}
+	s.MetaData = fmt.Appendf(nil, "instance-id: %s\nlocal-hostname: %s\n", instanceID, r.Slug)
+	return s, nil
 }
 
-// SeedISO returns a cloud-init NoCloud seed for r's users (ISO 9660 with
-// Joliet names, volume label "cidata": meta-data and user-data), for
-// vendor images that run cloud-init.
-func SeedISO(r *Recipe, instanceID string) ([]byte, error) {
-	files, err := seedFiles(r, instanceID)
-	if err != nil {
-		return nil, err
-	}
+// ISO returns the seed as a NoCloud seed disk: ISO 9660 with Joliet
+// names, volume label "cidata", files meta-data and user-data.
+func (s *Seed) ISO() ([]byte, error) {
 	var iso bytes.Buffer
-	if err := writeSeedISO(&iso, "cidata", files, time.Unix(0, 0)); err != nil {
+	if err := writeSeedISO(&iso, "cidata", map[string][]byte{"meta-data": s.MetaData, "user-data": s.UserData}, time.Unix(0, 0)); err != nil {
 		return nil, err
 	}
 	return iso.Bytes(), nil
+}
+
+// SeedISO returns the NoCloud seed disk of a new seed for r (see
+// [NewSeed] and [Seed.ISO]).
+func SeedISO(r *Recipe, instanceID string) ([]byte, error) {
+	s, err := NewSeed(r, instanceID)
+	if err != nil {
+		return nil, err
+	}
+	return s.ISO()
 }
 
 // ISO 9660 with Joliet names, enough for a cloud-init NoCloud seed: one

@@ -361,6 +361,21 @@ func (v *VM) PowerDown(ctx context.Context) error {
 	}
 }
 
+// MustPowerDown presses the ACPI power button and fails the test, with the
+// console, unless the guest powers off within timeout and QEMU exits
+// cleanly.
+func (v *VM) MustPowerDown(tb testing.TB, timeout time.Duration) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := v.PowerDown(ctx); err != nil {
+		tb.Fatalf("imagetest: %s: %v\nconsole:\n%s", v.Image.Manifest.Slug, err, tail(v.Console(), 40))
+	}
+	if _, err := v.Exited(); err != nil {
+		tb.Errorf("imagetest: %s: qemu exit: %v", v.Image.Manifest.Slug, err)
+	}
+}
+
 // Exited reports whether QEMU has exited, and how.
 func (v *VM) Exited() (bool, error) {
 	select {

@@ -10,6 +10,9 @@
 //	vm := imagetest.Boot(t, im, imagetest.BootOptions{})
 //	client := vm.SSH(t)            // logged in as the image's sshUser
 //
+// CloudInitDisk is a vendor-disk stand-in that runs cloud-init and boots
+// from its own GRUB, for tests of the disk builder's seed.
+//
 // Boot is a minimal launcher for image tests (TCG, user-mode networking
 // with the guest's SSH port forwarded to a random local port, serial
 // console captured); the product launcher is package qemulaunch.

@@ -1,10 +1,16 @@
 package imagetest
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
+	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/endpointkit/endpointkit/vmimage"
@@ -87,5 +93,70 @@ func TestSteps(t *testing.T) {
 		if got[k] != w {
 			t.Errorf("Steps[%q] = %v; want %v", k, got[k], w)
 		}
+	}
+}
+
+func TestWriteMBRDisk(t *testing.T) {
+	dir := t.TempDir()
+	boot := bytes.Repeat([]byte{0xb0}, 512)
+	core := bytes.Repeat([]byte{0xc0}, 3*512+17)
+	fsData := make([]byte, 5<<20+100) // a 4 MiB hole in the middle
+	copy(fsData, "superblock")
+	copy(fsData[5<<20:], "tail")
+	fsPath := filepath.Join(dir, "fs.img")
+	if err := os.WriteFile(fsPath, fsData, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "disk.raw")
+	if err := writeMBRDisk(dst, boot, core, fsPath); err != nil {
+		t.Fatal(err)
+	}
+	disk, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsSectors := (len(fsData) + 511) / 512
+	if len(disk) != (2048+fsSectors)*512 {
+		t.Fatalf("disk has %d bytes; want %d", len(disk), (2048+fsSectors)*512)
+	}
+	if !bytes.Equal(disk[:440], boot[:440]) || !bytes.Equal(disk[440:446], make([]byte, 6)) {
+		t.Error("MBR boot code is not boot.img's first 440 bytes followed by a zero signature")
+	}
+	entry := disk[446:462]
+	if entry[0] != 0x80 || entry[4] != 0x83 || binary.LittleEndian.Uint32(entry[8:]) != 2048 || binary.LittleEndian.Uint32(entry[12:]) != uint32(fsSectors) {
+		t.Errorf("partition entry = % x", entry)
+	}
+	if !bytes.Equal(disk[462:510], make([]byte, 48)) || disk[510] != 0x55 || disk[511] != 0xaa {
+		t.Error("other partition entries not empty, or no boot signature")
+	}
+	if !bytes.Equal(disk[512:512+len(core)], core) || !bytes.Equal(disk[512+len(core):1<<20], make([]byte, (1<<20)-512-len(core))) {
+		t.Error("core.img is not at sector 1, or the gap is not zero after it")
+	}
+	if !bytes.Equal(disk[1<<20:], append(fsData, make([]byte, fsSectors*512-len(fsData))...)) {
+		t.Error("the partition does not hold the file system image")
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dst, &st); err != nil || st.Blocks*512 >= int64(len(disk)) {
+		t.Errorf("disk uses %d bytes of %d: zero blocks were written, not left as holes (%v)", st.Blocks*512, len(disk), err)
+	}
+
+	for _, tc := range []struct {
+		name       string
+		boot, core []byte
+		want       string
+	}{
+		{"short boot.img", boot[:100], core, "boot.img has 100 bytes"},
+		{"huge core.img", boot, make([]byte, 1<<20), "must fit the 2047 sectors"},
+		{"no core.img", boot, nil, "must fit"},
+	} {
+		if err := writeMBRDisk(filepath.Join(dir, "bad.raw"), tc.boot, tc.core, fsPath); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v; want %q", tc.name, err, tc.want)
+		}
+	}
+	if err := writeMBRDisk(filepath.Join(dir, "bad.raw"), boot, core, filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file system image: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad.raw")); !os.IsNotExist(err) {
+		t.Errorf("a failed write left %s: %v", filepath.Join(dir, "bad.raw"), err)
 	}
 }
