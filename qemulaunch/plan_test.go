@@ -109,6 +109,34 @@ func TestPlanDetails(t *testing.T) {
 	}
 }
 
+func TestPlanCPU(t *testing.T) {
+	t.Setenv(AccelEnv, "")
+	for _, tc := range []struct {
+		cfg  Config
+		want string // the -cpu value; "" for none
+	}{
+		{Config{Name: "r1", Image: tinyImage(), Accel: AccelTCG}, "qemu64,+rdrand"},  // the image's hint
+		{Config{Name: "r1", Image: tinyImage(), Accel: AccelTCG, CPU: "max"}, "max"}, // the config's choice
+		{Config{Name: "r1", Image: tinyImage(), Accel: AccelKVM}, "host"},            // KVM passes the host CPU
+		{Config{Name: "r1", Image: &vmimage.Image{Dir: "/x", Manifest: diskImage().Manifest}, Accel: AccelTCG}, "Skylake-Client"},
+		{Config{Name: "r1", Image: &vmimage.Image{Dir: "/x", Manifest: vmimage.Manifest{Slug: "x", Kernel: "k"}}, Accel: AccelTCG}, ""}, // QEMU's default
+	} {
+		p, err := tc.cfg.Plan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for i, a := range p.Args {
+			if a == "-cpu" {
+				got = p.Args[i+1]
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s/%s: -cpu %q; want %q", tc.cfg.Image.Manifest.Slug, tc.cfg.Accel, got, tc.want)
+		}
+	}
+}
+
 func TestPlanRejects(t *testing.T) {
 	t.Setenv(AccelEnv, "")
 	base := func() Config { return Config{Name: "r1", Image: tinyImage(), Accel: AccelTCG} }
