@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/endpointkit/endpointkit/vmimage"
@@ -28,7 +29,7 @@ const builderVersion = "imagebuild/2"
 func builderFingerprint() string {
 	h := sha256.New()
 	enc := json.NewEncoder(h)
-	enc.Encode([]any{builderVersion, initramfsCmdline, debianCmdline, udhcpcScript, profile, defaultModules(),
+	enc.Encode([]any{builderVersion, initramfsCmdline, debianCmdline, profile, bootModules(), shareModules(),
 		basePackages(), stage1Modules(), rootModuleDirs(), sshdConfig, sudoersFile, dataNICRule, readyUnit, shareUnit,
 		interfacesFile(true)})
 	return hex.EncodeToString(h.Sum(nil))
@@ -323,9 +324,14 @@ func (b *Builder) plan(ctx context.Context, r *Recipe) (*buildPlan, error) {
 func (b *Builder) initramfsInputs(ctx context.Context, r *Recipe, k *kernel) (initramfsInputs, error) {
 	in := initramfsInputs{kernel: k, busybox: b.opts.Busybox}
 	var err error
-	if in.modules, err = k.resolveModules(append(defaultModules(), r.Kernel.Modules...)); err != nil {
+	if in.modules, err = k.resolveModules(append(bootModules(), r.Kernel.Modules...)); err != nil {
 		return in, r.errAt("kernel.modules", "%v", err)
 	}
+	share, err := k.resolveModules(shareModules())
+	if err != nil {
+		return in, err
+	}
+	in.shareModules = slices.DeleteFunc(share, func(m string) bool { return slices.Contains(in.modules, m) })
 	if in.applets, err = busyboxApplets(ctx, in.busybox); err != nil {
 		return in, err
 	}

@@ -19,12 +19,19 @@ const (
 	MakefileFile   = "Makefile"
 )
 
+// DefaultTCGCPU is the QEMU CPU model images ask for under TCG: QEMU's
+// default model plus RDRAND, which TCG implements from the host's random
+// source. With it the guest kernel's RNG is ready at once; without it the
+// first getrandom (every SSH server's first key exchange) waits about a
+// second for jitter entropy.
+const DefaultTCGCPU = "qemu64,+rdrand"
+
 // baseManifest fills what every kind shares from the recipe.
 func baseManifest(r *Recipe) *vmimage.Manifest {
 	m := &vmimage.Manifest{
 		Slug: r.Slug, Description: r.Description, Kind: vmimage.Kind(r.Kind),
 		QEMU: vmimage.QEMUHints{MemoryMiB: r.QEMU.MemoryMiB, CPUs: r.QEMU.CPUs, Machine: r.QEMU.Machine,
-			NICModel: r.QEMU.NICModel, DiskBus: r.QEMU.DiskBus, ExtraArgs: r.QEMU.ExtraArgs},
+			CPU: r.QEMU.CPU, NICModel: r.QEMU.NICModel, DiskBus: r.QEMU.DiskBus, ExtraArgs: r.QEMU.ExtraArgs},
 		Readiness: vmimage.Readiness{SerialRegex: r.Readiness.SerialRegex, SSHPorts: r.Readiness.SSHPorts,
 			TCPPorts: r.Readiness.TCPPorts, BootSeconds: r.Readiness.BootSeconds},
 		APIs:              vmimage.APIs{SSH: r.APIs.SSH, NETCONF: r.APIs.NETCONF, HTTP: r.APIs.HTTP},
@@ -35,6 +42,9 @@ func baseManifest(r *Recipe) *vmimage.Manifest {
 	}
 	if m.QEMU.CPUs == 0 {
 		m.QEMU.CPUs = 1
+	}
+	if m.QEMU.CPU == "" {
+		m.QEMU.CPU = DefaultTCGCPU
 	}
 	if len(r.Users) > 0 {
 		u := r.Users[0]

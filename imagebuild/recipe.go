@@ -138,9 +138,13 @@ type RecipeFileCopy struct {
 
 // RecipeQEMU are QEMU hints copied to the manifest.
 type RecipeQEMU struct {
-	MemoryMiB int      `yaml:"memoryMiB,omitempty" json:"memoryMiB,omitempty" jsonschema:"minimum=0"`
-	CPUs      int      `yaml:"cpus,omitempty" json:"cpus,omitempty" jsonschema:"minimum=0"`
-	Machine   string   `yaml:"machine,omitempty" json:"machine,omitempty"`
+	MemoryMiB int    `yaml:"memoryMiB,omitempty" json:"memoryMiB,omitempty" jsonschema:"minimum=0"`
+	CPUs      int    `yaml:"cpus,omitempty" json:"cpus,omitempty" jsonschema:"minimum=0"`
+	Machine   string `yaml:"machine,omitempty" json:"machine,omitempty"`
+	// CPU is QEMU's -cpu model under TCG (default qemu64,+rdrand: the
+	// guest seeds its random number generator from RDRAND at once instead
+	// of waiting about a second for entropy).
+	CPU       string   `yaml:"cpu,omitempty" json:"cpu,omitempty"`
 	NICModel  string   `yaml:"nicModel,omitempty" json:"nicModel,omitempty"`
 	DiskBus   string   `yaml:"diskBus,omitempty" json:"diskBus,omitempty" jsonschema:"enum=virtio,enum=ide,enum=scsi"`
 	ExtraArgs []string `yaml:"extraArgs,omitempty" json:"extraArgs,omitempty"`

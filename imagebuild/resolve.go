@@ -28,11 +28,19 @@ const (
 )
 
 // defaultModules are loaded by every kernel-booted image: the virtio
-// transports, NIC and disk, the 9p stack for the lesson share, and the ACPI
-// power button with evdev (graceful system_powerdown).
-func defaultModules() []string {
-	return []string{"virtio_pci", "virtio_net", "virtio_blk", "9pnet_virtio", "9p", "button", "evdev"}
+// transports, NIC and disk, the ACPI power button with evdev (graceful
+// system_powerdown), and the 9p stack for the lesson share.
+func defaultModules() []string { return append(bootModules(), shareModules()...) }
+
+// bootModules are defaultModules without the share's, NIC first (the
+// tiny endpoint starts DHCP as soon as eth0 exists).
+func bootModules() []string {
+	return []string{"virtio_pci", "virtio_net", "virtio_blk", "button", "evdev"}
 }
+
+// shareModules are the 9p stack; the tiny endpoint loads them only when the
+// VM has a virtio 9p device.
+func shareModules() []string { return []string{"9pnet_virtio", "9p"} }
 
 var (
 	slugRe  = regexp.MustCompile(`^[A-Za-z0-9-]+$`)

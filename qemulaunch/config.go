@@ -167,6 +167,9 @@ type Config struct {
 	// Machine defaults to the image's hint, else "pc" (i440fx boots
 	// measurably faster than q35 under TCG).
 	Machine string
+	// CPU is the -cpu model under TCG; default the image's hint, else
+	// QEMU's default. With KVM the host CPU is passed through.
+	CPU string
 	// NICModel defaults to the image's hint, else "virtio-net-pci".
 	NICModel string
 	// Forwards are exactly the ports exposed on the management address.
@@ -251,6 +254,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	pickS(&c.Machine, hints.Machine, "pc")
+	pickS(&c.CPU, hints.CPU, "")
 	pickS(&c.NICModel, hints.NICModel, "virtio-net-pci")
 	ifs := make([]Interface, len(c.Interfaces))
 	for i, it := range c.Interfaces {

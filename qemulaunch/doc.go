@@ -24,7 +24,11 @@
 //     (group_fwd_mask passes LLDP), TX checksum offload off on ethN; NIC
 //     for ethN pinned at PCI slot 2+N, management NIC at slot 2;
 //  6. QEMU: started in the namespace, serial console on its stdio, QMP on
-//     a unix socket in the state dir.
+//     a unix socket in the state dir; under KVM with the host's CPU, under
+//     TCG with the image's CPU hint (imagebuild asks for qemu64,+rdrand: a
+//     guest with RDRAND has its random number generator ready at boot
+//     instead of waiting about a second for entropy before its SSH server
+//     can answer).
 //
 // [VM.Ready] then waits layer by layer (QMP running, serial regex, real
 // SSH handshakes); [VM.Stop] powers the guest off gracefully with

@@ -78,6 +78,8 @@ func (c Config) Plan() (*Plan, error) {
 	}
 	if c.Accel == AccelKVM {
 		args = append(args, "-cpu", "host")
+	} else if c.CPU != "" {
+		args = append(args, "-cpu", c.CPU)
 	}
 	args = append(args,
 		"-m", fmt.Sprint(c.MemoryMiB),

@@ -21,6 +21,7 @@ func tinyImage() *vmimage.Image {
 		Version: vmimage.Version, Slug: "tiny", Kind: vmimage.KindInitramfs,
 		Kernel: "vmlinux", KernelFormat: vmimage.KernelPVH, Initrd: "initramfs.cpio.gz",
 		Cmdline:   "console=ttyS0 quiet",
+		QEMU:      vmimage.QEMUHints{CPU: "qemu64,+rdrand"},
 		Readiness: vmimage.Readiness{SerialRegex: "^ENDPOINTKIT READY", SSHPorts: []int{22}},
 		Users:     vmimage.Credentials{SSHUser: "antidote", SSHPassword: "antidotepassword"},
 	}}
@@ -31,7 +32,7 @@ func diskImage() *vmimage.Image {
 		Version: vmimage.Version, Slug: "deb", Kind: vmimage.KindDebootstrap,
 		Kernel: "vmlinuz", KernelFormat: vmimage.KernelBzImage, Initrd: "initrd.img",
 		Cmdline: "root=/dev/vda console=ttyS0", Disk: "root.qcow2", Seed: "seed.iso",
-		QEMU: vmimage.QEMUHints{MemoryMiB: 1024, CPUs: 2, NICModel: "e1000", ExtraArgs: []string{"-rtc", "base=utc"}},
+		QEMU: vmimage.QEMUHints{MemoryMiB: 1024, CPUs: 2, CPU: "Skylake-Client", NICModel: "e1000", ExtraArgs: []string{"-rtc", "base=utc"}},
 	}}
 }
 
@@ -105,6 +106,34 @@ func TestPlanDetails(t *testing.T) {
 	}
 	if !strings.Contains(p.Command(), "'console=ttyS0 quiet endpointkit.hostname=r1'") {
 		t.Errorf("command not quoted as expected: %s", p.Command())
+	}
+}
+
+func TestPlanCPU(t *testing.T) {
+	t.Setenv(AccelEnv, "")
+	for _, tc := range []struct {
+		cfg  Config
+		want string // the -cpu value; "" for none
+	}{
+		{Config{Name: "r1", Image: tinyImage(), Accel: AccelTCG}, "qemu64,+rdrand"},  // the image's hint
+		{Config{Name: "r1", Image: tinyImage(), Accel: AccelTCG, CPU: "max"}, "max"}, // the config's choice
+		{Config{Name: "r1", Image: tinyImage(), Accel: AccelKVM}, "host"},            // KVM passes the host CPU
+		{Config{Name: "r1", Image: &vmimage.Image{Dir: "/x", Manifest: diskImage().Manifest}, Accel: AccelTCG}, "Skylake-Client"},
+		{Config{Name: "r1", Image: &vmimage.Image{Dir: "/x", Manifest: vmimage.Manifest{Slug: "x", Kernel: "k"}}, Accel: AccelTCG}, ""}, // QEMU's default
+	} {
+		p, err := tc.cfg.Plan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for i, a := range p.Args {
+			if a == "-cpu" {
+				got = p.Args[i+1]
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s/%s: -cpu %q; want %q", tc.cfg.Image.Manifest.Slug, tc.cfg.Accel, got, tc.want)
+		}
 	}
 }
 

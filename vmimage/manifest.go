@@ -111,9 +111,12 @@ type Manifest struct {
 // QEMUHints are the image's preferred QEMU settings; zero values mean the
 // launcher's defaults.
 type QEMUHints struct {
-	MemoryMiB int      `json:"memoryMiB,omitempty"`
-	CPUs      int      `json:"cpus,omitempty"`
-	Machine   string   `json:"machine,omitempty"`  // e.g. "q35", "pc"
+	MemoryMiB int    `json:"memoryMiB,omitempty"`
+	CPUs      int    `json:"cpus,omitempty"`
+	Machine   string `json:"machine,omitempty"` // e.g. "q35", "pc"
+	// CPU is the -cpu model when QEMU emulates (TCG); with KVM launchers
+	// pass the host's CPU. Empty: QEMU's default.
+	CPU       string   `json:"cpu,omitempty"`
 	NICModel  string   `json:"nicModel,omitempty"` // e.g. "virtio-net-pci", "e1000"
 	DiskBus   string   `json:"diskBus,omitempty"`  // "virtio" (default), "ide", "scsi"
 	ExtraArgs []string `json:"extraArgs,omitempty"`

@@ -43,13 +43,15 @@ type Config struct {
 	// Modules are absolute paths of kernel modules, in load order
 	// (dependencies first).
 	Modules []string `json:"modules,omitempty"`
+	// ShareModules are loaded after Modules only when the VM has a virtio
+	// 9p device (the lesson share): the 9p stack is a quarter of the
+	// modules' size, and a VM without a share need not load it.
+	ShareModules []string `json:"shareModules,omitempty"`
 	// Hostname is used when the kernel command line has no
 	// endpointkit.hostname parameter.
 	Hostname string `json:"hostname,omitempty"`
 	// DHCP lists the interfaces configured by DHCP (usually ["eth0"]).
 	DHCP []string `json:"dhcp,omitempty"`
-	// DHCPScript is the udhcpc script applying a lease.
-	DHCPScript string `json:"dhcpScript,omitempty"`
 	// Share9PTag is the virtio 9p mount tag mounted at Share9PPath when the
 	// VM offers it.
 	Share9PTag  string `json:"share9pTag,omitempty"`

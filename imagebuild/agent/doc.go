@@ -3,15 +3,20 @@
 // that is, depending on how it is started,
 //
 //   - /init, PID 1 of the tiny endpoint ([Init]): mounts /proc, /sys, /dev;
-//     loads the kernel modules listed in its [Config] (resolved at build time
-//     from modules.dep); sets the hostname from the kernel command line
-//     parameter endpointkit.hostname=NAME; brings lo and the data NICs
-//     (eth1, eth2, …) up without addresses; runs DHCP on eth0 with busybox
-//     udhcpc; mounts the 9p share tagged "antidote" at /antidote when the VM
-//     has one; starts the SSH server; prints the ready marker
-//     ([ReadyMarker]) on the console; reaps orphans; and on the ACPI power
-//     button (QMP system_powerdown) or SIGUSR2/SIGTERM (busybox poweroff and
-//     reboot) stops every process, syncs, unmounts and powers off;
+//     starts the SSH server; loads the kernel modules listed in its [Config]
+//     (resolved at build time from modules.dep; the 9p stack only when the
+//     VM has a virtio 9p device); sets the hostname from the kernel command
+//     line parameter endpointkit.hostname=NAME; runs DHCP on eth0 in-process
+//     (github.com/insomniacslk/dhcp) as soon as the interface exists,
+//     writing /etc/resolv.conf and /run/endpointkit/dhcp.eth0, and renews
+//     the lease; brings lo and the data NICs (eth1, eth2, …) up without
+//     addresses; mounts the 9p share tagged "antidote" at /antidote when the
+//     VM has one; prints the ready marker ([ReadyMarker]) on the console
+//     once SSH listens and eth0 has its lease; reaps orphans; and on the
+//     ACPI power button (QMP system_powerdown) or SIGUSR2/SIGTERM (busybox
+//     poweroff and reboot) stops every process, syncs, unmounts and powers
+//     off. With endpointkit.debug on the kernel command line it prints each
+//     boot step with the kernel's uptime;
 //   - the stage-one init of debootstrap images (Config.Mode "stage1"): loads
 //     the modules, mounts the root disk named by root= and switches to its
 //     /sbin/init;

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -14,8 +15,8 @@ import (
 )
 
 // linksUp brings lo and every ethN up. Data NICs get no address; the DHCP
-// interfaces get theirs from udhcpc.
-func linksUp(dhcp []string) error {
+// interfaces get theirs from the DHCP client.
+func linksUp() error {
 	links, err := netlink.LinkList()
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return err
@@ -31,6 +32,54 @@ func linksUp(dhcp []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// waitLinkUp waits until the interface exists (its driver may still be
+// loading) and brings it up.
+func waitLinkUp(ctx context.Context, name string) error {
+	updates := make(chan netlink.LinkUpdate, 16)
+	done := make(chan struct{})
+	defer close(done)
+	if err := netlink.LinkSubscribe(updates, done); err != nil {
+		return fmt.Errorf("watch links: %w", err)
+	}
+	link, err := netlink.LinkByName(name)
+	for err != nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case u, ok := <-updates:
+			if !ok {
+				return fmt.Errorf("watch links: subscription ended before %s appeared", name)
+			}
+			if u.Attrs().Name == name {
+				link, err = u.Link, nil
+			}
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("%s up: %w", name, err)
+	}
+	return nil
+}
+
+// virtio9P is the virtio device ID of the 9p transport.
+const virtio9P = 9
+
+// hasVirtioDevice reports whether a virtio device of the given device ID
+// exists (its transport driver, virtio_pci, must be loaded).
+func hasVirtioDevice(id int) bool {
+	devs, _ := filepath.Glob("/sys/bus/virtio/devices/virtio*/device")
+	for _, d := range devs {
+		raw, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 0, 32); err == nil && int(n) == id {
+			return true
+		}
+	}
+	return false
 }
 
 // ifaceAddr returns the first IPv4 address of an interface, or "none".

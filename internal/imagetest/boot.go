@@ -3,6 +3,7 @@ package imagetest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -41,8 +42,12 @@ type BootOptions struct {
 	// the image's own disk.
 	Drives []string
 	// Kernel overrides the image's kernel file (for comparisons, e.g. a
-	// compressed bzImage against the PVH vmlinux).
-	Kernel string
+	// compressed bzImage against the PVH vmlinux); Cmdline its command line
+	// and CPU its CPU hint (for comparisons with other settings).
+	Kernel, Cmdline, CPU string
+	// Debug adds endpointkit.debug to the kernel command line: the agent
+	// prints its boot steps with the kernel's uptime (see VM.Steps).
+	Debug bool
 }
 
 // VM is a booted test guest.
@@ -76,6 +81,22 @@ func (v *VM) Write(p []byte) (int, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.console.Write(p)
+}
+
+// stepRe matches a boot step the agent prints under endpointkit.debug.
+var stepRe = regexp.MustCompile(`(?m)^endpointkit: \[([0-9.]+)\] (.+?)\r?$`)
+
+// Steps returns the agent's boot steps printed so far (BootOptions.Debug):
+// each step's first time, in seconds of the guest kernel's uptime (for
+// example "init started", "dhcp lease", "ready").
+func (v *VM) Steps() map[string]float64 {
+	steps := map[string]float64{}
+	for _, m := range stepRe.FindAllStringSubmatch(v.Console(), -1) {
+		if _, seen := steps[m[2]]; !seen {
+			steps[m[2]], _ = strconv.ParseFloat(m[1], 64)
+		}
+	}
+	return steps
 }
 
 // freePort returns a TCP port that was free a moment ago.
@@ -113,12 +134,19 @@ func Args(im *vmimage.Image, opts BootOptions, forwards map[int]string, qmpPath 
 	args := []string{"-machine", machine, "-accel", "tcg", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
 		"-qmp", "unix:" + qmpPath + ",server=on,wait=off", "-no-reboot"}
+	if cpu := cmp.Or(opts.CPU, m.QEMU.CPU); cpu != "" {
+		args = append(args, "-cpu", cpu)
+	}
 	if m.Kernel != "" {
 		kernel := im.Path(m.Kernel)
 		if opts.Kernel != "" {
 			kernel = opts.Kernel
 		}
-		args = append(args, "-kernel", kernel, "-append", m.Cmdline+" endpointkit.hostname="+opts.Hostname)
+		cmdline := cmp.Or(opts.Cmdline, m.Cmdline) + " endpointkit.hostname=" + opts.Hostname
+		if opts.Debug {
+			cmdline += " endpointkit.debug"
+		}
+		args = append(args, "-kernel", kernel, "-append", cmdline)
 		if m.Initrd != "" {
 			args = append(args, "-initrd", im.Path(m.Initrd))
 		}

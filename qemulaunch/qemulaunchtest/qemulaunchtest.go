@@ -232,22 +232,3 @@ func WithScratchDisk(tb testing.TB, im *vmimage.Image) *vmimage.Image {
 	must(tb, err)
 	return out
 }
-
-// SSHOnce makes one login attempt bounded by timeout (connect and
-// handshake: QEMU user networking accepts at once and may then hold the
-// connection while the guest is not up, so a dial timeout alone can hang).
-func SSHOnce(addr, user, pass string, timeout time.Duration) bool {
-	conn, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return false
-	}
-	conn.SetDeadline(time.Now().Add(timeout))
-	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{User: user,
-		Auth: []ssh.AuthMethod{ssh.Password(pass)}, HostKeyCallback: ssh.InsecureIgnoreHostKey()})
-	if err != nil {
-		conn.Close()
-		return false
-	}
-	ssh.NewClient(cc, chans, reqs).Close()
-	return true
-}
