@@ -282,7 +282,7 @@ func (b *Builder) plan(ctx context.Context, r *Recipe) (*buildPlan, error) {
 			return nil, err
 		}
 		for name, path := range map[string]string{"agent": in.agent, "busybox": in.busybox} {
-			sum, err := fileSHA256(path)
+			sum, err := vmimage.FileSHA256(path)
 			if err != nil {
 				return nil, fmt.Errorf("imagebuild: %s: %w", name, err)
 			}

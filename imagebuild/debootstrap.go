@@ -70,7 +70,7 @@ func (b *Builder) debootstrapInputs(ctx context.Context, r *Recipe, k *kernel) (
 	if in.agent, err = b.agentBinary(ctx, r); err != nil {
 		return in, err
 	}
-	in.agentSum, err = fileSHA256(in.agent)
+	in.agentSum, err = vmimage.FileSHA256(in.agent)
 	return in, err
 }
 

@@ -37,7 +37,7 @@ func vendorDisk(t *testing.T) (string, string) {
 	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw, vmdk).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img: %v %s", err, out)
 	}
-	sum, err := fileSHA256(vmdk)
+	sum, err := vmimage.FileSHA256(vmdk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,13 +11,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/endpointkit/endpointkit/vmimage"
 )
 
 // debPackage is a Debian package resolved against the host's apt lists.
@@ -137,7 +138,7 @@ func aptShow(ctx context.Context, name string) (debPackage, []string, error) {
 // the right sha256 is there) and returns its path.
 func (b *Builder) downloadDeb(ctx context.Context, p debPackage, dir string) (string, error) {
 	dst := filepath.Join(dir, p.FileName())
-	if sum, err := fileSHA256(dst); err == nil && (p.SHA256 == "" || sum == p.SHA256) {
+	if sum, err := vmimage.FileSHA256(dst); err == nil && (p.SHA256 == "" || sum == p.SHA256) {
 		return dst, nil
 	}
 	tmp, err := os.MkdirTemp(dir, ".download-")
@@ -153,7 +154,7 @@ func (b *Builder) downloadDeb(ctx context.Context, p debPackage, dir string) (st
 		return "", fmt.Errorf("imagebuild: download package %s=%s (from the apt sources of this host): %v: %s", p.Name, p.Version, err, lastLines(out, 4))
 	}
 	got := filepath.Join(tmp, p.FileName())
-	sum, err := fileSHA256(got)
+	sum, err := vmimage.FileSHA256(got)
 	if err != nil {
 		return "", fmt.Errorf("imagebuild: download package %s: %w", p.Name, err)
 	}
@@ -376,19 +377,6 @@ func (k *kernel) resolveModules(names []string) ([]string, error) {
 		return nil, fmt.Errorf("imagebuild: kernel %s has no module %s", k.Version, strings.Join(missing, ", "))
 	}
 	return withDeps(deps, mods), nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func lastLines(out []byte, n int) string {

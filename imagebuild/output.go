@@ -204,7 +204,7 @@ func finishImage(dir string, r *Recipe, m *vmimage.Manifest, key string) error {
 		if a == "" {
 			continue
 		}
-		sum, err := fileSHA256(filepath.Join(dir, a))
+		sum, err := vmimage.FileSHA256(filepath.Join(dir, a))
 		if err != nil {
 			return fmt.Errorf("imagebuild: artefact %s: %w", a, err)
 		}
@@ -220,7 +220,7 @@ func finishImage(dir string, r *Recipe, m *vmimage.Manifest, key string) error {
 // sha256 in its manifest.
 func VerifyArtifacts(im *vmimage.Image) error {
 	for rel, want := range im.Manifest.Artifacts {
-		got, err := fileSHA256(im.Path(rel))
+		got, err := vmimage.FileSHA256(im.Path(rel))
 		if err != nil {
 			return fmt.Errorf("imagebuild: %w", err)
 		}

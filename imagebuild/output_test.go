@@ -72,7 +72,7 @@ func TestGoldenGeneratedFiles(t *testing.T) {
 func TestVerifyArtifacts(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "vmlinux"), []byte("kernel"), 0o644)
-	sum, _ := fileSHA256(filepath.Join(dir, "vmlinux"))
+	sum, _ := vmimage.FileSHA256(filepath.Join(dir, "vmlinux"))
 	im := &vmimage.Image{Dir: dir, Manifest: vmimage.Manifest{Artifacts: map[string]string{"vmlinux": sum}}}
 	if err := VerifyArtifacts(im); err != nil {
 		t.Fatal(err)

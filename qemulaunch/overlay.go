@@ -3,8 +3,6 @@ package qemulaunch
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -45,7 +43,7 @@ func checkImage(ctx context.Context, im *vmimage.Image, hashes bool) error {
 		if !hashes || !ok || st.Size() > hashLimit {
 			return nil
 		}
-		got, err := fileSHA256(p)
+		got, err := vmimage.FileSHA256(p)
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrImage, p, err)
 		}
@@ -104,19 +102,6 @@ func checkKernel(p string, format vmimage.KernelFormat) error {
 		return fmt.Errorf("%w: %s is neither an ELF vmlinux nor a bzImage: rebuild the image", ErrImage, p)
 	}
 	return nil
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // createOverlay makes path a qcow2 overlay backed by base (read-only to

@@ -9,9 +9,12 @@
 package vmimage
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -200,4 +203,19 @@ func Write(dir string, m Manifest) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, ManifestFile), append(raw, '\n'), 0o644)
+}
+
+// FileSHA256 returns the hex sha256 of a file, as recorded in
+// Manifest.Artifacts.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
