@@ -46,6 +46,7 @@ FUZZ_TARGETS := \
 	./configure:FuzzParseNetconfConfig \
 	./configure:FuzzSplitScriptOutput \
 	./imagebuild:FuzzParseRecipe \
+	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \
 	./qemulaunch:FuzzParsePorts \
 	./wiring:FuzzNewPlan \

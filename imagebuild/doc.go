@@ -7,8 +7,12 @@
 //
 // A recipe directory holds image.yaml ([Recipe]; JSON Schema: [Schema],
 // image.schema.json) and the files it copies in. [LoadRecipe] decodes it
-// strictly: unknown keys and wrong types are *[RecipeError]s naming
-// PATH:LINE:COL and the field. [Recipe.Resolve] fills the defaults (user
+// strictly, as lessonmeta decodes lesson metafiles: every syntax error,
+// wrong type, unknown key (with a "did you mean") and duplicate key is
+// reported in one pass, each a *[RecipeError] naming PATH:LINE:COL and the
+// field; inputs over 1 MiB and alias bombs are refused. Aliases and merge
+// keys work; booleans and whole numbers are read as yaml.v2 read them
+// (yes/no, 512.0). [Recipe.Resolve] fills the defaults (user
 // antidote / antidotepassword in group sudo with passwordless sudo, SSH on
 // 22, DHCP on eth0, suite bookworm, kernel linux-image-amd64) and reports
 // every invalid value the same way.

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
-	"regexp"
-	"strings"
 
+	"github.com/endpointkit/endpointkit/internal/strictyaml"
 	"gopkg.in/yaml.v3"
 )
 
@@ -77,8 +75,11 @@ type Recipe struct {
 	// Path its file. Set by the loader, not in YAML.
 	Dir  string `yaml:"-" json:"-"`
 	Path string `yaml:"-" json:"-"`
+	// Warnings are problems that did not stop the parse (a second YAML
+	// document, which is ignored). Set by the parser, not in YAML.
+	Warnings []*RecipeError `yaml:"-" json:"-"`
 
-	pos positions
+	pos strictyaml.Positions
 }
 
 // Kernel selects the kernel package and extra modules.
@@ -163,16 +164,16 @@ type RecipeReadiness struct {
 	BootSeconds int    `yaml:"bootSeconds,omitempty" json:"bootSeconds,omitempty" jsonschema:"minimum=0"`
 }
 
-// positions maps a field path ("users[0].name") to its place in the file.
-type positions map[string][2]int
-
 // RecipeError is a problem in a recipe file, located at Line:Col (1-based;
-// 0 when unknown).
+// 0 when unknown). Its text is `PATH:LINE:COL: FIELD: MESSAGE`.
 type RecipeError struct {
 	Path      string
 	Line, Col int
 	Field     string // e.g. "users[0].name"; empty for syntax errors
 	Msg       string
+	// Warning marks a problem that does not stop the parse (see
+	// [Recipe.Warnings]); its text has "warning: " before FIELD.
+	Warning bool
 	// Err is the underlying error, if any (errors.Is/As see through).
 	Err error
 }
@@ -181,14 +182,7 @@ type RecipeError struct {
 func (e *RecipeError) Unwrap() error { return e.Err }
 
 func (e *RecipeError) Error() string {
-	loc := e.Path
-	if e.Line > 0 {
-		loc = fmt.Sprintf("%s:%d:%d", e.Path, e.Line, e.Col)
-	}
-	if e.Field != "" {
-		return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", loc, e.Msg)
+	return strictyaml.Format(e.Path, strictyaml.Position{Line: e.Line, Column: e.Col}, e.Warning, e.Field, e.Msg)
 }
 
 // LoadRecipe reads a recipe from a directory (its image.yaml) or a file.
@@ -196,9 +190,12 @@ func LoadRecipe(path string) (*Recipe, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, RecipeFile)
 	}
-	raw, err := os.ReadFile(path)
+	raw, tooLarge, err := strictyaml.ReadFile(path, recipeOptions())
 	if err != nil {
 		return nil, fmt.Errorf("imagebuild: recipe: %w", err)
+	}
+	if tooLarge != nil {
+		return nil, &RecipeError{Path: path, Msg: tooLarge.Message}
 	}
 	r, err := ParseRecipe(path, raw)
 	if err != nil {
@@ -212,163 +209,52 @@ func LoadRecipe(path string) (*Recipe, error) {
 	return r, nil
 }
 
-// ParseRecipe strictly decodes a recipe: unknown keys and wrong types are
-// errors naming path:line:col. It does not validate values (see
-// [Recipe.Resolve]).
+// recipeOptions decode recipes strictly: an unknown or duplicate key is an
+// error.
+func recipeOptions() strictyaml.Options {
+	return strictyaml.Options{Document: "an image recipe", Strict: true}
+}
+
+// ParseRecipe strictly decodes a recipe: every YAML syntax error, wrong
+// type, unknown key (with a "did you mean"), duplicate key and alias bomb is
+// reported in one pass, each a *[RecipeError] naming path:line:col and the
+// field, joined with errors.Join; an input over 1 MiB is refused unread.
+// It does not validate values (see [Recipe.Resolve]).
 func ParseRecipe(path string, raw []byte) (*Recipe, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, yamlSyntaxError(path, err)
+	r := &Recipe{Path: path}
+	res := strictyaml.Unmarshal(raw, r, recipeOptions())
+	var errs []error
+	for _, p := range res.Problems {
+		re := &RecipeError{Path: path, Line: p.Pos.Line, Col: p.Pos.Column, Field: p.Field, Msg: p.Message, Warning: p.Warning}
+		if p.Warning {
+			r.Warnings = append(r.Warnings, re)
+		} else {
+			errs = append(errs, re)
+		}
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return nil, &RecipeError{Path: path, Line: 1, Col: 1, Msg: "empty recipe: want a mapping with at least slug and kind"}
+	if root := res.Root; root != nil && len(errs) == 0 && isEmpty(root) {
+		errs = append(errs, &RecipeError{Path: path, Line: root.Line, Col: root.Column,
+			Msg: "empty recipe: want a mapping with at least slug and kind"})
 	}
-	root := doc.Content[0]
-	r := &Recipe{Path: path, pos: positions{}}
-	if err := checkNode(path, root, reflect.TypeOf(*r), "", r.pos); err != nil {
-		return nil, err
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
-	if err := root.Decode(r); err != nil {
-		return nil, yamlSyntaxError(path, err)
-	}
+	r.pos = res.Positions
 	return r, nil
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-func yamlSyntaxError(path string, err error) error {
-	msg := err.Error()
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msg = te.Errors[0]
-	}
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		var line int
-		fmt.Sscan(m[1], &line)
-		return &RecipeError{Path: path, Line: line, Col: 1, Msg: m[2]}
-	}
-	return &RecipeError{Path: path, Msg: strings.TrimPrefix(msg, "yaml: ")}
-}
-
-// checkNode walks n against type t: unknown mapping keys and scalars of
-// the wrong kind are errors with the node's position. It records the
-// position of every field in pos.
-func checkNode(path string, n *yaml.Node, t reflect.Type, field string, pos positions) error {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	pos[field] = [2]int{n.Line, n.Column}
-	at := func(format string, a ...any) error {
-		return &RecipeError{Path: path, Line: n.Line, Col: n.Column, Field: field, Msg: fmt.Sprintf(format, a...)}
-	}
-	if n.Kind == yaml.AliasNode {
-		return at("YAML aliases are not supported in recipes")
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			return at("want a mapping, got %s", nodeKind(n))
-		}
-		fields := map[string]reflect.StructField{}
-		var names []string
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			fields[name] = f
-			names = append(names, name)
-		}
-		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			sub := joinField(field, k.Value)
-			f, ok := fields[k.Value]
-			if !ok {
-				return &RecipeError{Path: path, Line: k.Line, Col: k.Column, Field: sub,
-					Msg: fmt.Sprintf("unknown key %q (known keys: %s)", k.Value, strings.Join(names, ", "))}
-			}
-			if seen[k.Value] {
-				return &RecipeError{Path: path, Line: k.Line, Col: k.Column, Field: sub, Msg: "key given twice"}
-			}
-			seen[k.Value] = true
-			if err := checkNode(path, v, f.Type, sub, pos); err != nil {
-				return err
-			}
-		}
-	case reflect.Slice:
-		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-			return nil
-		}
-		if n.Kind != yaml.SequenceNode {
-			return at("want a list, got %s", nodeKind(n))
-		}
-		for i, c := range n.Content {
-			if err := checkNode(path, c, t.Elem(), fmt.Sprintf("%s[%d]", field, i), pos); err != nil {
-				return err
-			}
-		}
-	case reflect.String:
-		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-			return at("want a string, got %s", nodeKind(n))
-		}
-	case reflect.Int:
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-			return at("want an integer, got %s", nodeKind(n))
-		}
-	case reflect.Bool:
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-			return at("want true or false, got %s", nodeKind(n))
-		}
-	}
-	return nil
-}
-
-func joinField(parent, name string) string {
-	if parent == "" {
-		return name
-	}
-	return parent + "." + name
-}
-
-func nodeKind(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch n.Tag {
-		case "!!null":
-			return "nothing"
-		case "!!int":
-			return "the integer " + n.Value
-		case "!!bool":
-			return "the boolean " + n.Value
-		case "!!float":
-			return "the number " + n.Value
-		}
-		return fmt.Sprintf("%q", n.Value)
-	}
-	return "an alias"
+// isEmpty reports whether a recipe's root node says nothing: no document,
+// an empty mapping or null.
+func isEmpty(root *yaml.Node) bool {
+	return (root.Kind == yaml.MappingNode && len(root.Content) == 0) ||
+		(root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null")
 }
 
 // errAt makes a RecipeError for field at its recorded position, or at
 // the nearest enclosing field written in the file.
 func (r *Recipe) errAt(field, format string, a ...any) error {
-	at := field
-	p, ok := r.pos[at]
-	for !ok && at != "" {
-		i := strings.LastIndexAny(at, ".[")
-		if i < 0 {
-			at = ""
-		} else {
-			at = at[:i]
-		}
-		p, ok = r.pos[at]
-	}
-	re := &RecipeError{Path: r.Path, Line: p[0], Col: p[1], Field: field, Msg: fmt.Sprintf(format, a...)}
+	p := r.pos.At(field)
+	re := &RecipeError{Path: r.Path, Line: p.Line, Col: p.Column, Field: field, Msg: fmt.Sprintf(format, a...)}
 	for _, v := range a {
 		if err, ok := v.(error); ok {
 			re.Err = err

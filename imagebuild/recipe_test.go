@@ -8,33 +8,112 @@ import (
 	"testing"
 )
 
+// TestParseRecipeErrors asserts the exact text of every parse problem:
+// PATH:LINE:COL: FIELD: MESSAGE, all of a file's problems in one pass.
 func TestParseRecipeErrors(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "image.yaml")
+	const path = "/r/image.yaml"
+	bomb := "m1: &m1 [{}, {}, {}, {}, {}, {}, {}, {}, {}]\n" +
+		"m2: &m2 [*m1, *m1, *m1, *m1, *m1, *m1, *m1, *m1, *m1]\n" +
+		"m3: &m3 [*m2, *m2, *m2, *m2, *m2, *m2, *m2, *m2, *m2]\n" +
+		"m4: &m4 [*m3, *m3, *m3, *m3, *m3, *m3, *m3, *m3, *m3]\n" +
+		"users:\n  - <<: *m4\n"
 	for _, tc := range []struct {
-		name, yaml, want string
+		name, yaml string
+		want       []string // every problem after "PATH:", in order
 	}{
-		{"unknown top key", "slug: x\nkind: initramfs\nsulg: y\n", path + `:3:1: sulg: unknown key "sulg"`},
-		{"unknown nested key", "slug: x\nkind: initramfs\nqemu:\n  memory: 5\n", path + `:4:3: qemu.memory: unknown key "memory"`},
-		{"unknown key in list item", "slug: x\nkind: initramfs\nusers:\n  - name: a\n    pasword: b\n", path + `:5:5: users[0].pasword: unknown key`},
-		{"wrong type", "slug: x\nkind: initramfs\nqemu:\n  memoryMiB: lots\n", path + `:4:14: qemu.memoryMiB: want an integer, got "lots"`},
-		{"list expected", "slug: x\nkind: debootstrap\npackages: frr\n", path + `:3:11: packages: want a list`},
-		{"mapping expected", "- a\n- b\n", path + `:1:1: want a mapping, got a list`},
-		{"duplicate key", "slug: x\nslug: y\nkind: initramfs\n", path + `:2:1`},
-		{"syntax", "slug: [x\n", path + ":"},
-		{"empty", "", path + `:1:1: empty recipe`},
-		{"bool", "slug: x\nkind: initramfs\ndhcp: maybe\n", path + `:3:7: dhcp: want true or false`},
+		{"unknown top key", "slug: x\nkind: initramfs\nsulg: y\n", []string{`3:1: sulg: unknown key; did you mean "slug"?`}},
+		{"unknown nested key", "slug: x\nkind: initramfs\nqemu:\n  memory: 5\n",
+			[]string{`4:3: qemu.memory: unknown key (known here: memoryMiB, cpus, machine, cpu, nicModel, diskBus, extraArgs)`}},
+		{"unknown key in list item", "slug: x\nkind: initramfs\nusers:\n  - name: a\n    pasword: b\n",
+			[]string{`5:5: users[0].pasword: unknown key; did you mean "password"?`}},
+		{"wrong type", "slug: x\nkind: initramfs\nqemu:\n  memoryMiB: lots\n", []string{`4:14: qemu.memoryMiB: want a whole number, got "lots"`}},
+		{"list expected", "slug: x\nkind: debootstrap\npackages: frr\n", []string{`3:11: packages: want a list, got "frr"`}},
+		{"text expected", "slug: x\nkind: initramfs\nqemu: {cpu: [a]}\n", []string{`3:13: qemu.cpu: want text, got a list`}},
+		{"mapping expected", "- a\n- b\n", []string{`1:1: want a mapping (key: value lines), got a list`}},
+		{"duplicate key", "slug: x\nslug: y\nkind: initramfs\n",
+			[]string{`2:1: slug: key given twice (first at line 1); the last one is used, remove the other`}},
+		{"syntax", "slug: [x\n", []string{`2:1: not valid YAML: did not find expected ',' or ']'`}},
+		{"syntax on a later line", "slug: x\nkind: initramfs\nqemu:\n\tcpus: 2\n",
+			[]string{`4:1: not valid YAML: found character that cannot start any token`}},
+		{"empty", "", []string{`1:1: empty recipe: want a mapping with at least slug and kind`}},
+		{"null", "~\n", []string{`1:1: empty recipe: want a mapping with at least slug and kind`}},
+		{"bool", "slug: x\nkind: initramfs\ndhcp: maybe\n", []string{`3:7: dhcp: want true or false, got "maybe"`}},
+		{"all in one pass", "slug: x\nkind: initramfs\nsulg: y\nqemu:\n  memoryMiB: lots\n  cpu: [a]\nusers:\n  - name: a\n    pasword: b\n", []string{
+			`3:1: sulg: unknown key; did you mean "slug"?`,
+			`5:14: qemu.memoryMiB: want a whole number, got "lots"`,
+			`6:8: qemu.cpu: want text, got a list`,
+			`9:5: users[0].pasword: unknown key; did you mean "password"?`,
+		}},
+		{"alias bomb", bomb, []string{
+			`1:1: m1: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
+			// Where the expansion ran out of budget.
+			`1:34: aliases expand to far more nodes than the file holds; refusing to expand them (write the values out)`,
+			`2:1: m2: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
+			`3:1: m3: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
+			`4:1: m4: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
+		}},
+		{"too large", "#" + strings.Repeat(" ", 1<<20), []string{` 1048577 bytes; an image recipe may be at most 1048576 bytes (1 MiB)`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseRecipe(path, []byte(tc.yaml))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("ParseRecipe = %v; want an error containing %q", err, tc.want)
+			r, err := ParseRecipe(path, []byte(tc.yaml))
+			if r != nil || err == nil {
+				t.Fatalf("ParseRecipe = %v, %v; want an error", r, err)
+			}
+			var want []string
+			for _, w := range tc.want {
+				want = append(want, path+":"+w)
+			}
+			if got := err.Error(); got != strings.Join(want, "\n") {
+				t.Errorf("ParseRecipe error:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 			}
 			var re *RecipeError
 			if !errors.As(err, &re) {
 				t.Fatalf("error %T is not a *RecipeError", err)
 			}
 		})
+	}
+}
+
+// TestParseRecipeLenient: what lesson metafiles accept, recipes accept too:
+// aliases and merge keys, yaml.v2's booleans and whole floats, a null value
+// as an absent one; a second document is a warning.
+func TestParseRecipeLenient(t *testing.T) {
+	r, err := ParseRecipe("image.yaml", []byte("slug: x\nkind: initramfs\ndhcp: no\nqemu: {memoryMiB: 512.0}\n"+
+		"users:\n  - &u {name: a, password: b}\n  - <<: *u\n    name: c\ndescription:\n---\nslug: y\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Slug != "x" || r.DHCP == nil || *r.DHCP || r.QEMU.MemoryMiB != 512 || r.Description != "" {
+		t.Errorf("recipe = %+v", r)
+	}
+	if len(r.Users) != 2 || r.Users[1].Name != "c" || r.Users[1].Password != "b" {
+		t.Errorf("users = %+v; want a and c, both with password b", r.Users)
+	}
+	const warn = "image.yaml:10:1: warning: a second YAML document is ignored; an image recipe holds one (remove the extra `---` and what follows)"
+	if len(r.Warnings) != 1 || r.Warnings[0].Error() != warn || !r.Warnings[0].Warning {
+		t.Errorf("warnings = %v; want [%s]", r.Warnings, warn)
+	}
+	if err := r.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	r, err = ParseRecipe("image.yaml", []byte("slug:\nkind: initramfs\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Resolve(); err == nil || err.Error() != "image.yaml:1:6: slug: missing: name the image (letters, digits, -)" {
+		t.Errorf("Resolve = %v; want the missing slug at 1:6", err)
+	}
+}
+
+func TestLoadRecipeTooLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "image.yaml")
+	if err := os.WriteFile(path, []byte("#"+strings.Repeat(" ", 2<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadRecipe(path)
+	want := path + ": larger than 1048576 bytes (1 MiB); an image recipe is never that big"
+	if err == nil || err.Error() != want {
+		t.Fatalf("LoadRecipe = %v; want %s", err, want)
 	}
 }
 
@@ -112,7 +191,8 @@ func TestExampleRecipesResolve(t *testing.T) {
 }
 
 // FuzzParseRecipe: decoding and resolving arbitrary input never panics,
-// and every parse error is a located *RecipeError.
+// every parse error is a located *RecipeError, every warning a located
+// warning.
 func FuzzParseRecipe(f *testing.F) {
 	paths, _ := filepath.Glob("../examples/images/*/image.yaml")
 	for _, p := range paths {
@@ -121,6 +201,7 @@ func FuzzParseRecipe(f *testing.F) {
 	}
 	f.Add([]byte("slug: x\nkind: disk\ndisk: {url: http://x, sha256: 00}\n"))
 	f.Add([]byte("a: &x [1]\nb: *x\n"))
+	f.Add([]byte("slug: x\nsulg: y\nusers: [{<<: {name: a}, pasword: p}]\n---\nkind: disk\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		r, err := ParseRecipe("fuzz.yaml", raw)
 		if err != nil {
@@ -128,7 +209,21 @@ func FuzzParseRecipe(f *testing.F) {
 			if !errors.As(err, &re) || !strings.HasPrefix(err.Error(), "fuzz.yaml") {
 				t.Fatalf("error %q is not a located RecipeError", err)
 			}
+			joined, ok := err.(interface{ Unwrap() []error })
+			if !ok {
+				t.Fatalf("error %T does not join its problems", err)
+			}
+			for _, e := range joined.Unwrap() {
+				if re, ok := e.(*RecipeError); !ok || re.Warning || !strings.HasPrefix(re.Error(), "fuzz.yaml") {
+					t.Fatalf("error %q is not a located RecipeError", e)
+				}
+			}
 			return
+		}
+		for _, w := range r.Warnings {
+			if !w.Warning || !strings.HasPrefix(w.Error(), "fuzz.yaml:") {
+				t.Fatalf("warning %q is not a located warning", w)
+			}
 		}
 		r.Dir = t.TempDir()
 		r.Resolve()

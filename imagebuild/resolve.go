@@ -53,9 +53,6 @@ var (
 // Resolve fills in the defaults and validates the recipe. Every problem is
 // reported (joined), each naming file:line:col and the field.
 func (r *Recipe) Resolve() error {
-	if r.pos == nil {
-		r.pos = positions{}
-	}
 	var errs []error
 	bad := func(field, format string, a ...any) { errs = append(errs, r.errAt(field, format, a...)) }
 

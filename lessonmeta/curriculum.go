@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/endpointkit/endpointkit/internal/strictyaml"
 )
 
 // Metafile names of a curriculum.
@@ -271,7 +273,7 @@ func (cur *Curriculum) crossCheck(probs *problems) {
 			suggested++
 			if suggested > maxSuggestions {
 				// enough help for one curriculum
-			} else if s := suggest(p, all); s != "" {
+			} else if s := strictyaml.Suggest(p, all); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			probs.add(&Problem{File: l.File, Pos: l.Position(field), Field: field, Kind: ErrReference, Message: msg})

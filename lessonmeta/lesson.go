@@ -3,12 +3,13 @@ package lessonmeta
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/endpointkit/endpointkit/internal/strictyaml"
 )
 
 // LessonFile is the name of a lesson's metafile.
@@ -305,18 +306,12 @@ func Load(path string, opts Options) (*Lesson, error) {
 // ReadFile reads a metafile, refusing files over [MaxFileSize] without
 // reading them whole.
 func ReadFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, tooLarge, err := strictyaml.ReadFile(path, strictyaml.Options{Document: metafile})
 	if err != nil {
 		return nil, fmt.Errorf("lessonmeta: %w", err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("lessonmeta: %s: %w", path, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, &Problem{File: path, Kind: ErrTooLarge,
-			Message: fmt.Sprintf("larger than %d bytes (1 MiB); a metafile is never that big", MaxFileSize)}
+	if tooLarge != nil {
+		return nil, &Problem{File: path, Kind: ErrTooLarge, Message: tooLarge.Message}
 	}
 	return data, nil
 }

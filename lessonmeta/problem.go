@@ -3,9 +3,9 @@ package lessonmeta
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"slices"
-	"strings"
+
+	"github.com/endpointkit/endpointkit/internal/strictyaml"
 )
 
 // Problem categories. Every [Problem] wraps exactly one of them, so callers
@@ -84,21 +84,7 @@ type Problem struct {
 
 // Error formats the problem as `FILE:LINE:COL: FIELD: MESSAGE`.
 func (p *Problem) Error() string {
-	var b strings.Builder
-	b.WriteString(p.File)
-	if p.Pos.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", p.Pos.Line, p.Pos.Column)
-	}
-	b.WriteString(": ")
-	if p.Severity == SeverityWarning {
-		b.WriteString("warning: ")
-	}
-	if p.Field != "" {
-		b.WriteString(p.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(p.Message)
-	return b.String()
+	return strictyaml.Format(p.File, strictyaml.Position(p.Pos), p.Severity == SeverityWarning, p.Field, p.Message)
 }
 
 // Unwrap returns the problem's category.

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/endpointkit/endpointkit/internal/strictyaml"
 )
 
 var (
@@ -60,7 +62,7 @@ func newChecker(raw *RawLesson) *checker {
 		c.src = raw.meta.src
 		c.probs.list = slices.Clone(raw.meta.problems)
 	} else {
-		c.src = &source{file: LessonFile, pos: map[string]Position{}}
+		c.src = &source{file: LessonFile, pos: strictyaml.Positions{}}
 	}
 	return c
 }
@@ -104,7 +106,7 @@ func (c *checker) enum(field, value string, allowed []string, hints map[string]s
 	msg := fmt.Sprintf("%q is not one of %s", value, strings.Join(allowed, ", "))
 	if h, ok := hints[value]; ok {
 		msg += "; " + h
-	} else if s := suggest(value, allowed); s != "" {
+	} else if s := strictyaml.Suggest(value, allowed); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
 	c.errf(ErrInvalid, field, "%s", msg)
@@ -294,7 +296,7 @@ func (c *checker) connEnd(field, name string, names []string) bool {
 	c.suggested++
 	if c.suggested > maxSuggestions {
 		// enough help for one file
-	} else if s := suggest(name, names); s != "" {
+	} else if s := strictyaml.Suggest(name, names); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	} else if len(names) > 0 && len(names) <= 10 {
 		msg += " (endpoints: " + strings.Join(names, ", ") + ")"

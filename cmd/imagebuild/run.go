@@ -120,6 +120,9 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if err != nil {
 		return err
 	}
+	for _, w := range r.Warnings {
+		fmt.Fprintln(stderr, w)
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelDebug

@@ -77,7 +77,7 @@ func TestBuildBadRecipe(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "image.yaml"), []byte("slug: x\nkind: initramfs\nqemu:\n  memory: 1\n"), 0o644)
 	_, _, err := run(t, "build", "-o", filepath.Join(dir, "out"), dir)
-	want := filepath.Join(dir, "image.yaml") + `:4:3: qemu.memory: unknown key "memory"`
+	want := filepath.Join(dir, "image.yaml") + `:4:3: qemu.memory: unknown key (known here: memoryMiB,`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("build = %v; want %q", err, want)
 	}
@@ -86,6 +86,13 @@ func TestBuildBadRecipe(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {
 		t.Errorf("output directory created for a bad recipe: %v", err)
+	}
+	// Warnings are printed before the recipe's values are checked.
+	os.WriteFile(filepath.Join(dir, "image.yaml"), []byte("slug: x\nkind: vm\n---\nslug: y\n"), 0o644)
+	_, stderr, err := run(t, "build", "-o", filepath.Join(dir, "out"), dir)
+	wantWarn := filepath.Join(dir, "image.yaml") + ":3:1: warning: a second YAML document is ignored"
+	if err == nil || !strings.Contains(err.Error(), `kind: "vm": want one of`) || !strings.Contains(stderr, wantWarn) {
+		t.Errorf("build = %v, stderr %q; want the kind error and %q", err, stderr, wantWarn)
 	}
 	if _, _, err := run(t, "build", "-o", filepath.Join(dir, "out"), filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing recipe: %v", err)
