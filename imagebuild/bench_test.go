@@ -1,12 +1,15 @@
 package imagebuild
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
+	"gopkg.in/yaml.v3"
 )
 
 // BenchmarkTinyBuild compares a cold build of the tiny image (fresh cache
@@ -52,4 +55,48 @@ func benchColdVsCached(b *testing.B, recipe string, coldOpts func(testing.TB) Op
 	b.ReportMetric(cold.Seconds()/n, "cold-s")
 	b.ReportMetric(hit.Seconds()/n, "cached-s")
 	b.ReportMetric(100*hit.Seconds()/cold.Seconds(), "cached-%-of-cold")
+}
+
+// BenchmarkParseRecipe decodes every example recipe with ParseRecipe (all
+// problems in one pass, positions kept) and, in the same run, with the
+// plain alternative: yaml.v3 with KnownFields into the same type (first
+// error only, no positions), and reports the ratio.
+func BenchmarkParseRecipe(b *testing.B) {
+	paths, _ := filepath.Glob("../examples/images/*/image.yaml")
+	var raws [][]byte
+	for _, p := range paths {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raws = append(raws, raw)
+	}
+	if len(raws) == 0 {
+		b.Fatal("no example recipes")
+	}
+	for b.Loop() {
+		for _, raw := range raws {
+			if _, err := ParseRecipe("image.yaml", raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	perSet := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	b.StopTimer()
+	start := time.Now()
+	for range b.N {
+		for _, raw := range raws {
+			dec := yaml.NewDecoder(bytes.NewReader(raw))
+			dec.KnownFields(true)
+			var r Recipe
+			if err := dec.Decode(&r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	plain := float64(time.Since(start).Nanoseconds()) / float64(b.N)
+	b.ReportMetric(perSet/1e3, "µs/recipes")
+	b.ReportMetric(plain/1e3, "plain-µs/recipes")
+	b.ReportMetric(float64(len(raws)), "recipes")
+	b.ReportMetric(perSet/plain, "x-plain-knownfields")
 }
