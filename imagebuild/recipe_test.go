@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -126,6 +127,12 @@ func TestResolveErrors(t *testing.T) {
 	}{
 		{"missing slug and kind", "description: d\n", []string{"slug: missing", "kind: missing"}},
 		{"bad kind", "slug: x\nkind: vm\n", []string{path + `:2:7: kind: "vm": want one of initramfs, debootstrap, disk`}},
+		{"kind typo", "slug: x\nkind: initramf\n", []string{path + `:2:7: kind: "initramf": want one of initramfs, debootstrap, disk; did you mean "initramfs"?`}},
+		{"enum typos", "slug: x\nkind: disk\nflavor: Trusted\ndisk: {path: " + path + ", sha256: " + strings.Repeat("a", 64) + ", format: qcow}\nqemu: {diskBus: virtio-blk}\n", []string{
+			path + `:3:9: flavor: "Trusted": want trusted, untrusted or legacy; did you mean "trusted"?`,
+			path + `:4:` + strconv.Itoa(len(path)+98) + `: disk.format: "qcow": want qcow2, vmdk or raw; did you mean "qcow2"?`,
+			path + `:5:17: qemu.diskBus: "virtio-blk": want virtio, ide or scsi`,
+		}},
 		{"bad slug", "slug: a/b\nkind: initramfs\n", []string{path + `:1:7: slug: "a/b"`}},
 		{"missing base file", "slug: x\nkind: initramfs\nfiles:\n  - src: nothere.conf\n    dst: /etc/x\n", []string{path + `:4:10: files[0].src: missing base file`}},
 		{"relative dst", "slug: x\nkind: initramfs\nfiles:\n  - src: .\n    dst: etc/x\n", []string{`files[0].dst: "etc/x": want an absolute path`}},

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/endpointkit/endpointkit/imagebuild/agent"
+	"github.com/endpointkit/endpointkit/internal/strictyaml"
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
@@ -68,14 +69,14 @@ func (r *Recipe) Resolve() error {
 	case "":
 		bad("kind", "missing: one of initramfs, debootstrap, disk")
 	default:
-		bad("kind", "%q: want one of initramfs, debootstrap, disk", r.Kind)
+		bad("kind", "%q: want one of initramfs, debootstrap, disk%s", r.Kind, didYouMean(r.Kind, "initramfs", "debootstrap", "disk"))
 	}
 	switch r.Flavor {
 	case "":
 		r.Flavor = DefaultFlavor
 	case "trusted", "untrusted", "legacy":
 	default:
-		bad("flavor", "%q: want trusted, untrusted or legacy", r.Flavor)
+		bad("flavor", "%q: want trusted, untrusted or legacy%s", r.Flavor, didYouMean(r.Flavor, "trusted", "untrusted", "legacy"))
 	}
 	if kind != vmimage.KindDisk && r.Kernel.Package == "" {
 		r.Kernel.Package = DefaultKernel
@@ -148,7 +149,7 @@ func (r *Recipe) Resolve() error {
 		switch d.Format {
 		case "", "qcow2", "vmdk", "raw":
 		default:
-			bad("disk.format", "%q: want qcow2, vmdk or raw", d.Format)
+			bad("disk.format", "%q: want qcow2, vmdk or raw%s", d.Format, didYouMean(d.Format, "qcow2", "vmdk", "raw"))
 		}
 	}
 
@@ -241,9 +242,18 @@ func (r *Recipe) Resolve() error {
 	switch r.QEMU.DiskBus {
 	case "", "virtio", "ide", "scsi":
 	default:
-		bad("qemu.diskBus", "%q: want virtio, ide or scsi", r.QEMU.DiskBus)
+		bad("qemu.diskBus", "%q: want virtio, ide or scsi%s", r.QEMU.DiskBus, didYouMean(r.QEMU.DiskBus, "virtio", "ide", "scsi"))
 	}
 	return errors.Join(errs...)
+}
+
+// didYouMean returns `; did you mean "X"?` when value looks like a typo of
+// one of allowed, else "".
+func didYouMean(value string, allowed ...string) string {
+	if s := strictyaml.Suggest(value, allowed); s != "" {
+		return fmt.Sprintf("; did you mean %q?", s)
+	}
+	return ""
 }
 
 func (r *Recipe) abs(p string) string {
