@@ -39,6 +39,7 @@ func TestFRROSPF(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
+				diagnose(ctx, t, inst, ospfDiag)
 				t.Fatalf("%s: OSPF neighbours not Full (err %v):\n%s", r, err, out)
 			}
 			time.Sleep(time.Second)
@@ -47,6 +48,7 @@ func TestFRROSPF(t *testing.T) {
 	}
 	// OSPF routes: r1 reaches r3's loopback.
 	if err := inst.Ping(ctx, "r1", mustAddr("10.0.0.3")); err != nil {
+		diagnose(ctx, t, inst, ospfDiag)
 		t.Errorf("r1 → r3 loopback over OSPF: %v", err)
 	}
 	if err := inst.Down(ctx); err != nil {
@@ -54,6 +56,16 @@ func TestFRROSPF(t *testing.T) {
 	}
 	assertClean(t, opts, hostLink)
 }
+
+// ospfDiag is what a failed TestFRROSPF asks each router: its neighbours,
+// the essentials of each OSPF interface, the interface addresses zebra
+// holds in its configuration, and what FRR's supervisor (watchfrr) killed
+// or failed to start since boot.
+const ospfDiag = `vtysh -c 'show ip ospf neighbor' -c 'show ip ospf interface' | ` +
+	`grep -E '^[a-z]|Internet Address|Network Type|Neighbor Count'; ` +
+	`echo "zebra config: $(vtysh -c 'show running-config' | grep -c '^ ip address') interface addresses"; ` +
+	`sudo -n journalctl -b -u frr --no-pager -o short-monotonic | ` +
+	`grep -E 'Stopping|Started frr|still running|terminated|Failed|Cannot' | tail -n 12`
 
 // TestNetconfBasics brings up netconf-basics (configured with NETCONF
 // edit-config), reads stage 0 back with get-config, applies stage 1 and

@@ -102,3 +102,42 @@ func netconfHello(addr string, cfg *ssh.ClientConfig) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// TestFRRSlowStartKeepsConfig: watchfrr starts FRR's daemons with one
+// background job ("restart all": each daemon in turn, then vtysh -b pushing
+// frr.conf into all of them) and kills that job when it outlasts its
+// restart timeout. On an emulated CPU shared with other guests the job
+// takes longer than FRR's default 20 s, is killed before vtysh -b, and the
+// daemons run without the configuration — zebra without interface
+// addresses, so OSPF never speaks on the links while `systemctl restart
+// frr` reported success (seen as a frr-ospf router missing from its
+// neighbours' lists). Here every daemon takes 7 s more to start, as on a
+// loaded host; the image's watchfrr must let the job finish, and after the
+// restart eth1 carries frr.conf's address and runs OSPF.
+func TestFRRSlowStartKeepsConfig(t *testing.T) {
+	im := imagetest.FRR(t)
+	vm := imagetest.Boot(t, im, imagetest.BootOptions{DataNICs: 1})
+	c := vm.SSH(t)
+	imagetest.MustRun(t, c, `set -e
+sudo sh -c 'echo "all_wrap=\"sleep 7;\"" >> /etc/frr/daemons'
+printf '%s\n' 'frr defaults traditional' 'service integrated-vtysh-config' \
+	'interface eth1' ' ip address 10.98.0.1/24' ' ip ospf network point-to-point' \
+	'router ospf' ' network 10.98.0.0/24 area 0' > /tmp/frr.conf
+sudo install -m 0640 -o frr -g frr /tmp/frr.conf /etc/frr/frr.conf
+sudo ip link set eth1 up
+sudo systemctl restart frr`)
+	var out string
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		o, _, err := imagetest.Run(c, "ip -4 -o addr show dev eth1; vtysh -c 'show ip ospf interface eth1'")
+		out = o
+		if err == nil && strings.Contains(o, "inet 10.98.0.1/24") && strings.Contains(o, "Area 0.0.0.0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _, _ := imagetest.Run(c, "sudo journalctl -b -u frr -o short-monotonic --no-pager | grep -E 'Stopping|Started|still running|terminated|Failed|Cannot'")
+			t.Fatalf("after a slow FRR restart, eth1 lacks frr.conf's address or OSPF:\n%s\nwatchfrr:\n%s", out, log)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
