@@ -23,7 +23,8 @@ import (
 )
 
 // vendorDisk makes a small vmdk with recognisable content and returns its
-// path and sha256.
+// path and sha256. Tests outside this package use imagetest.VendorDisk,
+// which does the same; importing it here would be an import cycle.
 func vendorDisk(t *testing.T) (string, string) {
 	t.Helper()
 	ektest.RequireTool(t, "qemu-img")

@@ -107,6 +107,7 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	out := fs.String("o", "", "output image directory (required)")
 	noCache := fs.Bool("no-cache", false, "rebuild even if the cache has this image")
 	cache := fs.String("cache", "", "cache directory (default /var/cache/endpointkit as root, else ~/.cache/endpointkit)")
+	store := fs.String("store", "", "raw-image store of vendor disks, a bucket URL: file:///dir, s3://bucket?…, gs://bucket (default file://CACHE/disks)")
 	verbose := fs.Bool("v", false, "log every step (debug level)")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
@@ -127,7 +128,7 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	opts := imagebuild.Options{CacheDir: *cache, NoCache: *noCache,
+	opts := imagebuild.Options{CacheDir: *cache, NoCache: *noCache, StoreURL: *store,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
 	if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		opts.Progress = f

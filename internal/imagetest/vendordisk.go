@@ -17,6 +17,39 @@ import (
 	"github.com/endpointkit/endpointkit/internal/ektest"
 )
 
+// VendorDisk makes a small vmdk (2 MiB of recognisable bytes) standing
+// in for a vendor disk that only needs fetching, verifying and
+// converting, and returns its path and sha256. Needs qemu-img, not root.
+func VendorDisk(tb testing.TB) (path, sum string) {
+	tb.Helper()
+	ektest.RequireTool(tb, "qemu-img")
+	dir := tb.TempDir()
+	raw := filepath.Join(dir, "vendor.raw")
+	data := bytes.Repeat([]byte("endpointkit vendor disk "), 100000)
+	if err := os.WriteFile(raw, data[:2<<20], 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	path = filepath.Join(dir, "vendor.vmdk")
+	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw, path).CombinedOutput(); err != nil {
+		tb.Fatalf("qemu-img: %v %s", err, out)
+	}
+	return path, fileSHA256(tb, path)
+}
+
+func fileSHA256(tb testing.TB, path string) string {
+	tb.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		tb.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // CloudInitDisk returns a stand-in for a vendor disk that runs cloud-init,
 // and its sha256: the debootstrap recipe testdata/cloudinit-base (Debian
 // with cloud-init reading only the NoCloud seed, linux-image-cloud-amd64,
@@ -50,16 +83,7 @@ func CloudInitDisk(tb testing.TB) (path, sum string) {
 		}
 		tb.Logf("imagetest: vendor disk %s assembled in %s", path, time.Since(start).Round(100*time.Millisecond))
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		tb.Fatal(err)
-	}
-	return path, hex.EncodeToString(h.Sum(nil))
+	return path, fileSHA256(tb, path)
 }
 
 // assembleCloudInitDisk turns the base image's root file system (a whole
