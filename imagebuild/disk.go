@@ -3,6 +3,7 @@ package imagebuild
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -64,6 +65,9 @@ func (b *Builder) buildDisk(ctx context.Context, r *Recipe, dir string) (*vmimag
 		}
 		err = store.Put(ctx, d.SHA256, rc)
 		rc.Close()
+		if errors.Is(err, ErrChecksum) {
+			return nil, r.errAt("disk.sha256", "%s: %v: if the vendor published a new image, put its sha256 here; else the copy at %s is damaged", src, err, src)
+		}
 		if err != nil {
 			return nil, r.errAt("disk.sha256", "%s: %v", src, err)
 		}

@@ -52,6 +52,44 @@
 //     (TestDiskCloudInitBoots: Debian's cloud-init on a disk that boots
 //     from its own GRUB, see internal/imagetest.CloudInitDisk).
 //
+// # Vendor disks and the raw-image store
+//
+// A disk recipe's image is fetched once into the raw-image store
+// ([Store]; [Options].StoreURL, `imagebuild build --store URL`), a
+// gocloud.dev/blob bucket holding each image under sha256/SUM, by default
+// file://CACHE/disks. The fetched bytes are kept only when their sha256 is
+// disk.sha256, and every read from the store is verified again; a
+// mismatch is an [ErrChecksum] naming the URL and both sums, and leaves
+// nothing in the store. disk.url is http(s)://, file:///dir/name or any
+// bucket URL whose path is the object key (s3://BUCKET/dir/name.vmdk?…
+// reads key dir/name.vmdk from bucket s3://BUCKET?…). Quote such URLs in
+// image.yaml. This package registers the file:// and mem:// drivers only;
+// a program that wants s3:// or gs:// imports gocloud.dev/blob/s3blob or
+// gocloud.dev/blob/gcsblob (cmd/imagebuild imports both).
+//
+// An S3-compatible server (MinIO and the like) is named in the URL, for
+// the store and for disk.url alike:
+//
+//	s3://BUCKET?endpoint=http://HOST:9000&use_path_style=true&region=us-east-1
+//	s3://BUCKET/KEY?endpoint=http://HOST:9000&use_path_style=true&region=us-east-1&response_checksum_validation=when_required
+//
+// endpoint is the server's base URL (http or https); use_path_style=true
+// sends requests to HOST/BUCKET/KEY rather than BUCKET.HOST; region is
+// the one the server signs with (MinIO's default is us-east-1). The
+// credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or
+// profile=NAME, a profile in ~/.aws). The last parameter, optional, keeps
+// the AWS SDK from printing "Response has no supported checksum" for
+// objects uploaded without one; the sha256 check does not depend on it.
+// Google Cloud Storage is gs://BUCKET/KEY with Application
+// Default Credentials; gcsblob takes no endpoint parameter, so an
+// emulator is named by STORAGE_EMULATOR_HOST=HOST:PORT instead.
+//
+// cmd/imagebuild's TestStoreInBucket and TestBuildDiskFromBucket prove
+// these URLs through the real s3blob and gcsblob drivers against
+// in-process servers of each wire protocol (gofakes3, fake-gcs-server).
+// Those servers do not check request signatures, so credentials and
+// region are not proven against AWS, MinIO or Google Cloud Storage.
+//
 // # The guest agent binary
 //
 // initramfs and debootstrap images carry the static agent
