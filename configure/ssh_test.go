@@ -264,7 +264,7 @@ func TestSSHScriptDeadline(t *testing.T) {
 	file := l.config(0, "slow.sh", "echo started\nsleep "+tag+"\n")
 	start := time.Now()
 	_, err := (&SSH{}).Configure(ctxT(t, 2*time.Second), sshTarget("slow", s, u, l), stage0(endpoint.MethodSSH, file))
-	if err == nil || time.Since(start) > 5*time.Second {
+	if err == nil || time.Since(start) > 10*time.Second {
 		t.Fatalf("err = %v after %s; want a deadline error after ~2s", err, time.Since(start))
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -261,7 +261,7 @@ func TestRunDataPlane(t *testing.T) {
 			}
 			// The console socket replays history to an attaching client.
 			bin, _ := binaries(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 			defer cancel()
 			out, _ := exec.CommandContext(ctx, bin, "console", "--state", string(l.state)).Output()
 			if !bytes.Contains(out, []byte("endpointkit: ready")) {
