@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/endpointkit/endpointkit/internal/strictyaml"
 )
 
 // FuzzParse feeds arbitrary bytes to every parser of the package (lesson,
@@ -74,10 +76,8 @@ func checkProblems(t *testing.T, data []byte, err error) {
 	if len(probs) == 0 {
 		t.Fatalf("error without problems: %v", err)
 	}
-	// YAML breaks lines at \n, \r\n and a lone \r; an error at the end of
-	// the input may name the line after the last.
-	text := strings.ReplaceAll(string(data), "\r\n", "\n")
-	lines := strings.Count(text, "\n") + strings.Count(text, "\r") + 2
+	// An error at the end of the input may name the line after the last.
+	lines := strictyaml.Lines(data) + 1
 	for _, p := range probs {
 		if p.Kind == nil || errors.Unwrap(p) == nil {
 			t.Fatalf("problem without a category: %v", p)

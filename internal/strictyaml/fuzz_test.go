@@ -1,9 +1,6 @@
 package strictyaml
 
-import (
-	"strings"
-	"testing"
-)
+import "testing"
 
 // FuzzUnmarshal: no input panics, every problem has a category, a message
 // and a line within the input (0 only for a whole-file problem), Decoded
@@ -26,8 +23,7 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, strict bool) {
 		var out target
 		res := Unmarshal(data, &out, Options{Strict: strict})
-		text := strings.ReplaceAll(string(data), "\r\n", "\n")
-		lines := strings.Count(text, "\n") + strings.Count(text, "\r") + 2
+		lines := Lines(data) + 1
 		errs := 0
 		for _, p := range res.Problems {
 			if p.Kind < Syntax || p.Kind > Duplicate || p.Message == "" {

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 
 	"gopkg.in/yaml.v3"
 )
@@ -143,4 +144,32 @@ func Unmarshal(data []byte, out any, opts Options) Result {
 	res.Problems = append(res.Problems, more...)
 	sortProblems(res.Problems)
 	return res
+}
+
+// Lines counts the lines of data as yaml.v3 numbers them, so that a
+// problem's line can be checked against the input: UTF-16 when it starts
+// with a byte order mark, and NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR
+// break lines as well as LF, CR and CRLF (YAML 1.1).
+func Lines(data []byte) int {
+	text := string(data)
+	if len(data) >= 2 && (data[0] == 0xfe && data[1] == 0xff || data[0] == 0xff && data[1] == 0xfe) {
+		units := make([]uint16, 0, len(data)/2)
+		for i := 2; i+1 < len(data); i += 2 {
+			if data[0] == 0xfe {
+				units = append(units, uint16(data[i])<<8|uint16(data[i+1]))
+			} else {
+				units = append(units, uint16(data[i+1])<<8|uint16(data[i]))
+			}
+		}
+		text = string(utf16.Decode(units))
+	}
+	text = strings.ReplaceAll(text, "\r\n", "\n")
+	n := 1
+	for _, r := range text {
+		switch r {
+		case '\n', '\r', '\u0085', '\u2028', '\u2029':
+			n++
+		}
+	}
+	return n
 }

@@ -120,3 +120,27 @@ func TestReadFile(t *testing.T) {
 		t.Errorf("ReadFile(dir) error = %v; want a read error naming the path", err)
 	}
 }
+
+func TestLines(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+	}{
+		{"", 1},
+		{"a: 1\n", 2},
+		{"a: 1\r\nb: 2\rc: 3", 3},
+		{"a: \"x\u2028y\u0085z\u2029\"", 4},
+		{"\xfe\xff\x00a\x00\n\x00b", 2}, // UTF-16BE "a\nb"
+		{"\xff\xfea\x00\n\x00b\x00", 2}, // UTF-16LE "a\nb"
+		{"\xfe\xff\x20\x28\x20\x28", 3}, // UTF-16BE LS LS
+	} {
+		if got := Lines([]byte(c.in)); got != c.want {
+			t.Errorf("Lines(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+	// yaml.v3 agrees: an error after two LINE SEPARATORs is on line 3.
+	_, probs := Parse([]byte("a: 1\u2028b: 2\u2028- c"), Options{})
+	if len(probs) == 0 || probs[0].Pos.Line != 3 {
+		t.Errorf("problems %+v; want one on line 3", probs)
+	}
+}
