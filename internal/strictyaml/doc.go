@@ -26,9 +26,8 @@
 // [Positions] remembers where each field path was written, so that checks
 // made after decoding point at the value they are about (or at its nearest
 // enclosing field when it was left out); [Format] renders a located message
-// as FILE:LINE:COL: FIELD: MESSAGE. Lines are numbered as yaml.v3 numbers
-// them ([Lines]): a UTF-16 file (with its byte order mark) is decoded
-// first, and NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR end a line as LF
-// does, so in a file holding those characters an editor's line numbers
-// run behind.
+// as FILE:LINE:COL: FIELD: MESSAGE. Lines and columns are an editor's
+// ([Lines]): yaml.v3 also ends a line at NEL, LINE SEPARATOR and PARAGRAPH
+// SEPARATOR (YAML 1.1), and its positions are converted when a file holds
+// one of those.
 package strictyaml

@@ -34,6 +34,16 @@ func Parse(data []byte, opts Options) (root *yaml.Node, probs []Problem) {
 				Message: fmt.Sprintf("the YAML parser failed: %v", r)})
 		}
 	}()
+	if m := newEditorLines(data); m != nil {
+		defer func() {
+			m.renumber(root)
+			for i := range probs {
+				if probs[i].Pos.Line > 0 {
+					probs[i].Pos = m.at(probs[i].Pos)
+				}
+			}
+		}()
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	err := dec.Decode(&doc)
@@ -146,11 +156,23 @@ func Unmarshal(data []byte, out any, opts Options) Result {
 	return res
 }
 
-// Lines counts the lines of data as yaml.v3 numbers them, so that a
-// problem's line can be checked against the input: UTF-16 when it starts
-// with a byte order mark, and NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR
-// break lines as well as LF, CR and CRLF (YAML 1.1).
+// Lines counts the lines of data as an editor shows them (LF, CR and CRLF
+// end a line; UTF-16 is decoded after its byte order mark). Every
+// problem's line is at most Lines(data)+1: an error at the end of the
+// input may name the line after the last.
 func Lines(data []byte) int {
+	n := 1
+	for _, r := range yamlText(data) {
+		if r == '\n' || r == '\r' {
+			n++
+		}
+	}
+	return n
+}
+
+// yamlText is data as yaml.v3 reads it: decoded from UTF-16 after a byte
+// order mark, CRLF folded to LF.
+func yamlText(data []byte) string {
 	text := string(data)
 	if len(data) >= 2 && (data[0] == 0xfe && data[1] == 0xff || data[0] == 0xff && data[1] == 0xfe) {
 		units := make([]uint16, 0, len(data)/2)
@@ -163,13 +185,69 @@ func Lines(data []byte) int {
 		}
 		text = string(utf16.Decode(units))
 	}
-	text = strings.ReplaceAll(text, "\r\n", "\n")
-	n := 1
-	for _, r := range text {
-		switch r {
-		case '\n', '\r', '\u0085', '\u2028', '\u2029':
-			n++
-		}
+	return strings.ReplaceAll(text, "\r\n", "\n")
+}
+
+func isYAMLBreak(r rune) bool {
+	switch r {
+	case '\n', '\r', '\u0085', '\u2028', '\u2029':
+		return true
 	}
-	return n
+	return false
+}
+
+// editorLines maps yaml.v3's line:col to an editor's, which breaks lines
+// only at LF, CR and CRLF: entry i is where yaml line i+1 starts, as an
+// editor line and the editor column before its first character. It is nil
+// when data has no NEL, LS or PS, and the two numberings agree.
+type editorLines []Position
+
+func newEditorLines(data []byte) editorLines {
+	if !bytes.Contains(data, []byte("\u0085")) && !bytes.Contains(data, []byte("\u2028")) &&
+		!bytes.Contains(data, []byte("\u2029")) && !(len(data) >= 2 && (data[0] == 0xfe || data[0] == 0xff)) {
+		return nil
+	}
+	m := editorLines{{Line: 1}}
+	line, col, odd := 1, 0, false
+	for _, r := range yamlText(data) {
+		switch {
+		case r == '\n' || r == '\r':
+			line, col = line+1, 0
+		case isYAMLBreak(r):
+			col++
+			odd = true
+		default:
+			col++
+			continue
+		}
+		m = append(m, Position{Line: line, Column: col})
+	}
+	if !odd {
+		return nil
+	}
+	return m
+}
+
+// at converts yaml.v3's p into the editor's line:col.
+func (m editorLines) at(p Position) Position {
+	if p.Line < 1 {
+		return p
+	}
+	if p.Line > len(m) { // past the end of the input
+		return Position{Line: m[len(m)-1].Line + p.Line - len(m), Column: p.Column}
+	}
+	start := m[p.Line-1]
+	return Position{Line: start.Line, Column: start.Column + p.Column}
+}
+
+// renumber rewrites the positions of n and every node below it.
+func (m editorLines) renumber(n *yaml.Node) {
+	if n == nil {
+		return
+	}
+	p := m.at(Position{n.Line, n.Column})
+	n.Line, n.Column = p.Line, p.Column
+	for _, c := range n.Content {
+		m.renumber(c)
+	}
 }

@@ -129,18 +129,46 @@ func TestLines(t *testing.T) {
 		{"", 1},
 		{"a: 1\n", 2},
 		{"a: 1\r\nb: 2\rc: 3", 3},
-		{"a: \"x\u2028y\u0085z\u2029\"", 4},
+		{"a: \"x\u2028y\u0085z\u2029\"", 1},
 		{"\xfe\xff\x00a\x00\n\x00b", 2}, // UTF-16BE "a\nb"
 		{"\xff\xfea\x00\n\x00b\x00", 2}, // UTF-16LE "a\nb"
-		{"\xfe\xff\x20\x28\x20\x28", 3}, // UTF-16BE LS LS
+		{"\xfe\xff\x20\x28\x20\x28", 1}, // UTF-16BE LS LS
 	} {
 		if got := Lines([]byte(c.in)); got != c.want {
 			t.Errorf("Lines(%q) = %d, want %d", c.in, got, c.want)
 		}
 	}
-	// yaml.v3 agrees: an error after two LINE SEPARATORs is on line 3.
+}
+
+// Problems are placed where an editor shows them, though yaml.v3 also
+// breaks lines at NEL, LS and PS and reads UTF-16.
+func TestEditorPositions(t *testing.T) {
+	utf16le := func(s string) string {
+		b := []byte{0xff, 0xfe}
+		for _, r := range s {
+			b = append(b, byte(r), 0)
+		}
+		return string(b)
+	}
+	for _, c := range []struct {
+		name, in string
+		want     Position
+	}{
+		{"LS in a quoted value", "name: \"x\u2028y\"\nport: [1]\n", Position{2, 7}},
+		{"NEL and PS in plain values", "tags: [a\u0085b, c\u2029d]\nlabels: {a: b}\nport: x\n", Position{3, 7}},
+		{"after LS on the same line", "name: \"x\u2028\"\nport: {a: 1}\n", Position{2, 7}},
+		{"UTF-16LE", utf16le("name: a\nport: [1]\n"), Position{2, 7}},
+		{"plain UTF-8", "name: a\nport: [1]\n", Position{2, 7}},
+	} {
+		var out target
+		res := Unmarshal([]byte(c.in), &out, Options{})
+		if len(res.Problems) != 1 || res.Problems[0].Pos != c.want {
+			t.Errorf("%s: problems %+v; want one at %v", c.name, res.Problems, c.want)
+		}
+	}
+	// A syntax error: yaml.v3 says line 3, the editor shows line 1.
 	_, probs := Parse([]byte("a: 1\u2028b: 2\u2028- c"), Options{})
-	if len(probs) == 0 || probs[0].Pos.Line != 3 {
-		t.Errorf("problems %+v; want one on line 3", probs)
+	if len(probs) == 0 || probs[0].Pos.Line != 1 {
+		t.Errorf("problems %+v; want one on line 1", probs)
 	}
 }
