@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/endpointkit/endpointkit/vmimage"
@@ -354,4 +355,21 @@ func keyRecipe(r *Recipe) Recipe {
 		kr.Disk = &d
 	}
 	return kr
+}
+
+// IsTempName reports whether name, a base name, is one of the temporary
+// entries a build makes beside its output or in its cache: ".OUT.tmp-*",
+// ".work-*", ".download-*", ".kernel-*" and a disk build's ".source". A
+// build removes its own, also when it fails; one found while no build runs
+// was left by a killed process and may be deleted.
+func IsTempName(name string) bool {
+	if name == ".source" || strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-") {
+		return true
+	}
+	for _, p := range []string{".work-", ".download-", ".kernel-"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -35,13 +35,13 @@ func loadExample(t testing.TB, name string) *Recipe {
 	return r
 }
 
-// leftovers lists temporary build entries (".*.tmp-*", ".work-*") in dirs.
+// leftovers lists temporary build entries ([IsTempName]) in dirs.
 func leftovers(dirs ...string) []string {
 	var out []string
 	for _, d := range dirs {
 		ents, _ := os.ReadDir(d)
 		for _, e := range ents {
-			if strings.Contains(e.Name(), ".tmp-") || strings.HasPrefix(e.Name(), ".work-") || strings.HasPrefix(e.Name(), ".download-") || strings.HasPrefix(e.Name(), ".kernel-") {
+			if IsTempName(e.Name()) {
 				out = append(out, filepath.Join(d, e.Name()))
 			}
 		}
@@ -188,5 +188,20 @@ func TestDebootstrapMirrorUnreachable(t *testing.T) {
 	t.Log(err)
 	if l := leftovers(cache, filepath.Join(cache, "images")); len(l) > 0 {
 		t.Errorf("temporary files left: %v", l)
+	}
+}
+
+// IsTempName knows the names the builders' os.MkdirTemp calls make, and
+// nothing an image directory holds.
+func TestIsTempName(t *testing.T) {
+	for _, n := range []string{".tiny.tmp-123", ".work-9", ".download-1", ".kernel-77", ".source"} {
+		if !IsTempName(n) {
+			t.Errorf("IsTempName(%q) = false", n)
+		}
+	}
+	for _, n := range []string{"tiny", "manifest.json", "image.meta.yaml", "disk.qcow2", "vmlinux", "Dockerfile", "a.tmp-1"} {
+		if IsTempName(n) {
+			t.Errorf("IsTempName(%q) = true", n)
+		}
 	}
 }

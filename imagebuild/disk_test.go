@@ -22,29 +22,6 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// vendorDisk makes a small vmdk with recognisable content and returns its
-// path and sha256. Tests outside this package use imagetest.VendorDisk,
-// which does the same; importing it here would be an import cycle.
-func vendorDisk(t *testing.T) (string, string) {
-	t.Helper()
-	ektest.RequireTool(t, "qemu-img")
-	dir := t.TempDir()
-	raw := filepath.Join(dir, "vendor.raw")
-	data := bytes.Repeat([]byte("endpointkit vendor disk "), 100000)
-	if err := os.WriteFile(raw, data[:2<<20], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	vmdk := filepath.Join(dir, "vendor.vmdk")
-	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw, vmdk).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img: %v %s", err, out)
-	}
-	sum, err := vmimage.FileSHA256(vmdk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vmdk, sum
-}
-
 func diskRecipe(t *testing.T, disk string) *Recipe {
 	t.Helper()
 	dir := t.TempDir()
@@ -58,7 +35,7 @@ func diskRecipe(t *testing.T, disk string) *Recipe {
 }
 
 func TestDiskBuild(t *testing.T) {
-	vmdk, sum := vendorDisk(t)
+	vmdk, sum := ektest.VendorDisk(t)
 	cache := t.TempDir()
 	b := New(Options{CacheDir: cache})
 	r := diskRecipe(t, "disk:\n  path: "+vmdk+"\n  sha256: "+sum+"\n  cloudInit: true\n")
@@ -87,7 +64,7 @@ func TestDiskBuild(t *testing.T) {
 }
 
 func TestDiskChecksumMismatch(t *testing.T) {
-	vmdk, _ := vendorDisk(t)
+	vmdk, _ := ektest.VendorDisk(t)
 	cache := t.TempDir()
 	wrong := strings.Repeat("0", 64)
 	r := diskRecipe(t, "disk:\n  path: "+vmdk+"\n  sha256: "+wrong+"\n")
@@ -113,7 +90,7 @@ func TestDiskChecksumMismatch(t *testing.T) {
 }
 
 func TestDiskFromURLs(t *testing.T) {
-	vmdk, sum := vendorDisk(t)
+	vmdk, sum := ektest.VendorDisk(t)
 	srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Dir(vmdk))))
 	defer srv.Close()
 	for _, url := range []string{srv.URL + "/vendor.vmdk", "file://" + vmdk} {

@@ -24,7 +24,7 @@ import (
 	"testing"
 
 	"github.com/endpointkit/endpointkit/imagebuild"
-	"github.com/endpointkit/endpointkit/internal/imagetest"
+	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
@@ -198,7 +198,7 @@ func TestStoreInBucket(t *testing.T) {
 // naming the URL and both sums, with nothing left behind and the previous
 // image untouched.
 func TestBuildDiskFromBucket(t *testing.T) {
-	vmdk, sum := imagetest.VendorDisk(t)
+	vmdk, sum := ektest.VendorDisk(t)
 	data, err := os.ReadFile(vmdk)
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +309,7 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 func assertNoTemp(t *testing.T, dir string) {
 	t.Helper()
 	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if n := d.Name(); strings.Contains(n, ".tmp-") || strings.HasPrefix(n, ".work-") || strings.HasPrefix(n, ".download-") || n == ".source" {
+		if imagebuild.IsTempName(d.Name()) {
 			t.Errorf("temporary file left: %s", path)
 		}
 		return nil

@@ -1,6 +1,7 @@
 // Package ektest holds helpers shared by endpointkit's tests: skips for
-// missing privileges and tools, throw-away network namespaces, the location
-// of the shared corpus and test caches, and leak assertions.
+// missing privileges and tools, throw-away network namespaces, a stand-in
+// vendor disk, the location of the shared corpus and test caches, and leak
+// assertions.
 //
 // Tests that need root, QEMU or a tool call the Require helpers, which skip
 // with the reason (and the fix: `make deps`, run as root) when it is missing.

@@ -2,9 +2,7 @@ package imagetest
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,39 +13,16 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
+	"github.com/endpointkit/endpointkit/vmimage"
 )
-
-// VendorDisk makes a small vmdk (2 MiB of recognisable bytes) standing
-// in for a vendor disk that only needs fetching, verifying and
-// converting, and returns its path and sha256. Needs qemu-img, not root.
-func VendorDisk(tb testing.TB) (path, sum string) {
-	tb.Helper()
-	ektest.RequireTool(tb, "qemu-img")
-	dir := tb.TempDir()
-	raw := filepath.Join(dir, "vendor.raw")
-	data := bytes.Repeat([]byte("endpointkit vendor disk "), 100000)
-	if err := os.WriteFile(raw, data[:2<<20], 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	path = filepath.Join(dir, "vendor.vmdk")
-	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw, path).CombinedOutput(); err != nil {
-		tb.Fatalf("qemu-img: %v %s", err, out)
-	}
-	return path, fileSHA256(tb, path)
-}
 
 func fileSHA256(tb testing.TB, path string) string {
 	tb.Helper()
-	f, err := os.Open(path)
+	sum, err := vmimage.FileSHA256(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		tb.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return sum
 }
 
 // CloudInitDisk returns a stand-in for a vendor disk that runs cloud-init,
