@@ -313,10 +313,7 @@ func (b *Builder) imageLayer(im *vmimage.Image, layersDir string, epoch time.Tim
 // assembleImage makes the image: the three layers and a config carrying
 // the container spec, all dated epoch.
 func assembleImage(im *vmimage.Image, epoch time.Time, layers ...*fileLayer) (v1.Image, error) {
-	spec, err := SpecFor(&im.Manifest)
-	if err != nil {
-		return nil, err
-	}
+	spec := SpecFor(&im.Manifest)
 	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	what := []string{"QEMU runtime (Debian packages)", "endpoint launcher", "VM image " + im.Manifest.Slug}
 	var adds []mutate.Addendum

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +47,13 @@ type PushOptions struct {
 	Transport *http.Transport
 	// Progress, when set, receives upload progress updates.
 	Progress chan<- v1.Update
+	// StateFile is where Push remembers which repository of a registry
+	// holds each blob it pushed, so that a push to another repository of
+	// the same registry mounts those blobs (the QEMU runtime layer shared
+	// by every endpoint image) instead of uploading them again, as docker
+	// does. Default CACHE/oci/pushed.json (the builder's default cache);
+	// "-" remembers nothing.
+	StateFile string
 }
 
 // PushResult says what a push did.
@@ -91,6 +100,12 @@ func Push(ctx context.Context, dir, ref string, opts PushOptions) (*PushResult, 
 	if kc == nil {
 		kc = authn.DefaultKeychain
 	}
+	state := opts.StateFile
+	if state == "" {
+		state = filepath.Join(defaultCacheDir(), "oci", "pushed.json")
+	}
+	known := loadPushed(state)
+	img = mountFrom(img, r.Context(), known)
 	counter := &countingTransport{base: tr, insecure: opts.Insecure}
 	ropts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(counter), remote.WithAuthFromKeychain(kc)}
 	if opts.Progress != nil {
@@ -102,6 +117,9 @@ func Push(ctx context.Context, dir, ref string, opts PushOptions) (*PushResult, 
 	d, err := img.Digest()
 	if err != nil {
 		return nil, err
+	}
+	if state != "-" {
+		rememberPushed(state, img, r.Context())
 	}
 	return &PushResult{Ref: r.Name(), Digest: d.String(), Uploaded: counter.sent.Load(), Elapsed: time.Since(start)}, nil
 }
@@ -204,3 +222,83 @@ func (b *countingBody) Read(p []byte) (int, error) {
 }
 
 func (b *countingBody) Close() error { return b.rc.Close() }
+
+// pushedBlobs maps registry → blob digest → a repository holding it.
+type pushedBlobs map[string]map[string]string
+
+func loadPushed(file string) pushedBlobs {
+	p := pushedBlobs{}
+	if file == "-" {
+		return p
+	}
+	if raw, err := os.ReadFile(file); err == nil {
+		json.Unmarshal(raw, &p)
+	}
+	return p
+}
+
+// rememberPushed records img's layers as present in repo (best effort).
+func rememberPushed(file string, img v1.Image, repo name.Repository) {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return
+	}
+	unlock, err := lockFile(context.Background(), file+".lock")
+	if err != nil {
+		return
+	}
+	defer unlock()
+	p := loadPushed(file)
+	reg := repo.RegistryStr()
+	if p[reg] == nil {
+		p[reg] = map[string]string{}
+	}
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		if d, err := l.Digest(); err == nil {
+			p[reg][d.String()] = repo.RepositoryStr()
+		}
+	}
+	if raw, err := json.Marshal(p); err == nil {
+		writeFileAtomic(file, raw, 0o644)
+	}
+}
+
+// mountFrom wraps the layers that another repository of the same registry
+// is known to hold as mountable from there; remote.Write then asks the
+// registry to mount them (and uploads them only if that fails).
+func mountFrom(img v1.Image, target name.Repository, known pushedBlobs) v1.Image {
+	byDigest := known[target.RegistryStr()]
+	if len(byDigest) == 0 {
+		return img
+	}
+	return &mountingImage{Image: img, target: target, from: byDigest}
+}
+
+type mountingImage struct {
+	v1.Image
+	target name.Repository
+	from   map[string]string
+}
+
+func (m *mountingImage) Layers() ([]v1.Layer, error) {
+	ls, err := m.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for i, l := range ls {
+		out[i] = l
+		d, err := l.Digest()
+		if err != nil {
+			continue
+		}
+		repo, ok := m.from[d.String()]
+		if !ok || repo == m.target.RepositoryStr() {
+			continue
+		}
+		if src, err := name.NewRepository(m.target.RegistryStr()+"/"+repo, name.WeakValidation); err == nil {
+			out[i] = &remote.MountableLayer{Layer: l, Reference: src.Digest(d.String())}
+		}
+	}
+	return out, nil
+}

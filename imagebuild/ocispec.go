@@ -2,7 +2,6 @@ package imagebuild
 
 import (
 	"encoding/json"
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,7 +35,6 @@ const (
 	LabelConfigUser  = LabelPrefix + "users.config"
 	LabelConfigPass  = LabelPrefix + "users.config-password"
 	LabelInterfaces  = LabelPrefix + "interfaces" // guest data NIC names, comma separated
-	LabelManifest    = LabelPrefix + "manifest"   // manifest.json, compact
 )
 
 // ContainerSpec is what an endpoint container runs and declares: the same
@@ -51,7 +49,7 @@ type ContainerSpec struct {
 // SpecFor derives the container spec of an image from its manifest.
 // Credentials travel in labels as in image.meta.yaml: they are the lab
 // accounts of a public image, not secrets.
-func SpecFor(m *vmimage.Manifest) (ContainerSpec, error) {
+func SpecFor(m *vmimage.Manifest) ContainerSpec {
 	s := ContainerSpec{
 		Entrypoint: []string{ContainerEndpoint, "run", "--image", ContainerImageDir},
 		Env:        []string{"PATH=" + ContainerPath},
@@ -89,12 +87,7 @@ func SpecFor(m *vmimage.Manifest) (ContainerSpec, error) {
 	set(LabelConfigUser, m.Users.ConfigUser)
 	set(LabelConfigPass, m.Users.ConfigPassword)
 	set(LabelInterfaces, strings.Join(m.NetworkInterfaces, ","))
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return s, fmt.Errorf("imagebuild: manifest label: %w", err)
-	}
-	set(LabelManifest, string(raw))
-	return s, nil
+	return s
 }
 
 // containerPorts are the guest ports a container exposes: the APIs and the
