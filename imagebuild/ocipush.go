@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -161,11 +162,13 @@ func pushError(ref string, err error) error {
 	switch {
 	case errors.Is(err, ErrPlainHTTP):
 		return fmt.Errorf("imagebuild: push %s: %w", ref, err)
+	// A TLS failure first: for a loopback registry go-containerregistry
+	// then retries over plain HTTP and reports that status too.
+	case errors.As(err, &ue), errors.As(err, &he), errors.As(err, &ce), strings.Contains(err.Error(), "tls: failed to verify"):
+		return fmt.Errorf("imagebuild: push %s: %w: TLS: %v (pass --ca FILE with the registry's CA)", ref, ErrPush, err)
 	case errors.As(err, &te):
 		return fmt.Errorf("imagebuild: push %s: %w: registry answered %d %s: %v%s", ref, ErrPush, te.StatusCode,
 			http.StatusText(te.StatusCode), err, statusHint(te.StatusCode))
-	case errors.As(err, &ue), errors.As(err, &he), errors.As(err, &ce):
-		return fmt.Errorf("imagebuild: push %s: %w: TLS: %v (pass --ca FILE with the registry's CA)", ref, ErrPush, err)
 	case errors.As(err, &oe):
 		return fmt.Errorf("imagebuild: push %s: %w: registry unreachable: %v", ref, ErrPush, err)
 	}
