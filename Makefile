@@ -51,6 +51,7 @@ FUZZ_TARGETS := \
 	./configure:FuzzParseAnsibleJSON \
 	./configure:FuzzParseNetconfConfig \
 	./configure:FuzzSplitScriptOutput \
+	./imagebuild:FuzzParseAptDepends \
 	./imagebuild:FuzzParseRecipe \
 	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \

@@ -217,6 +217,11 @@ func bootInRoot(ctx context.Context, root string, m vmimage.Manifest) error {
 			err := cmd.Wait()
 			return fmt.Errorf("QEMU exited (%v) before the readiness marker %q: %s; console: %s", err, m.Readiness.SerialRegex, stderr.tail(), console.tail())
 		case <-tick.C:
+			// QEMU only warns about a missing option ROM and runs on
+			// with a guest that never boots.
+			if msg := stderr.tail(); romMissing.MatchString(msg) {
+				return fmt.Errorf("%s", msg)
+			}
 			if sshPort > 0 && sshBanner(sshPort) {
 				return nil
 			}
@@ -228,6 +233,9 @@ func bootInRoot(ctx context.Context, root string, m vmimage.Manifest) error {
 		}
 	}
 }
+
+// romMissing matches QEMU's complaints about firmware it cannot find.
+var romMissing = regexp.MustCompile(`(?i)could not open option rom|failed to find romfile|could not load|firmware .* not found`)
 
 func sshBanner(port int) bool {
 	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
