@@ -4,12 +4,16 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,8 +37,10 @@ func ociBuilder(t testing.TB) *imagebuild.Builder {
 	return imagebuild.New(imagebuild.Options{CacheDir: filepath.Join(ektest.CacheDir(t), "imagebuild"), GoDir: ektest.RepoRoot(t)})
 }
 
-// imageCopy links the files of an image directory into a new directory
-// (the cached image is read-only) and loads it.
+// imageCopy copies an image directory (the cached image is read-only and
+// shared with other tests) and loads it: the big artefacts are hard links,
+// which nothing writes; manifest.json and the other small files, which a
+// test may rewrite, are copies.
 func imageCopy(t testing.TB, im *vmimage.Image) *vmimage.Image {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), im.Manifest.Slug)
@@ -46,11 +52,17 @@ func imageCopy(t testing.TB, im *vmimage.Image) *vmimage.Image {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if e.Type().IsRegular() {
-			if err := os.Link(filepath.Join(im.Dir, e.Name()), filepath.Join(dir, e.Name())); err != nil {
-				t.Fatal(err)
-			}
+		if !e.Type().IsRegular() {
+			continue
 		}
+		src, dst := filepath.Join(im.Dir, e.Name()), filepath.Join(dir, e.Name())
+		if fi, err := e.Info(); err == nil && fi.Size() > 1<<20 {
+			must(t, os.Link(src, dst))
+			continue
+		}
+		raw, err := os.ReadFile(src)
+		must(t, err)
+		must(t, os.WriteFile(dst, raw, 0o644))
 	}
 	out, err := vmimage.Load(dir)
 	if err != nil {
@@ -375,3 +387,115 @@ func (c *container) wait(t testing.TB, limit time.Duration) int {
 }
 
 
+
+// TestOCIReproducible builds the tiny endpoint's OCI image twice, each
+// from an empty cache (packages resolved, downloaded, extracted and
+// selected again; the launcher built and every layer written again), and
+// compares the digests.
+func TestOCIReproducible(t *testing.T) {
+	ektest.RequireQEMU(t)
+	ektest.RequireTool(t, "apt-get", "dpkg-deb", "go")
+	im := imagetest.Tiny(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	var digests []string
+	var layers [][]imagebuild.OCILayer
+	for i := 0; i < 2; i++ {
+		cp := imageCopy(t, im)
+		b := imagebuild.New(imagebuild.Options{CacheDir: t.TempDir(), GoDir: ektest.RepoRoot(t)})
+		res, err := b.BuildOCI(ctx, cp, imagebuild.OCIOptions{SkipBootCheck: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range res.Layers {
+			if l.Cached {
+				t.Fatalf("build %d: layer %s came from a cache that should be empty", i, l.Name)
+			}
+		}
+		digests = append(digests, res.Digest)
+		layers = append(layers, res.Layers)
+		t.Logf("build %d from an empty cache: %s in %v", i, res.Digest, res.Elapsed.Round(time.Millisecond))
+	}
+	if digests[0] != digests[1] {
+		t.Errorf("two builds from empty caches differ: %s and %s\n%+v\n%+v", digests[0], digests[1], layers[0], layers[1])
+	}
+}
+
+// TestDockerfileMatchesOCIConfig: the generated Dockerfile (the documented
+// docker build equivalent) and the OCI image's config name the same
+// entrypoint, environment, labels and exposed ports.
+func TestDockerfileMatchesOCIConfig(t *testing.T) {
+	im, _ := tinyOCI(t)
+	if err := imagebuild.WriteContainerFiles(im.Dir, ""); err != nil {
+		t.Fatal(err)
+	}
+	df, err := os.ReadFile(filepath.Join(im.Dir, imagebuild.DockerfileFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := parseDockerfile(t, string(df))
+	img, _, err := imagebuild.LoadOCI(im.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ports []string
+	for p := range cf.Config.ExposedPorts {
+		ports = append(ports, p)
+	}
+	sort.Strings(ports)
+	want := dockerfileSpec{Entrypoint: cf.Config.Entrypoint, Env: cf.Config.Env, Labels: cf.Config.Labels, Ports: ports}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Dockerfile:\n%+v\nOCI config:\n%+v", got, want)
+	}
+	if len(want.Labels) < 8 || want.Labels["org.opencontainers.image.title"] != "tiny" {
+		t.Errorf("too few labels: %v", want.Labels)
+	}
+	mk, _ := os.ReadFile(filepath.Join(im.Dir, imagebuild.MakefileFile))
+	for _, s := range []string{"$(IMAGEBUILD) build -o $(CURDIR) $(RECIPE)", "$(IMAGEBUILD) push $(PUSH_FLAGS) $(CURDIR) $(IMAGE):$(TAG)"} {
+		if !strings.Contains(string(mk), s) {
+			t.Errorf("Makefile lacks %q", s)
+		}
+	}
+}
+
+type dockerfileSpec struct {
+	Entrypoint []string
+	Env        []string
+	Labels     map[string]string
+	Ports      []string
+}
+
+// parseDockerfile reads the ENV, LABEL, EXPOSE and ENTRYPOINT instructions
+// imagebuild writes (one key="value" per ENV/LABEL line).
+func parseDockerfile(t *testing.T, src string) dockerfileSpec {
+	t.Helper()
+	s := dockerfileSpec{Labels: map[string]string{}}
+	for _, line := range strings.Split(src, "\n") {
+		instr, rest, _ := strings.Cut(line, " ")
+		switch instr {
+		case "ENV", "LABEL":
+			k, v, ok := strings.Cut(rest, "=")
+			uq, err := strconv.Unquote(strings.ReplaceAll(v, `\$`, `$`))
+			if !ok || err != nil {
+				t.Fatalf("Dockerfile line %q: %v", line, err)
+			}
+			if instr == "ENV" {
+				s.Env = append(s.Env, k+"="+uq)
+			} else {
+				s.Labels[k] = uq
+			}
+		case "EXPOSE":
+			s.Ports = append(s.Ports, strings.Fields(rest)...)
+		case "ENTRYPOINT":
+			if err := json.Unmarshal([]byte(rest), &s.Entrypoint); err != nil {
+				t.Fatalf("ENTRYPOINT %q: %v", rest, err)
+			}
+		}
+	}
+	sort.Strings(s.Ports)
+	return s
+}
