@@ -246,7 +246,7 @@ type endpointNet struct {
 	host, eth0       netip.Addr
 }
 
-func newEndpointNet(t *testing.T) *endpointNet {
+func newEndpointNet(t testing.TB) *endpointNet {
 	t.Helper()
 	// Registered first, so it runs last: after the namespaces (and with
 	// them the veths) are gone.
@@ -259,14 +259,18 @@ func newEndpointNet(t *testing.T) *endpointNet {
 	n.eth0 = netip.AddrFrom4([4]byte{198, 18 + r[0]&1, r[1], 2})
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.bridge}}
 	must(t, netlink.LinkAdd(br))
+	hostEnd := ektest.Name("ektb")
 	t.Cleanup(func() {
-		if l, err := netlink.LinkByName(n.bridge); err == nil {
-			netlink.LinkDel(l)
+		// The kernel removes a deleted namespace's veths later, in the
+		// background: delete the host end now.
+		for _, name := range []string{hostEnd, n.bridge} {
+			if l, err := netlink.LinkByName(name); err == nil {
+				netlink.LinkDel(l)
+			}
 		}
 	})
 	must(t, netlink.AddrAdd(br, &netlink.Addr{IPNet: &net.IPNet{IP: n.host.AsSlice(), Mask: net.CIDRMask(24, 32)}}))
 	must(t, netlink.LinkSetUp(br))
-	hostEnd := ektest.Name("ektb")
 	ns, err := nsutil.Open(n.ns)
 	must(t, err)
 	defer ns.Close()
