@@ -19,6 +19,7 @@ DEB_PACKAGES := \
 	containerd \
 	debootstrap \
 	docker-registry \
+	docker.io \
 	e2fsprogs \
 	iproute2 \
 	iputils-ping \

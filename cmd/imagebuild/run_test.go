@@ -11,6 +11,7 @@ import (
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/imagetest"
+	"github.com/endpointkit/endpointkit/internal/registrytest"
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
@@ -38,6 +39,20 @@ func TestBuildAndDockerfile(t *testing.T) {
 	if err != nil || im.Manifest.Slug != "tiny" {
 		t.Fatalf("Load = %v, %+v", err, im)
 	}
+	if !strings.Contains(stdout, "tiny: OCI image "+filepath.Join(out, "oci")+" sha256:") {
+		t.Errorf("stdout lacks the OCI image line: %q", stdout)
+	}
+	// export and push of what build wrote.
+	tar := filepath.Join(t.TempDir(), "tiny.tar")
+	if stdout, stderr, err := run(t, "export", "--tag", "example.test/tiny:v1", out, tar); err != nil || !strings.Contains(stdout, "wrote "+tar) {
+		t.Errorf("export: %q %v\n%s", stdout, err, stderr)
+	}
+	reg := registrytest.Start(t, registrytest.Options{})
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	ref := reg.Host + "/endpoints/tiny:v1"
+	if stdout, stderr, err := run(t, "push", out, ref); err != nil || !strings.HasPrefix(stdout, "pushed "+reg.Host+"/endpoints/tiny@sha256:") {
+		t.Errorf("push: %q %v\n%s", stdout, err, stderr)
+	}
 	os.Remove(filepath.Join(out, "Dockerfile"))
 	if _, stderr, err := run(t, "dockerfile", out); err != nil {
 		t.Fatalf("dockerfile: %v\n%s", err, stderr)
@@ -57,6 +72,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"build", "examples/images/tiny"}, "-o OUT_DIR is required"},
 		{[]string{"build", "-o", "x"}, "want 1 argument"},
+		{[]string{"push", "x"}, "want 2 argument"},
+		{[]string{"export", "x"}, "want 2 argument"},
 		{[]string{"build", "--bogus", "-o", "x", "y"}, "flag provided but not defined"},
 		{[]string{"dockerfile"}, "want 1 argument"},
 	} {
