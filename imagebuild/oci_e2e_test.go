@@ -390,8 +390,6 @@ func (c *container) wait(t testing.TB, limit time.Duration) int {
 	return 0
 }
 
-
-
 // TestOCIReproducible builds the tiny endpoint's OCI image twice, each
 // from an empty cache (packages resolved, downloaded, extracted and
 // selected again; the launcher built and every layer written again), and

@@ -53,8 +53,12 @@ func TestLoadOCICorrupt(t *testing.T) {
 		"missing":        func(t *testing.T, oci string) { os.RemoveAll(oci) },
 		"no oci-layout":  func(t *testing.T, oci string) { os.Remove(filepath.Join(oci, "oci-layout")) },
 		"bad oci-layout": func(t *testing.T, oci string) { os.WriteFile(filepath.Join(oci, "oci-layout"), []byte("{"), 0o644) },
-		"bad index":      func(t *testing.T, oci string) { os.WriteFile(filepath.Join(oci, "index.json"), []byte(`{"manifests": 7}`), 0o644) },
-		"empty index":    func(t *testing.T, oci string) { os.WriteFile(filepath.Join(oci, "index.json"), []byte(`{"schemaVersion":2}`), 0o644) },
+		"bad index": func(t *testing.T, oci string) {
+			os.WriteFile(filepath.Join(oci, "index.json"), []byte(`{"manifests": 7}`), 0o644)
+		},
+		"empty index": func(t *testing.T, oci string) {
+			os.WriteFile(filepath.Join(oci, "index.json"), []byte(`{"schemaVersion":2}`), 0o644)
+		},
 		"truncated blob": func(t *testing.T, oci string) { truncateBiggestBlob(t, oci, 1000) },
 		"missing blob":   func(t *testing.T, oci string) { truncateBiggestBlob(t, oci, -1) },
 		"altered blob": func(t *testing.T, oci string) {
