@@ -229,9 +229,6 @@ func runInContainerd(t *testing.T, reg *registrytest.Registry, ref, digest strin
 		t.Errorf("container exit %d after SIGTERM; want 0 and the guest powering itself off:\n%s", code, c.output())
 	}
 	d.AssertClean(t)
-	if pids, _ := ektest.ProcessesMatching("qemu-system", "bootcheck"); len(pids) > 0 {
-		t.Errorf("boot check QEMU left: %v", pids)
-	}
 	if pids, _ := ektest.ProcessesMatching("qemu-system", "-name "+name); len(pids) > 0 {
 		t.Errorf("QEMU left: %v", pids)
 	}

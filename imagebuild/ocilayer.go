@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -212,19 +213,36 @@ func (l *fileLayer) MediaType() (types.MediaType, error) { return types.OCILayer
 func (b *Builder) cachedLayer(dir, name, key string, epoch time.Time, make func() (layerFiles, error)) (*fileLayer, bool, error) {
 	base := filepath.Join(dir, fmt.Sprintf("%s-%s-%d", name, key[:24], epoch.Unix()))
 	blob, meta := base+".tar.gz", base+".json"
-	var info layerInfo
-	if raw, err := os.ReadFile(meta); err == nil && json.Unmarshal(raw, &info) == nil {
-		if st, err := os.Stat(blob); err == nil && st.Size() == info.Size {
-			return &fileLayer{path: blob, info: info}, true, nil
+	cached := func() (*fileLayer, bool) {
+		var info layerInfo
+		if raw, err := os.ReadFile(meta); err == nil && json.Unmarshal(raw, &info) == nil {
+			if st, err := os.Stat(blob); err == nil && st.Size() == info.Size {
+				return &fileLayer{path: blob, info: info}, true
+			}
 		}
+		return nil, false
+	}
+	if l, ok := cached(); ok {
+		return l, true, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, false, err
+	}
+	// Another build (another test package, another user) may be writing
+	// the same layer: wait for it rather than do it twice.
+	unlock, err := lockFile(context.Background(), base+".lock")
+	if err != nil {
+		return nil, false, err
+	}
+	defer unlock()
+	if l, ok := cached(); ok {
+		return l, true, nil
 	}
 	files, err := make()
 	if err != nil {
 		return nil, false, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, false, err
-	}
+	var info layerInfo
 	tmp := blob + ".tmp-" + fmt.Sprint(os.Getpid())
 	defer os.Remove(tmp)
 	if info, err = writeLayer(files, epoch, tmp); err != nil {

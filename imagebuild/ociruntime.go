@@ -321,6 +321,14 @@ func extractDeb(ctx context.Context, deb, sha, dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
+	unlock, err := lockFile(ctx, final+".lock")
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if _, err := os.Stat(filepath.Join(final, ".complete")); err == nil {
+		return final, nil
+	}
 	tmp, err := os.MkdirTemp(dir, ".work-")
 	if err != nil {
 		return "", err

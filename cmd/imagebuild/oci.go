@@ -13,7 +13,7 @@ import (
 // ociFlags are build's flags for the OCI image and its push.
 type ociFlags struct {
 	endpoint, push, ca, ref *string
-	insecure, skipBoot      *bool
+	insecure, skipBoot, no  *bool
 }
 
 func addOCIFlags(fs *flag.FlagSet) ociFlags {
@@ -24,11 +24,23 @@ func addOCIFlags(fs *flag.FlagSet) ociFlags {
 		ref:      fs.String("ref", "", "image name recorded in the OCI layout (default endpointkit.local/SLUG:latest)"),
 		insecure: fs.Bool("insecure", false, "allow plain HTTP to a registry that is not on loopback (with --push)"),
 		skipBoot: fs.Bool("skip-boot-check", false, "do not boot the image with the QEMU runtime layer's own QEMU"),
+		no:       fs.Bool("no-oci", false, "build the VM image only, without its OCI container image (DIR/oci)"),
 	}
+}
+
+// check refuses contradictory flags.
+func (f ociFlags) check() error {
+	if *f.no && *f.push != "" {
+		return fmt.Errorf("%w: --push needs the OCI image: drop --no-oci", errUsage)
+	}
+	return nil
 }
 
 // buildOCI assembles DIR/oci after a build and pushes it when asked.
 func buildOCI(ctx context.Context, b *imagebuild.Builder, im *vmimage.Image, f ociFlags, stdout, stderr io.Writer) error {
+	if *f.no {
+		return nil
+	}
 	res, err := b.BuildOCI(ctx, im, imagebuild.OCIOptions{EndpointBinary: *f.endpoint, RefName: *f.ref, SkipBootCheck: *f.skipBoot})
 	if err != nil {
 		return err

@@ -120,6 +120,9 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		fs.Usage()
 		return fmt.Errorf("%w: -o OUT_DIR is required", errUsage)
 	}
+	if err := oci.check(); err != nil {
+		return err
+	}
 	r, err := imagebuild.LoadRecipe(pos[0])
 	if err != nil {
 		return err

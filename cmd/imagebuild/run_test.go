@@ -73,6 +73,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"build", "examples/images/tiny"}, "-o OUT_DIR is required"},
 		{[]string{"build", "-o", "x"}, "want 1 argument"},
 		{[]string{"push", "x"}, "want 2 argument"},
+		{[]string{"build", "--no-oci", "--push", "r/x:1", "-o", "x", "examples/images/tiny"}, "--push needs the OCI image"},
 		{[]string{"export", "x"}, "want 2 argument"},
 		{[]string{"build", "--bogus", "-o", "x", "y"}, "flag provided but not defined"},
 		{[]string{"dockerfile"}, "want 1 argument"},
