@@ -10,9 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,7 +20,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/vmimage"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
@@ -145,17 +144,18 @@ func bootInRoot(ctx context.Context, root string, m vmimage.Manifest) error {
 			return err
 		}
 	}
-	cfg := qemulaunch.Config{Name: "bootcheck", Image: &vmimage.Image{Dir: ContainerImageDir, Manifest: m},
-		Accel: qemulaunch.AccelTCG, StateDir: "/run/bootcheck", LessonDir: lesson,
-		Management: qemulaunch.Management{Address: netip.MustParseAddr("127.0.0.1")}}
-	plan, err := cfg.Plan()
+	args, overlay, err := bootArgs(m, lesson, "/run/bootcheck")
 	if err != nil {
 		return err
 	}
 	// Its own process group (killed as one), and killed with the builder.
 	chroot := &syscall.SysProcAttr{Chroot: root, Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if plan.Overlay != "" {
-		cmd := exec.CommandContext(ctx, "/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", "-b", plan.BaseDisk, "-F", plan.BaseFormat, plan.Overlay)
+	if overlay != "" {
+		format := m.DiskFormat
+		if format == "" {
+			format = "qcow2"
+		}
+		cmd := exec.CommandContext(ctx, "/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", "-b", path.Join(ContainerImageDir, m.Disk), "-F", format, overlay)
 		cmd.SysProcAttr, cmd.Dir = chroot, "/"
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("qemu-img create (from the runtime layer): %v: %s", err, lastLines(out, 3))
@@ -164,7 +164,7 @@ func bootInRoot(ctx context.Context, root string, m vmimage.Manifest) error {
 	timeout := 4 * max(60*time.Second, 10*time.Duration(m.Readiness.BootSeconds)*time.Second)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/usr/bin/qemu-system-x86_64", plan.Args...)
+	cmd := exec.CommandContext(ctx, "/usr/bin/qemu-system-x86_64", args...)
 	cmd.SysProcAttr, cmd.Dir = chroot, "/"
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	out, err := cmd.StdoutPipe()
@@ -227,6 +227,62 @@ func bootInRoot(ctx context.Context, root string, m vmimage.Manifest) error {
 
 // romMissing matches QEMU's complaints about firmware it cannot find.
 var romMissing = regexp.MustCompile(`(?i)could not open option rom|failed to find romfile|could not load|firmware .* not found`)
+
+// bootArgs is the QEMU command line of the boot check: the machine, CPU,
+// memory, kernel, NIC model, disk bus, seed and 9p share the launcher
+// (qemulaunch) gives the image — so the same firmware and option ROMs load
+// — with the management NIC on user networking and no data NICs (their
+// model, and so their ROM, is the management NIC's). qemulaunch cannot be
+// imported here: its tests build images with this package.
+func bootArgs(m vmimage.Manifest, lesson, state string) (args []string, overlay string, err error) {
+	q := m.QEMU
+	or := func(v, def string) string {
+		if v == "" {
+			return def
+		}
+		return v
+	}
+	mem := q.MemoryMiB
+	if mem <= 0 {
+		mem = 512 // the launcher's default
+	}
+	args = []string{"-name", "bootcheck", "-machine", or(q.Machine, "pc") + ",accel=tcg",
+		"-m", fmt.Sprint(mem), "-smp", fmt.Sprint(max(q.CPUs, 1)),
+		"-nodefaults", "-no-user-config", "-display", "none",
+		"-chardev", "stdio,id=console0,signal=off", "-serial", "chardev:console0"}
+	if q.CPU != "" {
+		args = append(args, "-cpu", q.CPU)
+	}
+	if m.Kernel != "" {
+		args = append(args, "-kernel", path.Join(ContainerImageDir, m.Kernel))
+		if m.Initrd != "" {
+			args = append(args, "-initrd", path.Join(ContainerImageDir, m.Initrd))
+		}
+		args = append(args, "-append", strings.TrimSpace(m.Cmdline+" endpointkit.hostname=bootcheck"))
+	}
+	args = append(args, "-netdev", "user,id=net0", "-device", or(q.NICModel, "virtio-net-pci")+",netdev=net0")
+	if m.Disk != "" {
+		overlay = path.Join(state, "overlay.qcow2")
+		args = append(args, "-drive", "file="+overlay+",format=qcow2,if=none,id=disk0")
+		switch q.DiskBus {
+		case "", "virtio":
+			args = append(args, "-device", "virtio-blk-pci,drive=disk0")
+		case "ide":
+			args = append(args, "-device", "ide-hd,drive=disk0")
+		case "scsi":
+			args = append(args, "-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-hd,drive=disk0,bus=scsi0.0")
+		default:
+			return nil, "", fmt.Errorf("disk bus %q: want virtio, ide or scsi", q.DiskBus)
+		}
+	}
+	if m.Seed != "" {
+		args = append(args, "-drive", "file="+path.Join(ContainerImageDir, m.Seed)+",format=raw,if=none,id=seed0,readonly=on",
+			"-device", "virtio-blk-pci,drive=seed0")
+	}
+	args = append(args, "-fsdev", "local,id=fsdev0,path="+lesson+",security_model=none,readonly=on",
+		"-device", "virtio-9p-pci,fsdev=fsdev0,mount_tag=antidote")
+	return append(args, q.ExtraArgs...), overlay, nil
+}
 
 // unmarkedSettle is how long QEMU must run an image without a readiness
 // marker for the boot check to pass.
