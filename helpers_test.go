@@ -16,6 +16,7 @@ import (
 	"github.com/endpointkit/endpointkit/imagebuild"
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/imagetest"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/wiring"
 )
 
@@ -126,8 +127,8 @@ func leftovers(opts Options, hostLink string) []string {
 	if _, err := os.Stat(dir); err == nil {
 		left = append(left, "state dir "+dir)
 	}
-	for _, p := range processesOf(dir) {
-		left = append(left, fmt.Sprintf("process %d", p.pid))
+	for _, p := range qemulaunch.Processes(dir) {
+		left = append(left, fmt.Sprintf("process %d", p.PID))
 	}
 	if pids, _ := ektest.ProcessesMatching("qemu-system", dir+"/"); len(pids) > 0 {
 		left = append(left, fmt.Sprintf("qemu %v", pids))
