@@ -3,7 +3,6 @@ package endpointkit
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/endpointkit/endpointkit/configure"
@@ -180,10 +179,4 @@ func loadModel(lessonDir string, imageDirs map[string]string) (*lessonmeta.Lesso
 		return nil, nil, nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}
 	return l, m, images, nil
-}
-
-// firstLine is the first line of an error's text.
-func firstLine(err error) string {
-	s, _, _ := strings.Cut(err.Error(), "\n")
-	return s
 }

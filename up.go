@@ -12,6 +12,7 @@ import (
 
 	"github.com/endpointkit/endpointkit/configure"
 	"github.com/endpointkit/endpointkit/endpoint"
+	"github.com/endpointkit/endpointkit/internal/text"
 	"github.com/endpointkit/endpointkit/lessonmeta"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/vmimage"
@@ -300,7 +301,7 @@ func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, rep repor
 			}
 			if err := i.waitReady(gctx, rec); err != nil {
 				if gctx.Err() == nil || errors.Is(err, ErrBoot) {
-					_ = i.update(rec.Name, func(e *RunningEndpoint) { e.State, e.Error = StateFailed, firstLine(err) })
+					_ = i.update(rec.Name, func(e *RunningEndpoint) { e.State, e.Error = StateFailed, text.FirstLine(err.Error()) })
 					rep.report(StepFailed, rec.Name, fmt.Sprintf("%s did not boot", rec.Name), err)
 				}
 				return err

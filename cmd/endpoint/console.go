@@ -21,16 +21,7 @@ func stateDir(name string, args []string, stderr io.Writer) (qemulaunch.StateDir
 	if err := fs.Parse(args); err != nil {
 		return "", fmt.Errorf("%w: %v", qemulaunch.ErrUsage, err)
 	}
-	if *s != "" {
-		return qemulaunch.StateDir(*s), nil
-	}
-	if *n == "" {
-		var err error
-		if *n, err = os.Hostname(); err != nil {
-			return "", fmt.Errorf("%w: give --name or --state", qemulaunch.ErrUsage)
-		}
-	}
-	return qemulaunch.StateDir(qemulaunch.DefaultStateRoot + "/" + *n), nil
+	return qemulaunch.StateDirOf(*s, *n)
 }
 
 // runConsole attaches to the console socket: output to stdout, stdin to
