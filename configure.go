@@ -3,6 +3,7 @@ package endpointkit
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/endpointkit/endpointkit/configure"
@@ -28,22 +29,26 @@ type configTarget struct {
 // image's pinned host keys. The address stays usable until ctx ends.
 func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target, error) {
 	m := c.image.Manifest
-	ssh, err := i.rt.Reach(ctx, c.rec, sshGuestPort(m))
+	ssh, err := i.runtime().Reach(ctx, c.rec, sshGuestPort(m))
 	if err != nil {
 		return configure.Target{}, err
 	}
-	netconf := m.APIs.NETCONF
-	if netconf == 0 {
-		netconf = 830
+	guest := m.APIs.NETCONF
+	if guest == 0 {
+		guest = 830
 	}
-	nc, err := i.rt.Reach(ctx, c.rec, netconf)
-	if err != nil {
-		return configure.Target{}, err
+	netconf := netip.AddrPortFrom(ssh.Addr(), uint16(guest)) // not exposed: nothing answers there
+	for _, p := range c.rec.Ports {
+		if p.Guest == guest {
+			if netconf, err = i.runtime().Reach(ctx, c.rec, guest); err != nil {
+				return configure.Target{}, err
+			}
+		}
 	}
 	return configure.TargetFor(c.ep, i.LessonDir, configure.Access{
 		Address:     ssh.Addr().String(),
 		SSHPort:     int(ssh.Port()),
-		NetconfPort: int(nc.Port()),
+		NetconfPort: int(netconf.Port()),
 		HostKeys:    m.HostKeys,
 	}), nil
 }

@@ -187,6 +187,15 @@ func List(root string) ([]string, error) {
 	return names, nil
 }
 
+// runtime is the runtime the instance runs on (Options.Runtime, else the
+// local one), also for an Instance decoded from JSON rather than opened.
+func (i *Instance) runtime() Runtime {
+	if i.rt == nil {
+		i.rt = i.opts.runtime()
+	}
+	return i.rt
+}
+
 // save writes the record atomically.
 func (i *Instance) save() error {
 	i.mu.Lock()

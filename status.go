@@ -20,7 +20,7 @@ import (
 func (i *Instance) Status() []RunningEndpoint {
 	for k := range i.Endpoints {
 		e := &i.Endpoints[k]
-		o := i.rt.Observe(context.Background(), *e)
+		o := i.runtime().Observe(context.Background(), *e)
 		switch {
 		case o.Running && o.Health == qemulaunch.HealthReady:
 			// Up or Configure recorded the rest (ready, configured, …).
@@ -47,7 +47,7 @@ func (i *Instance) Console(ctx context.Context, endpoint string) (io.ReadWriteCl
 	if !ok {
 		return nil, fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, endpoint, i.endpointNames())
 	}
-	return i.rt.Console(ctx, rec)
+	return i.runtime().Console(ctx, rec)
 }
 
 // DialSSH logs in to the endpoint over SSH as its image's SSH user (the

@@ -23,13 +23,13 @@ import (
 // cleanupTimeout bounds the teardown after a failed or cancelled Up.
 const cleanupTimeout = 3 * time.Minute
 
-// Up launches the lesson in lessonDir on this machine and returns it
-// running: validate the lesson → resolve (or build) every image → plan the
-// endpoints and their wiring → create the namespaces and links → start
-// every endpoint's launcher (`endpoint run`, in the endpoint's namespace,
-// in its own session, output in the state directory) → wait until each is
-// ready → configure opts.Stage on each as soon as it is ready. Endpoints
-// boot in parallel.
+// Up launches the lesson in lessonDir and returns it running: validate the
+// lesson → resolve (or build) every image → plan the endpoints and their
+// wiring → have the runtime (Options.Runtime; by default this machine)
+// place them: the namespaces and links, and every endpoint's launcher
+// (`endpoint run`, in the endpoint's namespace, in its own session, output
+// in the state directory) → wait until each is ready → configure
+// opts.Stage on each as soon as it is ready. Endpoints boot in parallel.
 //
 // Nothing starts before the lesson, every image and the launcher are
 // known to be usable. When an endpoint does not become ready, or ctx ends
@@ -250,7 +250,7 @@ func (i *Instance) reachable(ctx context.Context, p *prepared) error {
 		im := p.images[ep.Image]
 		var prs []Presentation
 		for _, pr := range ep.Presentations {
-			ap, err := i.rt.Reach(ctx, rec, pr.Port)
+			ap, err := i.runtime().Reach(ctx, rec, pr.Port)
 			if err != nil {
 				return err
 			}
@@ -266,7 +266,7 @@ func (i *Instance) reachable(ctx context.Context, p *prepared) error {
 		if err := i.update(ep.Name, func(e *RunningEndpoint) { e.Presentations = prs }); err != nil {
 			return err
 		}
-		ap, err := i.rt.Reach(ctx, rec, sshGuestPort(im.Manifest))
+		ap, err := i.runtime().Reach(ctx, rec, sshGuestPort(im.Manifest))
 		if err != nil {
 			return err
 		}
@@ -338,7 +338,7 @@ func (i *Instance) waitReady(ctx context.Context, rec RunningEndpoint) error {
 	timeout := i.opts.readyTimeout()
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := i.rt.Ready(rctx, rec)
+	err := i.runtime().Ready(rctx, rec)
 	switch {
 	case err == nil:
 		return nil
@@ -352,7 +352,7 @@ func (i *Instance) waitReady(ctx context.Context, rec RunningEndpoint) error {
 
 // bootError describes a failed boot with the console and launcher tails.
 func (i *Instance) bootError(rec RunningEndpoint, reason string) *BootError {
-	logs := i.rt.Logs(context.Background(), rec)
+	logs := i.runtime().Logs(context.Background(), rec)
 	return &BootError{Endpoint: rec.Name, Reason: reason, Console: logs.Console, Log: logs.Launcher, LogFile: logs.Where}
 }
 

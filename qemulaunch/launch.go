@@ -139,7 +139,7 @@ func EnvName(flag string) string {
 
 // ParseLaunch reads `endpoint run`'s flags (args, without "run"), each
 // defaulting to its ENDPOINT_* variable as getenv returns it; flags win.
-// -h prints the flags to usage. Errors wrap [ErrUsage] (or flag.ErrHelp).
+// -h prints the flags to usage. Errors wrap [ErrUsage].
 func ParseLaunch(args []string, getenv func(string) string, usage io.Writer) (Launch, error) {
 	var l Launch
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -166,9 +166,6 @@ func ParseLaunch(args []string, getenv func(string) string, usage io.Writer) (La
 	l.KeepOverlay = v == "1" || v == "true"
 	fs.BoolVar(&l.KeepOverlay, "keep-overlay", l.KeepOverlay, "keep overlay.qcow2 in the state directory after exit ($ENDPOINT_KEEP_OVERLAY)")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return Launch{}, err
-		}
 		return Launch{}, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
