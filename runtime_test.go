@@ -113,6 +113,12 @@ func TestUpThroughRuntime(t *testing.T) {
 	if _, err := reopened.Console(context.Background(), "a"); err == nil || !strings.Contains(err.Error(), "no console here") {
 		t.Errorf("Console did not go through the runtime: %v", err)
 	}
+	if logs, err := reopened.Logs(context.Background(), "b"); err != nil || logs.Where != "kubectl logs b" {
+		t.Errorf("Logs did not go through the runtime: %+v %v", logs, err)
+	}
+	if _, err := reopened.Logs(context.Background(), "nope"); err == nil {
+		t.Error("Logs of an unknown endpoint")
+	}
 	if err := reopened.Down(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,16 @@ func (i *Instance) Console(ctx context.Context, endpoint string) (io.ReadWriteCl
 	return i.runtime().Console(ctx, rec)
 }
 
+// Logs returns the tails of the endpoint's serial console and launcher
+// output (see Runtime.Logs).
+func (i *Instance) Logs(ctx context.Context, endpoint string) (Logs, error) {
+	rec, ok := i.Endpoint(endpoint)
+	if !ok {
+		return Logs{}, fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, endpoint, i.endpointNames())
+	}
+	return i.runtime().Logs(ctx, rec), nil
+}
+
 // DialSSH logs in to the endpoint over SSH as its image's SSH user (the
 // learner's account), at the address the runtime reaches it by (locally,
 // its management address), verifying the image's pinned host keys. ctx
