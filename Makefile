@@ -16,7 +16,9 @@ DEB_PACKAGES := \
 	binutils \
 	busybox-static \
 	ca-certificates \
+	containerd \
 	debootstrap \
+	docker-registry \
 	e2fsprogs \
 	iproute2 \
 	iputils-ping \
@@ -30,6 +32,7 @@ DEB_PACKAGES := \
 	python3 \
 	qemu-system-x86 \
 	qemu-utils \
+	runc \
 	sshpass \
 	sudo \
 	xz-utils
