@@ -56,6 +56,7 @@ FUZZ_TARGETS := \
 	./imagebuild:FuzzParseRecipe \
 	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \
+	./qemulaunch:FuzzLaunchRoundTrip \
 	./qemulaunch:FuzzParsePorts \
 	./wiring:FuzzNewPlan \
 	./wiring:FuzzParseState \
