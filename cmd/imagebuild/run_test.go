@@ -53,6 +53,14 @@ func TestBuildAndDockerfile(t *testing.T) {
 	if stdout, stderr, err := run(t, "push", out, ref); err != nil || !strings.HasPrefix(stdout, "pushed "+reg.Host+"/endpoints/tiny@sha256:") {
 		t.Errorf("push: %q %v\n%s", stdout, err, stderr)
 	}
+	// build --push: a cached rebuild pushed under another tag, same digest.
+	stdout2, stderr, err := run(t, "build", "--cache", cache, "--push", reg.Host+"/endpoints/tiny:v2", "-o", out, filepath.Join(root, "examples", "images", "tiny"))
+	if err != nil || !strings.Contains(stdout2, "pushed "+reg.Host+"/endpoints/tiny@sha256:") {
+		t.Errorf("build --push: %q %v\n%s", stdout2, err, stderr)
+	}
+	if tags, _ := reg.Tags("endpoints/tiny"); len(tags) != 2 {
+		t.Errorf("registry tags after push and build --push: %v", tags)
+	}
 	os.Remove(filepath.Join(out, "Dockerfile"))
 	if _, stderr, err := run(t, "dockerfile", out); err != nil {
 		t.Fatalf("dockerfile: %v\n%s", err, stderr)
