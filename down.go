@@ -68,7 +68,8 @@ func teardown(ctx context.Context, dir string, opts Options, graceful bool) erro
 	}
 	rep.report(StepTeardown, "", "removing instance "+name, nil)
 	grace := opts.stopGrace()
-	if inst, err := Open(dir, opts); err == nil && inst.Accel != "" {
+	inst, err := Open(dir, opts)
+	if err == nil && inst.Accel != "" {
 		grace *= time.Duration(scaleFor(inst.Accel))
 	} else {
 		grace *= tcgScale // unknown: assume the slow case
@@ -80,7 +81,11 @@ func teardown(ctx context.Context, dir string, opts Options, graceful bool) erro
 	if graceful {
 		grace += 5 * time.Second // the launcher's own clean-up after QEMU
 	}
-	if err := stopProcesses(ctx, dir, grace); err != nil {
+	sp := &stopProgress{rep: rep}
+	if inst != nil {
+		sp.names = inst.endpointNameList()
+	}
+	if err := stopProcesses(ctx, dir, grace, sp); err != nil {
 		errs = append(errs, err)
 	}
 	local := &wiring.Local{StateRoot: filepath.Dir(dir), Logger: log}
@@ -104,7 +109,8 @@ func teardown(ctx context.Context, dir string, opts Options, graceful bool) erro
 // instanceProcess is a process belonging to an instance.
 type instanceProcess struct {
 	pid      int
-	launcher bool // an `endpoint run` (else QEMU or another helper)
+	launcher bool   // an `endpoint run` (else QEMU or another helper)
+	endpoint string // the endpoint whose state directory it names
 }
 
 // processesOf lists the processes whose command line names a path inside
@@ -132,7 +138,7 @@ func processesOf(dir string) []instanceProcess {
 		}
 		launcher := args[1] == "run" && hasStateArg(args, marker)
 		if launcher || strings.Contains(filepath.Base(args[0]), "qemu-system") {
-			out = append(out, instanceProcess{pid: pid, launcher: launcher})
+			out = append(out, instanceProcess{pid: pid, launcher: launcher, endpoint: endpointIn(string(raw), marker)})
 		}
 	}
 	return out
@@ -154,8 +160,9 @@ func hasStateArg(args []string, marker string) bool {
 // stopProcesses asks every launcher of the instance to stop, waits up to
 // grace (or ctx), then kills what is left and waits for it to go. A zero
 // grace kills at once.
-func stopProcesses(ctx context.Context, dir string, grace time.Duration) error {
+func stopProcesses(ctx context.Context, dir string, grace time.Duration, sp *stopProgress) error {
 	procs := processesOf(dir)
+	sp.begin(procs)
 	if len(procs) == 0 {
 		return nil
 	}
@@ -167,7 +174,7 @@ func stopProcesses(ctx context.Context, dir string, grace time.Duration) error {
 		}
 		gctx, cancel := context.WithTimeout(ctx, grace)
 		defer cancel()
-		if waitGone(gctx, dir) {
+		if waitGone(gctx, dir, sp) {
 			return nil
 		}
 	}
@@ -176,18 +183,20 @@ func stopProcesses(ctx context.Context, dir string, grace time.Duration) error {
 	}
 	kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), killWait)
 	defer kcancel()
-	if !waitGone(kctx, dir) {
+	if !waitGone(kctx, dir, sp) {
 		return fmt.Errorf("instance %s: processes still running after SIGKILL: %v", filepath.Base(dir), processesOf(dir))
 	}
 	return nil
 }
 
 // waitGone polls until no process of the instance is left or ctx ends.
-func waitGone(ctx context.Context, dir string) bool {
+func waitGone(ctx context.Context, dir string, sp *stopProgress) bool {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if live := processesOf(dir); len(live) == 0 || allZombies(live) {
+		live := processesOf(dir)
+		sp.observe(live)
+		if len(live) == 0 || allZombies(live) {
 			return true
 		}
 		select {

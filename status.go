@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/endpointkit/endpointkit/configure"
@@ -66,7 +67,7 @@ func (i *Instance) Run(ctx context.Context, endpoint, command string) (configure
 func (i *Instance) sshTarget(name string) (configure.Target, error) {
 	rec, ok := i.Endpoint(name)
 	if !ok {
-		return configure.Target{}, fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, name, i.endpointNames())
+		return configure.Target{}, i.noEndpoint(name)
 	}
 	_, m, images, err := loadModel(i.LessonDir, i.imageDirs())
 	if err != nil {
@@ -81,15 +82,14 @@ func (i *Instance) sshTarget(name string) (configure.Target, error) {
 	return t, nil
 }
 
-func (i *Instance) endpointNames() string {
-	s := ""
+func (i *Instance) endpointNames() string { return strings.Join(i.endpointNameList(), ", ") }
+
+func (i *Instance) endpointNameList() []string {
+	names := make([]string, len(i.Endpoints))
 	for k, e := range i.Endpoints {
-		if k > 0 {
-			s += ", "
-		}
-		s += e.Name
+		names[k] = e.Name
 	}
-	return s
+	return names
 }
 
 // LinkCheck is the outcome of one ping across a link.
