@@ -39,7 +39,7 @@ func (s *stopProgress) begin(procs []instanceProcess) {
 		if s.pending[ep] {
 			s.rep.report(StepTeardown, ep, ep+" stopping", nil)
 		} else {
-			s.rep.report(StepStopped, ep, ep+" was not running", nil)
+			s.rep.report(StepStopped, ep, ep+": not running", nil)
 		}
 	}
 }
