@@ -18,6 +18,7 @@ DEB_PACKAGES := \
 	ca-certificates \
 	debootstrap \
 	e2fsprogs \
+	fish \
 	iproute2 \
 	iputils-ping \
 	kmod \
@@ -32,7 +33,8 @@ DEB_PACKAGES := \
 	qemu-utils \
 	sshpass \
 	sudo \
-	xz-utils
+	xz-utils \
+	zsh
 
 # Go tools, as module@version.
 GO_TOOLS := \
@@ -44,11 +46,13 @@ FUZZTIME ?= 30s
 FUZZMINTIME ?= 3s
 # Fuzz targets run by `make fuzz` (and so by `make test`): package:Target.
 FUZZ_TARGETS := \
+	./cmd/lesson/internal/cli:FuzzComplete \
 	./configure:FuzzJunosLoadRPC \
 	./configure:FuzzParseAnsibleJSON \
 	./configure:FuzzParseNetconfConfig \
 	./configure:FuzzSplitScriptOutput \
 	./imagebuild:FuzzParseRecipe \
+	./internal/logtail:FuzzLastLines \
 	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \
 	./qemulaunch:FuzzParsePorts \
