@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"time"
@@ -105,7 +106,22 @@ func runLoginShell(f *os.File, tty, name string) error {
 	cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 0
 	os.Chown(tty, int(acct.uid), int(acct.gid))
 	defer os.Chown(tty, 0, 0)
-	return cmd.Run()
+	// An interactive shell ignores SIGTERM: at shutdown (PID 1 sends
+	// SIGTERM to all) hang the session up instead, as a terminal that
+	// goes away does, so that it ends at once.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("getty: %s: %w", name, err)
+	}
+	go func() {
+		for range sigs {
+			unix.Kill(-cmd.Process.Pid, unix.SIGHUP)
+			unix.Kill(-cmd.Process.Pid, unix.SIGCONT)
+		}
+	}()
+	return cmd.Wait()
 }
 
 // saneTerminal sets the line discipline a login expects (line editing,

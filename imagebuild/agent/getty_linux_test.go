@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"os"
 	"os/user"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,6 +62,32 @@ func TestGettyLogin(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("Getty did not return after the shell exited")
+	}
+}
+
+// At shutdown (SIGTERM to every process) the logged-in shell, which
+// ignores SIGTERM, is hung up and the session ends at once.
+func TestGettyHangsUpOnSIGTERM(t *testing.T) {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{SSH: SSHConfig{Users: []User{{Name: me.Username, PasswordHash: HashPassword("pw")}}}}
+	term := ptytest.Open(t)
+	done := make(chan error, 1)
+	go func() { done <- Getty(cfg, term.TTY.Name()) }()
+	term.Expect(t, `login: $`, 10*time.Second)
+	term.Send(t, me.Username+"\r")
+	term.Expect(t, `Password: $`, 10*time.Second)
+	term.Send(t, "pw\r")
+	term.Send(t, "trap '' TERM; echo shell-$((6*7))\r")
+	term.Expect(t, `shell-42`, 20*time.Second)
+	// Getty catches SIGTERM while the shell runs: this process survives it.
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case <-done: // the shell ended (by SIGHUP; its status says so)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shell did not end after SIGTERM")
 	}
 }
 
