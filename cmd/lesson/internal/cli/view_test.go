@@ -31,6 +31,13 @@ func play(t *testing.T, v *view, clock *fakeClock, t0 time.Time, out *bytes.Buff
 	return ptytest.Render(out.String())
 }
 
+func wantScreen(t *testing.T, when string, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Errorf("screen %s:\n%s\nwant:\n%s", when, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 type timed struct {
 	at time.Duration
 	endpointkit.Event
@@ -71,9 +78,7 @@ func TestViewUp(t *testing.T) {
 		" … bb  debian  image 0.5s",
 		"  image tiny found: /x",
 	}
-	if !slices.Equal(screen, want) {
-		t.Fatalf("screen after the first image:\n%s\nwant:\n%s", strings.Join(screen, "\n"), strings.Join(want, "\n"))
-	}
+	wantScreen(t, "after the first image", screen, want)
 	img2 := ev(1, endpointkit.StepImage, "", "image debian built: /y")
 	img2.Image = "debian"
 	failed := ev(12, endpointkit.StepFailed, "bb", "bb did not boot")
@@ -96,9 +101,7 @@ func TestViewUp(t *testing.T) {
 		" ✘ bb  debian  failed booting: endpoint bb: not ready after 10s · stopping 0.0s",
 		"  removing instance pair",
 	}
-	if !slices.Equal(screen, want) {
-		t.Errorf("final screen:\n%s\nwant:\n%s\nraw: %q", strings.Join(screen, "\n"), strings.Join(want, "\n"), out.String())
-	}
+	wantScreen(t, "at the end", screen, want)
 }
 
 // A restarted endpoint (issue #14's supervision reports it booting again)
@@ -120,9 +123,7 @@ func TestViewRestartAndUnknown(t *testing.T) {
 		" ✔ r1  tiny  configured (boot 2.0s, config 1.0s)",
 		" … r2        healed link eth1 re-stitched 0.0s",
 	}
-	if !slices.Equal(screen, want) {
-		t.Errorf("screen:\n%s\nwant:\n%s", strings.Join(screen, "\n"), strings.Join(want, "\n"))
-	}
+	wantScreen(t, "at the end", screen, want)
 }
 
 // lesson down: each endpoint stops on its own line; one that was not
@@ -144,9 +145,7 @@ func TestViewDown(t *testing.T) {
 		" ✔ b  tiny  stopped (not running)",
 		"  instance pair removed",
 	}
-	if !slices.Equal(screen, want) {
-		t.Errorf("screen:\n%s\nwant:\n%s", strings.Join(screen, "\n"), strings.Join(want, "\n"))
-	}
+	wantScreen(t, "at the end", screen, want)
 }
 
 // Lines are cut to the terminal's width (a wrapped line would break the
