@@ -57,7 +57,7 @@ func (i *Instance) Logs(ctx context.Context, endpoint string, w io.Writer, o Log
 	err := logtail.Copy(ctx, w, path, logtail.Options{Lines: o.Lines, Rotated: rotated, Follow: o.Follow,
 		Done: func() bool { return !processAlive(rec.PID, rec.StateDir) }})
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("endpoint %s: no %s log at %s: its launcher has not started, or the instance was removed", endpoint, cmp.Or(o.Source, LogConsole), path)
+		return fmt.Errorf("endpoint %s: no %s log at %s (%w): its launcher has not started, or the instance was removed", endpoint, cmp.Or(o.Source, LogConsole), path, fs.ErrNotExist)
 	}
 	return err
 }
