@@ -108,8 +108,8 @@ func TestEndpointIn(t *testing.T) {
 	marker := "/run/endpointkit/tri/"
 	for cmdline, want := range map[string]string{
 		"/usr/bin/endpoint\x00run\x00--state\x00/run/endpointkit/tri/r1\x00--name\x00r1": "r1",
-		"qemu-system-x86_64\x00-qmp\x00unix:/run/endpointkit/tri/r22/qmp.sock,server=on":  "r22",
-		"qemu-system-x86_64\x00-name\x00x": "",
+		"qemu-system-x86_64\x00-qmp\x00unix:/run/endpointkit/tri/r22/qmp.sock,server=on": "r22",
+		"qemu-system-x86_64\x00-name\x00x":                                               "",
 	} {
 		if got := endpointIn(cmdline, marker); got != want {
 			t.Errorf("endpointIn(%q) = %q, want %q", cmdline, got, want)
