@@ -16,7 +16,9 @@ DEB_PACKAGES := \
 	binutils \
 	busybox-static \
 	ca-certificates \
+	containerd \
 	debootstrap \
+	docker-registry \
 	e2fsprogs \
 	fish \
 	iproute2 \
@@ -31,6 +33,7 @@ DEB_PACKAGES := \
 	python3 \
 	qemu-system-x86 \
 	qemu-utils \
+	runc \
 	sshpass \
 	sudo \
 	xz-utils \
@@ -55,6 +58,7 @@ FUZZ_TARGETS := \
 	./internal/logtail:FuzzLastLines \
 	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \
+	./qemulaunch:FuzzLaunchRoundTrip \
 	./qemulaunch:FuzzParsePorts \
 	./wiring:FuzzNewPlan \
 	./wiring:FuzzParseState \

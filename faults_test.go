@@ -164,7 +164,7 @@ func TestUpConfigFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := map[string]Endpoint{}
+	st := map[string]RunningEndpoint{}
 	for _, e := range reopened.Status() {
 		st[e.Name] = e
 	}

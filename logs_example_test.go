@@ -12,7 +12,7 @@ import (
 
 // Print the last lines an endpoint's VM wrote on its serial console, then
 // attach to the console, as `lesson logs` and `lesson console` do. Needs a running instance, so it has no checked output.
-func ExampleInstance_Logs() {
+func ExampleInstance_WriteLog() {
 	inst, err := endpointkit.Open(endpointkit.InstanceDir("", "linux-triangle"), endpointkit.Options{})
 	if errors.Is(err, endpointkit.ErrNoInstance) {
 		return
@@ -21,7 +21,7 @@ func ExampleInstance_Logs() {
 		log.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := inst.Logs(ctx, "r1", os.Stdout, endpointkit.LogOptions{Lines: 20}); err != nil {
+	if err := inst.WriteLog(ctx, "r1", os.Stdout, endpointkit.LogOptions{Lines: 20}); err != nil {
 		log.Fatal(err)
 	}
 	console, err := inst.Console(ctx, "r1")

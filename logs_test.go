@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ func logInstance(t *testing.T) *Instance {
 	os.WriteFile(sd.ConsoleLog()+".1", []byte("old boot\n"), 0o644)
 	os.WriteFile(sd.ConsoleLog(), []byte("endpointkit: ready\nr1 login: "), 0o644)
 	os.WriteFile(filepath.Join(dir, "r1.log"), []byte("endpoint r1: QEMU started\nendpoint r1: ready in 2.1s\n"), 0o644)
-	return &Instance{Name: "tri", Dir: dir, Endpoints: []Endpoint{{Name: "r1", StateDir: string(sd),
+	return &Instance{Name: "tri", Dir: dir, Endpoints: []RunningEndpoint{{Name: "r1", StateDir: string(sd),
 		ConsoleSocket: sd.ConsoleSocket(), Log: filepath.Join(dir, "r1.log")}, {Name: "r2"}}}
 }
 
@@ -44,18 +45,18 @@ func TestLogs(t *testing.T) {
 		{LogOptions{Source: LogLauncher, Follow: true}, "endpoint r1: QEMU started\nendpoint r1: ready in 2.1s\n"},
 	} {
 		var out bytes.Buffer
-		if err := inst.Logs(ctx, "r1", &out, tc.o); err != nil || out.String() != tc.want {
+		if err := inst.WriteLog(ctx, "r1", &out, tc.o); err != nil || out.String() != tc.want {
 			t.Errorf("Logs(%+v) = %q, %v; want %q", tc.o, out.String(), err, tc.want)
 		}
 	}
-	err := inst.Logs(ctx, "r9", io.Discard, LogOptions{})
+	err := inst.WriteLog(ctx, "r9", io.Discard, LogOptions{})
 	if err == nil || !strings.Contains(err.Error(), `no endpoint "r9" (endpoints: r1, r2)`) {
 		t.Errorf("unknown endpoint: %v", err)
 	}
-	if err := inst.Logs(ctx, "r1", io.Discard, LogOptions{Source: "qemu"}); err == nil || !strings.Contains(err.Error(), "console or launcher") {
+	if err := inst.WriteLog(ctx, "r1", io.Discard, LogOptions{Source: "qemu"}); err == nil || !strings.Contains(err.Error(), "console or launcher") {
 		t.Errorf("unknown source: %v", err)
 	}
-	err = inst.Logs(ctx, "r2", io.Discard, LogOptions{})
+	err = inst.WriteLog(ctx, "r2", io.Discard, LogOptions{})
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "no console log") {
 		t.Errorf("no log: %v", err)
 	}
@@ -104,34 +105,65 @@ func TestConsole(t *testing.T) {
 	}
 }
 
-func TestEndpointIn(t *testing.T) {
-	marker := "/run/endpointkit/tri/"
-	for cmdline, want := range map[string]string{
-		"/usr/bin/endpoint\x00run\x00--state\x00/run/endpointkit/tri/r1\x00--name\x00r1": "r1",
-		"qemu-system-x86_64\x00-qmp\x00unix:/run/endpointkit/tri/r22/qmp.sock,server=on": "r22",
-		"qemu-system-x86_64\x00-name\x00x":                                               "",
-	} {
-		if got := endpointIn(cmdline, marker); got != want {
-			t.Errorf("endpointIn(%q) = %q, want %q", cmdline, got, want)
-		}
+// A runtime without LogWriter: the tails of Runtime.Logs, no follow.
+func TestWriteLogOtherRuntime(t *testing.T) {
+	inst := &Instance{Name: "k", Endpoints: []RunningEndpoint{{Name: "b"}}, rt: &fakeRuntime{}}
+	var out bytes.Buffer
+	if err := inst.WriteLog(context.Background(), "b", &out, LogOptions{Source: LogLauncher}); err != nil || out.String() != "launcher of b" {
+		t.Errorf("WriteLog = %q, %v", out.String(), err)
+	}
+	if err := inst.WriteLog(context.Background(), "b", &out, LogOptions{Follow: true}); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("follow: %v", err)
 	}
 }
 
-// Teardown's per-endpoint progress: each endpoint stopping, then stopped
-// as its processes go; one without any is reported as not running.
-func TestStopProgress(t *testing.T) {
+// stoppingRuntime is a fakeRuntime whose endpoints run until told.
+type stoppingRuntime struct {
+	fakeRuntime
+	mu      sync.Mutex
+	running map[string]bool
+}
+
+func (s *stoppingRuntime) Observe(_ context.Context, ep RunningEndpoint) Observation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Observation{Running: s.running[ep.Name]}
+}
+
+func (s *stoppingRuntime) stop(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.running[name] = false
+}
+
+// Teardown's per-endpoint progress: each running endpoint stopping, then
+// stopped as soon as the runtime no longer sees it; one not running is
+// reported so at once; the rest when the removal succeeded.
+func TestWatchStops(t *testing.T) {
+	rt := &stoppingRuntime{running: map[string]bool{"r1": true, "r3": true}}
+	inst := &Instance{Endpoints: []RunningEndpoint{{Name: "r1"}, {Name: "r2"}, {Name: "r3"}}}
+	var mu sync.Mutex
 	var events []string
-	sp := &stopProgress{rep: reporter{fn: func(e Event) { events = append(events, string(e.Step)+" "+e.Message) }}, names: []string{"r1", "r2", "r3"}}
-	self := os.Getpid() // a live process that is no zombie
-	sp.begin([]instanceProcess{{pid: self, launcher: true, endpoint: "r1"}, {pid: self, endpoint: "r1"}, {pid: self, endpoint: "r3"}})
-	sp.observe([]instanceProcess{{pid: self, endpoint: "r3"}})
-	sp.observe(nil)
-	sp.observe(nil)
-	want := []string{"teardown r1 stopping", "stopped r2: not running", "teardown r3 stopping", "stopped r1 stopped", "stopped r3 stopped"}
-	if strings.Join(events, "|") != strings.Join(want, "|") {
-		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(events, "\n"), strings.Join(want, "\n"))
+	rep := reporter{fn: func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, string(e.Step)+" "+e.Message)
+	}, start: time.Now()}
+	seen := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), events...)
 	}
-	var nilProgress *stopProgress
-	nilProgress.begin(nil) // a nil one reports nothing and does not panic
-	nilProgress.observe(nil)
+	stopped := watchStops(context.Background(), rt, inst, rep)
+	rt.stop("r1")
+	deadline := time.Now().Add(5 * time.Second)
+	for len(seen()) < 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopped(true)
+	want := []string{"teardown r1 stopping", "stopped r2: not running", "teardown r3 stopping", "stopped r1 stopped", "stopped r3 stopped"}
+	if got := seen(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	watchStops(context.Background(), rt, nil, rep)(true) // no record: nothing, no panic
 }

@@ -1,78 +1,66 @@
 package endpointkit
 
 import (
-	"maps"
-	"slices"
-	"strings"
+	"context"
+	"sync"
+	"time"
 )
 
-// stopProgress reports, endpoint by endpoint, the stop of an instance's
-// processes during teardown: StepTeardown when an endpoint's launcher is
-// asked to stop, StepStopped once none of its processes is left. A nil
-// *stopProgress reports nothing.
-type stopProgress struct {
-	rep     reporter
-	names   []string        // endpoints the instance record lists (may be empty)
-	pending map[string]bool // endpoints with processes still running
-}
+// stopPoll is how often teardown looks whether an endpoint has stopped.
+const stopPoll = 50 * time.Millisecond
 
-// begin reports the endpoints being stopped (those with processes in
-// procs) and, as already stopped, the recorded ones without any.
-func (s *stopProgress) begin(procs []instanceProcess) {
-	if s == nil {
-		return
+// watchStops reports, endpoint by endpoint, the stop of a recorded
+// instance while its runtime removes it: StepTeardown for each endpoint
+// running now, StepStopped for one that is not, and StepStopped again as
+// soon as the runtime no longer sees an endpoint running. It asks the
+// runtime (Observe), so it works for any runtime. Call the returned
+// function when the removal has ended; removed says it succeeded, and
+// reports whatever is left as stopped. A nil inst (no record) reports
+// nothing.
+func watchStops(ctx context.Context, rt Runtime, inst *Instance, rep reporter) func(removed bool) {
+	if inst == nil {
+		return func(bool) {}
 	}
-	s.pending = map[string]bool{}
-	for _, p := range procs {
-		if p.endpoint != "" {
-			s.pending[p.endpoint] = true
-		}
-	}
-	all := slices.Clone(s.names)
-	for ep := range s.pending {
-		if !slices.Contains(all, ep) {
-			all = append(all, ep)
-		}
-	}
-	slices.Sort(all)
-	for _, ep := range all {
-		if s.pending[ep] {
-			s.rep.report(StepTeardown, ep, ep+" stopping", nil)
+	var pending []RunningEndpoint
+	for _, e := range inst.Endpoints {
+		if rt.Observe(ctx, e).Running {
+			pending = append(pending, e)
+			rep.report(StepTeardown, e.Name, e.Name+" stopping", nil)
 		} else {
-			s.rep.report(StepStopped, ep, ep+": not running", nil)
+			rep.report(StepStopped, e.Name, e.Name+": not running", nil)
 		}
 	}
-}
-
-// observe reports the endpoints none of whose processes is in live any
-// more (an exited process awaiting its parent's wait counts as gone).
-func (s *stopProgress) observe(live []instanceProcess) {
-	if s == nil || len(s.pending) == 0 {
-		return
-	}
-	running := map[string]bool{}
-	for _, p := range live {
-		if !zombie(p.pid) {
-			running[p.endpoint] = true
+	var mu sync.Mutex // guards pending
+	check := func(all bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		left := pending[:0]
+		for _, e := range pending {
+			if all || !rt.Observe(ctx, e).Running {
+				rep.report(StepStopped, e.Name, e.Name+" stopped", nil)
+			} else {
+				left = append(left, e)
+			}
 		}
+		pending = left
 	}
-	for _, ep := range slices.Sorted(maps.Keys(s.pending)) {
-		if !running[ep] {
-			delete(s.pending, ep)
-			s.rep.report(StepStopped, ep, ep+" stopped", nil)
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(stopPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				check(false)
+			}
 		}
+	}()
+	return func(removed bool) {
+		close(done)
+		<-finished
+		check(removed)
 	}
-}
-
-// endpointIn returns the endpoint whose state directory (marker + EP) a
-// NUL-separated command line names first, or "".
-func endpointIn(cmdline, marker string) string {
-	_, rest, ok := strings.Cut(cmdline, marker)
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexAny(rest, "/,\x00"); i >= 0 {
-		rest = rest[:i]
-	}
-	return rest
 }

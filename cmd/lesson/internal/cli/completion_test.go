@@ -17,7 +17,7 @@ func fakeInstance(t *testing.T, root, name, lessonDir string, endpoints ...strin
 	t.Helper()
 	inst := endpointkit.Instance{Version: 1, Name: name, Lesson: "linux-triangle", LessonDir: lessonDir}
 	for _, e := range endpoints {
-		inst.Endpoints = append(inst.Endpoints, endpointkit.Endpoint{Name: e, Image: "tiny"})
+		inst.Endpoints = append(inst.Endpoints, endpointkit.RunningEndpoint{Name: e, Image: "tiny"})
 	}
 	raw, err := json.Marshal(&inst)
 	if err != nil {

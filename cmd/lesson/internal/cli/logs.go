@@ -41,7 +41,7 @@ until Ctrl-C or the endpoint stops.`,
 				if err != nil {
 					return err
 				}
-				return inst.Logs(ctx, args[0], env.Stdout, o)
+				return inst.WriteLog(ctx, args[0], env.Stdout, o)
 			}
 		},
 	}

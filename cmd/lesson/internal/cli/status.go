@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/lessonjson"
 )
 
 func statusCommand() *Command {
@@ -32,12 +33,6 @@ health file. Exits 1 when an endpoint is failed, down or not configured.`,
 	}
 }
 
-// StatusOutput is the JSON document of `lesson status --json`.
-type StatusOutput struct {
-	Version   int                     `json:"version"` // 1
-	Instances []*endpointkit.Instance `json:"instances"`
-}
-
 func runStatus(env *Env, inf *instanceFlags, asJSON bool) error {
 	names := []string{inf.name}
 	if inf.name == "" {
@@ -46,7 +41,7 @@ func runStatus(env *Env, inf *instanceFlags, asJSON bool) error {
 			return err
 		}
 	}
-	out := StatusOutput{Version: 1, Instances: []*endpointkit.Instance{}}
+	out := lessonjson.Status{Version: lessonjson.Version, Instances: []*endpointkit.Instance{}}
 	unhealthy := false
 	for k, name := range names {
 		inst, err := endpointkit.Open(endpointkit.InstanceDir(inf.root, name), inf.options(env))

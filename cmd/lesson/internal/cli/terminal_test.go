@@ -125,6 +125,7 @@ func TestTerminalSession(t *testing.T) {
 	con.Send(t, "antidote\r")
 	con.Expect(t, `Password: $`, 30*time.Second)
 	con.Send(t, "antidotepassword\r")
+	con.Expect(t, `antidote@a:~\$ `, time.Minute)
 	con.Send(t, "echo console-$((6*7)) $(hostname) $(id -un) $(tty)\r")
 	con.Expect(t, `console-42 a antidote /dev/ttyS0`, time.Minute)
 	con.Send(t, "\x1d")
@@ -269,6 +270,7 @@ stages:
 	con.Send(t, "antidote\r")
 	con.Expect(t, `Password: `, time.Minute)
 	con.Send(t, "antidotepassword\r")
+	con.Expect(t, `antidote@d:~\$ `, 2*time.Minute) // login flushes what is typed ahead
 	con.Send(t, "echo debian-$((6*7)) $(id -un) $(tty)\r")
 	con.Expect(t, `debian-42 antidote /dev/ttyS0`, 2*time.Minute)
 	con.Send(t, "\x1d")

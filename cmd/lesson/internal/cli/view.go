@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/internal/text"
 	"github.com/endpointkit/endpointkit/lessonmeta"
 	"github.com/mattn/go-runewidth"
 	"golang.org/x/term"
@@ -180,7 +181,7 @@ func (v *view) apply(e endpointkit.Event, now time.Time) {
 		}
 		v.note = e.Message
 		if e.Err != nil {
-			v.note += ": " + firstLine(e.Err)
+			v.note += ": " + text.FirstLine(e.Err.Error())
 		}
 		return
 	}
@@ -203,7 +204,7 @@ func (v *view) apply(e endpointkit.Event, now time.Time) {
 	case endpointkit.StepFailed:
 		r.failure = "failed " + r.phase
 		if e.Err != nil {
-			r.failure += ": " + firstLine(e.Err)
+			r.failure += ": " + text.FirstLine(e.Err.Error())
 		}
 		r.phase, r.active, r.detail = "", false, ""
 	case endpointkit.StepTeardown:
