@@ -17,11 +17,11 @@ import (
 // endpoints. An endpoint whose launcher is gone is StateDown (or
 // StateFailed when its health says so, with the reason in Error); a live
 // one keeps the state Up or Configure recorded (configured, config-failed,
-// …).
-func (i *Instance) Status() []RunningEndpoint {
+// …). ctx bounds what the runtime does to look.
+func (i *Instance) Status(ctx context.Context) []RunningEndpoint {
 	for k := range i.Endpoints {
 		e := &i.Endpoints[k]
-		o := i.runtime().Observe(context.Background(), *e)
+		o := i.runtime().Observe(ctx, *e)
 		switch {
 		case o.Running && o.Health == qemulaunch.HealthReady:
 			// Up or Configure recorded the rest (ready, configured, …).
