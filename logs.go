@@ -96,8 +96,8 @@ func (r *localRuntime) WriteLog(ctx context.Context, ep RunningEndpoint, w io.Wr
 }
 
 // consoleState describes an endpoint's state for a failed console attach.
-func (i *Instance) consoleState(name string) string {
-	for _, e := range i.Status() {
+func (i *Instance) consoleState(ctx context.Context, name string) string {
+	for _, e := range i.Status(ctx) {
 		if e.Name == name {
 			return strings.TrimSuffix(string(e.State)+": "+e.Error, ": ")
 		}

@@ -50,7 +50,7 @@ func (i *Instance) Console(ctx context.Context, endpoint string) (io.ReadWriteCl
 	}
 	conn, err := i.runtime().Console(ctx, rec)
 	if err != nil {
-		return nil, fmt.Errorf("endpoint %s: console: %w (endpoint %s)", endpoint, err, i.consoleState(endpoint))
+		return nil, fmt.Errorf("endpoint %s: console: %w (endpoint %s)", endpoint, err, i.consoleState(ctx, endpoint))
 	}
 	return conn, nil
 }

@@ -66,7 +66,7 @@ func runConfigure(ctx context.Context, env *Env, inf *instanceFlags, args []stri
 		return fmt.Errorf("instance %s runs the lesson in %s, not %s (its VMs share that directory)", inst.Name, inst.LessonDir, dir)
 	}
 	opts := inf.options(env)
-	v := inf.startView(env, &opts, fmt.Sprintf("lesson configure --stage %d %s", stage, inst.Name), "configured", instanceRows(inst))
+	v := inf.startView(env, &opts, fmt.Sprintf("lesson configure --stage %d %s", stage, inst.Name), "configured", instanceRows(ctx, inst))
 	if inst, err = endpointkit.Open(inst.Dir, opts); err == nil { // reporting to the view
 		err = inst.Configure(ctx, stage)
 	}

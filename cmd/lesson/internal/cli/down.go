@@ -59,7 +59,7 @@ An instance that does not exist is not an error.`,
 				for _, d := range dirs {
 					_, statErr := os.Stat(d)
 					opts := inf.options(env)
-					v := inf.startView(env, &opts, "lesson down "+filepath.Base(d), "stopped", downRows(d, opts))
+					v := inf.startView(env, &opts, "lesson down "+filepath.Base(d), "stopped", downRows(ctx, d, opts))
 					err := endpointkit.Teardown(ctx, d, opts)
 					v.stop()
 					if err != nil {

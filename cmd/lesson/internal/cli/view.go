@@ -430,9 +430,9 @@ func upRows(dir string) (title string, rows []viewRow) {
 }
 
 // instanceRows lists a running instance's endpoints as they are now.
-func instanceRows(inst *endpointkit.Instance) []viewRow {
+func instanceRows(ctx context.Context, inst *endpointkit.Instance) []viewRow {
 	var rows []viewRow
-	for _, e := range inst.Status() {
+	for _, e := range inst.Status(ctx) {
 		phase := string(e.State)
 		if e.State == endpointkit.StateConfigured {
 			phase = fmt.Sprintf("configured (stage %d)", e.Stage)
@@ -444,12 +444,12 @@ func instanceRows(inst *endpointkit.Instance) []viewRow {
 
 // downRows lists the endpoints of the instance at dir, if its record is
 // readable (Teardown works without it).
-func downRows(dir string, opts endpointkit.Options) []viewRow {
+func downRows(ctx context.Context, dir string, opts endpointkit.Options) []viewRow {
 	inst, err := endpointkit.Open(dir, opts)
 	if err != nil {
 		return nil
 	}
-	return instanceRows(inst)
+	return instanceRows(ctx, inst)
 }
 
 // upGoal is where `lesson up` leaves each endpoint.
