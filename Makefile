@@ -16,8 +16,10 @@ DEB_PACKAGES := \
 	binutils \
 	busybox-static \
 	ca-certificates \
+	containernetworking-plugins \
 	debootstrap \
 	e2fsprogs \
+	etcd-server \
 	iproute2 \
 	iputils-ping \
 	kmod \
@@ -59,7 +61,7 @@ FUZZ_TARGETS := \
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .
 
-.PHONY: all deps deps-deb deps-go build bin lint test unit fuzz bench demo demo-down clean
+.PHONY: all deps deps-deb deps-go build bin lint test unit fuzz bench demo demo-down kube-up kube-down clean
 
 all: build
 
@@ -128,6 +130,17 @@ demo: deps bin
 
 demo-down: bin
 	bin/lesson down --instance $(DEMO_INSTANCE)
+
+# A single-node Kubernetes control plane (etcd + kube-apiserver built from
+# the Go module proxy, cached in the test cache) for trying the Kubernetes
+# objects by hand; the tests start their own. KUBE_DIR holds its files and PIDs.
+KUBE_DIR ?= /var/tmp/endpointkit-kube
+
+kube-up: deps
+	$(GO) run ./internal/kubetest/cmd/kubecluster up -dir $(KUBE_DIR)
+
+kube-down:
+	$(GO) run ./internal/kubetest/cmd/kubecluster down -dir $(KUBE_DIR)
 
 clean:
 	$(GO) clean -testcache
