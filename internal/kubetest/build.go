@@ -32,18 +32,20 @@ const (
 )
 
 // kubernetesCommands are the programs BuildKubernetes builds: only what a
-// control plane plus one node need (no scheduler or controller-manager:
-// pods name their node, tests create what the controllers would).
-var kubernetesCommands = []string{"kube-apiserver", "kubelet"}
+// control plane plus one node need. The controller-manager runs the
+// namespace controller (without it a deleted namespace never goes away);
+// there is no scheduler: pods name their node.
+var kubernetesCommands = []string{"kube-apiserver", "kube-controller-manager", "kubelet"}
 
 // goBuildFlags keep the binaries lean and the cache key reproducible.
 var goBuildFlags = []string{"-trimpath", "-ldflags=-s -w"}
 
 // Kubernetes is a cached build of the Kubernetes programs.
 type Kubernetes struct {
-	Version   string
-	APIServer string // path of kube-apiserver
-	Kubelet   string // path of kubelet
+	Version           string
+	APIServer         string // path of kube-apiserver
+	ControllerManager string // path of kube-controller-manager
+	Kubelet           string // path of kubelet
 }
 
 // Multus is a cached build of the Multus thin plugin.
@@ -55,16 +57,17 @@ type Multus struct {
 	CRD string
 }
 
-// BuildKubernetes returns kube-apiserver and kubelet of KubernetesVersion,
-// building them into cacheDir on first use (about 6 minutes on 2 CPUs from
-// a cold module cache). Concurrent callers share one build.
+// BuildKubernetes returns kube-apiserver, kube-controller-manager and
+// kubelet of KubernetesVersion, building them into cacheDir on first use
+// (35 minutes on a shared 2-CPU machine at load 20; see
+// docs/performance.md). Concurrent callers share one build.
 func BuildKubernetes(ctx context.Context, cacheDir string, log *slog.Logger) (*Kubernetes, error) {
 	dir, err := cached(ctx, cacheDir, "kubernetes", KubernetesVersion, kubernetesCommands, log, buildKubernetes)
 	if err != nil {
 		return nil, err
 	}
-	return &Kubernetes{Version: KubernetesVersion,
-		APIServer: filepath.Join(dir, "kube-apiserver"), Kubelet: filepath.Join(dir, "kubelet")}, nil
+	return &Kubernetes{Version: KubernetesVersion, APIServer: filepath.Join(dir, "kube-apiserver"),
+		ControllerManager: filepath.Join(dir, "kube-controller-manager"), Kubelet: filepath.Join(dir, "kubelet")}, nil
 }
 
 // BuildMultus returns the Multus thin plugin of MultusVersion and its

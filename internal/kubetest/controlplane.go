@@ -33,6 +33,10 @@ type Options struct {
 	Dir string
 	// APIServer is the kube-apiserver binary (see BuildKubernetes).
 	APIServer string
+	// ControllerManager is the kube-controller-manager binary; when given
+	// it runs the namespace and service-account controllers, so deleted
+	// namespaces go away and each namespace gets its `default` account.
+	ControllerManager string
 	// Etcd is the etcd binary; default "etcd" on PATH (Debian etcd-server).
 	Etcd string
 	// CRDs are YAML files of CustomResourceDefinitions to install and wait
@@ -48,13 +52,15 @@ type Options struct {
 
 // ControlPlane is a running etcd and kube-apiserver on 127.0.0.1.
 type ControlPlane struct {
-	Dir        string     `json:"dir"`
-	Server     string     `json:"server"` // https://127.0.0.1:PORT
-	Token      string     `json:"token"`  // bearer token of AdminUser
-	CAFile     string     `json:"caFile"` // the serving certificate, to trust
-	Kubeconfig string     `json:"kubeconfig"`
-	EtcdDir    string     `json:"etcdDir"`
-	Processes  []*Process `json:"processes"` // in start order
+	Dir    string `json:"dir"`
+	Server string `json:"server"` // https://127.0.0.1:PORT
+	Token  string `json:"token"`  // bearer token of AdminUser
+	// NobodyToken authenticates NobodyUser, whom RBAC allows nothing.
+	NobodyToken string     `json:"nobodyToken"`
+	CAFile      string     `json:"caFile"` // the serving certificate, to trust
+	Kubeconfig  string     `json:"kubeconfig"`
+	EtcdDir     string     `json:"etcdDir"`
+	Processes   []*Process `json:"processes"` // in start order
 }
 
 // StartControlPlane starts etcd and kube-apiserver and waits until the API
@@ -99,7 +105,7 @@ func StartControlPlane(ctx context.Context, o Options) (cp *ControlPlane, err er
 			}
 		}
 	}
-	if cp.Token, err = writePKI(dir); err != nil {
+	if cp.Token, cp.NobodyToken, err = writePKI(dir); err != nil {
 		return nil, fmt.Errorf("kubetest: certificates: %w", err)
 	}
 	start := time.Now()
@@ -117,6 +123,15 @@ func StartControlPlane(ctx context.Context, o Options) (cp *ControlPlane, err er
 	}
 	if err := cp.save(); err != nil {
 		return nil, err
+	}
+	if o.ControllerManager != "" {
+		if err := cp.startControllerManager(ctx, o.ControllerManager); err != nil {
+			return nil, err
+		}
+		if err := cp.save(); err != nil {
+			return nil, err
+		}
+		log.Info("kubetest: kube-controller-manager ready", "took", time.Since(start).Round(time.Millisecond))
 	}
 	for _, crd := range o.CRDs {
 		if err := InstallCRD(ctx, cp.RESTConfig(), crd); err != nil {
@@ -160,13 +175,10 @@ func (cp *ControlPlane) startEtcd(ctx context.Context, bin string) (string, erro
 }
 
 func (cp *ControlPlane) startAPIServer(ctx context.Context, bin, etcdURL string) error {
-	pool := x509.NewCertPool()
-	pem, err := os.ReadFile(cp.CAFile)
+	hc, err := cp.httpClient()
 	if err != nil {
 		return err
 	}
-	pool.AppendCertsFromPEM(pem)
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	var lastErr error
 	for range 3 {
 		port := freePort()
@@ -184,7 +196,7 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, bin, etcdURL string)
 			"--service-account-issuer", "https://kubernetes.default.svc",
 			"--service-account-key-file", filepath.Join(cp.Dir, saPubFile),
 			"--service-account-signing-key-file", filepath.Join(cp.Dir, saKeyFile),
-			"--service-cluster-ip-range", "10.96.0.0/24",
+			"--service-cluster-ip-range", "10.96.0.0/16", // room for many instances' Services
 			// 127.0.0.1 may not be an Endpoints address: keep the
 			// `kubernetes` Service's endpoints out of it.
 			"--endpoint-reconciler-type", "none",
@@ -210,6 +222,45 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, bin, etcdURL string)
 		}
 	}
 	return lastErr
+}
+
+// httpClient trusts the API server's self-signed certificate.
+func (cp *ControlPlane) httpClient() (*http.Client, error) {
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(cp.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	pool.AppendCertsFromPEM(pem)
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, nil
+}
+
+// controllers are the controllers the test cluster runs: enough for
+// namespaces to be deleted and to get their `default` service account.
+var controllers = []string{"namespace-controller", "serviceaccount-controller"}
+
+// startControllerManager runs kube-controller-manager with the admin
+// kubeconfig and no listener of its own, and waits until its
+// service-account controller has made default/default.
+func (cp *ControlPlane) startControllerManager(ctx context.Context, bin string) error {
+	argv := []string{bin,
+		"--kubeconfig", cp.Kubeconfig,
+		"--controllers", strings.Join(controllers, ","),
+		"--leader-elect=false",
+		"--secure-port", "0",
+		"--v", "1",
+	}
+	p, err := startProcess("kube-controller-manager", argv, cp.Kubeconfig, filepath.Join(cp.Dir, "kube-controller-manager.log"))
+	if err != nil {
+		return err
+	}
+	cp.Processes = append(cp.Processes, p)
+	hc, err := cp.httpClient()
+	if err != nil {
+		return err
+	}
+	hdr := http.Header{"Authorization": {"Bearer " + cp.Token}}
+	return waitHTTPClient(ctx, p, hc, hdr, cp.Server+"/api/v1/namespaces/default/serviceaccounts/default", `"name":"default"`, 120*time.Second)
 }
 
 // waitHTTP polls url until its body contains want, the process exits or

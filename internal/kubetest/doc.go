@@ -7,7 +7,8 @@
 //
 // # Binaries
 //
-// [BuildKubernetes] builds kube-apiserver and kubelet ([KubernetesVersion])
+// [BuildKubernetes] builds kube-apiserver, kube-controller-manager and
+// kubelet ([KubernetesVersion])
 // in a throw-away module outside the repository that requires
 // k8s.io/kubernetes and replaces each of its staging modules
 // (k8s.io/api, k8s.io/client-go, …; the list is read from k8s.io/kubernetes'
@@ -21,7 +22,8 @@
 //
 // # Processes
 //
-// [StartControlPlane] starts etcd and kube-apiserver in their own sessions,
+// [StartControlPlane] starts etcd, kube-apiserver and (given its binary)
+// kube-controller-manager in their own sessions,
 // with their logs and every generated file in one directory, and records
 // their PIDs there (cluster.json). [Stop] (or [ControlPlane.Stop]) ends them
 // by those PIDs — checking each still runs the program it started, so a
@@ -29,7 +31,9 @@
 // process can stop a cluster another one started (make kube-down). Nothing
 // is found or killed by name.
 //
-// There is no controller-manager and no scheduler: tests create what those
-// would ([EnsureServiceAccount] for the `default` ServiceAccount), and pods
-// name their node.
+// The controller-manager runs only the namespace controller (a deleted
+// namespace is emptied and goes away, as on any cluster) and the
+// service-account controller; tests that create a pod right after its
+// namespace call [EnsureServiceAccount] rather than wait for it. There is no
+// scheduler: pods name their node.
 package kubetest

@@ -35,7 +35,8 @@ func Binaries(tb testing.TB) (*Kubernetes, *Multus) {
 	return k, m
 }
 
-// Start starts a control plane (etcd, kube-apiserver, the Multus CRD) for
+// Start starts a control plane (etcd, kube-apiserver,
+// kube-controller-manager, the Multus CRD) for
 // the test and stops it, by PID, when the test ends, failing the test if
 // anything it started is still running afterwards.
 func Start(tb testing.TB) *ControlPlane {
@@ -47,7 +48,8 @@ func Start(tb testing.TB) *ControlPlane {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cp, err := StartControlPlane(ctx, Options{Dir: dir, APIServer: k.APIServer, CRDs: []string{m.CRD}, Log: TestLogger(tb)})
+	cp, err := StartControlPlane(ctx, Options{Dir: dir, APIServer: k.APIServer, ControllerManager: k.ControllerManager,
+		CRDs: []string{m.CRD}, Log: TestLogger(tb)})
 	if err != nil {
 		os.RemoveAll(dir)
 		tb.Fatal(err)

@@ -25,20 +25,24 @@ const (
 	tokenFile      = "tokens.csv"          // --token-auth-file
 )
 
-// AdminUser is the user the test client's token authenticates as; it is in
-// system:masters, so RBAC allows it everything.
-const AdminUser = "endpointkit-admin"
+// Users of the token file. AdminUser is in system:masters, so RBAC allows
+// it everything; NobodyUser has no role at all (for RBAC refusals).
+const (
+	AdminUser  = "endpointkit-admin"
+	NobodyUser = "endpointkit-nobody"
+)
 
 // writePKI writes the serving certificate and key, the service-account key
-// pair and the token file into dir, returning the admin token.
-func writePKI(dir string) (token string, err error) {
+// pair and the token file into dir, returning the tokens of AdminUser and
+// NobodyUser.
+func writePKI(dir string) (token, nobody string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -54,40 +58,49 @@ func writePKI(dir string) (token string, err error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if err := writePEM(filepath.Join(dir, serverCertFile), "CERTIFICATE", der, 0o644); err != nil {
-		return "", err
+		return "", "", err
 	}
 	if err := writeECKey(filepath.Join(dir, serverKeyFile), key); err != nil {
-		return "", err
+		return "", "", err
 	}
 
 	sa, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if err := writeECKey(filepath.Join(dir, saKeyFile), sa); err != nil {
-		return "", err
+		return "", "", err
 	}
 	pub, err := x509.MarshalPKIXPublicKey(&sa.PublicKey)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if err := writePEM(filepath.Join(dir, saPubFile), "PUBLIC KEY", pub, 0o644); err != nil {
-		return "", err
+		return "", "", err
 	}
 
+	if token, err = randomToken(); err != nil {
+		return "", "", err
+	}
+	if nobody, err = randomToken(); err != nil {
+		return "", "", err
+	}
+	lines := fmt.Sprintf("%s,%s,%s,\"system:masters\"\n%s,%s,%s\n", token, AdminUser, AdminUser, nobody, NobodyUser, NobodyUser)
+	if err := os.WriteFile(filepath.Join(dir, tokenFile), []byte(lines), 0o600); err != nil {
+		return "", "", err
+	}
+	return token, nobody, nil
+}
+
+func randomToken() (string, error) {
 	var raw [24]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", err
 	}
-	token = hex.EncodeToString(raw[:])
-	line := fmt.Sprintf("%s,%s,%s,\"system:masters\"\n", token, AdminUser, AdminUser)
-	if err := os.WriteFile(filepath.Join(dir, tokenFile), []byte(line), 0o600); err != nil {
-		return "", err
-	}
-	return token, nil
+	return hex.EncodeToString(raw[:]), nil
 }
 
 func writeECKey(path string, key *ecdsa.PrivateKey) error {

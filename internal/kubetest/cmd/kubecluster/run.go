@@ -43,11 +43,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cp, err := kubetest.StartControlPlane(ctx, kubetest.Options{Dir: *dir, APIServer: k.APIServer, CRDs: []string{m.CRD}, Log: log})
+	cp, err := kubetest.StartControlPlane(ctx, kubetest.Options{Dir: *dir, APIServer: k.APIServer, ControllerManager: k.ControllerManager, CRDs: []string{m.CRD}, Log: log})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Kubernetes %s API server at %s (etcd and kube-apiserver, logs in %s)\n", k.Version, cp.Server, cp.Dir)
+	fmt.Fprintf(stdout, "Kubernetes %s API server at %s (etcd, kube-apiserver, kube-controller-manager; logs in %s)\n", k.Version, cp.Server, cp.Dir)
 	fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", cp.Kubeconfig)
 	fmt.Fprintln(stdout, "make kube-down stops it")
 	return nil
