@@ -40,6 +40,17 @@ var kubernetesCommands = []string{"kube-apiserver", "kube-controller-manager", "
 // goBuildFlags keep the binaries lean and the cache key reproducible.
 var goBuildFlags = []string{"-trimpath", "-ldflags=-s -w"}
 
+// kubernetesLDFlags stamp the release into the programs (a build from the
+// module proxy has no git tree to take it from: `kubectl version` and the
+// node status would say v0.0.0-master).
+func kubernetesLDFlags(version string) string {
+	major, minor, _ := strings.Cut(strings.TrimPrefix(version, "v"), ".")
+	minor, _, _ = strings.Cut(minor, ".")
+	const pkg = "k8s.io/component-base/version"
+	return fmt.Sprintf("-ldflags=-s -w -X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean",
+		pkg, version, pkg, major, pkg, minor, pkg)
+}
+
 // Kubernetes is a cached build of the Kubernetes programs.
 type Kubernetes struct {
 	Version           string
@@ -62,7 +73,8 @@ type Multus struct {
 // (35 minutes on a shared 2-CPU machine at load 20; see
 // docs/performance.md). Concurrent callers share one build.
 func BuildKubernetes(ctx context.Context, cacheDir string, log *slog.Logger) (*Kubernetes, error) {
-	dir, err := cached(ctx, cacheDir, "kubernetes", KubernetesVersion, kubernetesCommands, log, buildKubernetes)
+	dir, err := cached(ctx, cacheDir, recipe{name: "kubernetes", version: KubernetesVersion, outputs: kubernetesCommands,
+		flags: []string{"-trimpath", kubernetesLDFlags(KubernetesVersion)}, build: buildKubernetes}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +86,8 @@ func BuildKubernetes(ctx context.Context, cacheDir string, log *slog.Logger) (*K
 // NetworkAttachmentDefinition CRD, building them into cacheDir on first use
 // (about 1.5 minutes).
 func BuildMultus(ctx context.Context, cacheDir string, log *slog.Logger) (*Multus, error) {
-	dir, err := cached(ctx, cacheDir, "multus", MultusVersion, []string{"multus", crdFile}, log, buildMultus)
+	dir, err := cached(ctx, cacheDir, recipe{name: "multus", version: MultusVersion, outputs: []string{"multus", crdFile},
+		flags: goBuildFlags, build: buildMultus}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -83,19 +96,26 @@ func BuildMultus(ctx context.Context, cacheDir string, log *slog.Logger) (*Multu
 
 const crdFile = "network-attachment-definition-crd.yaml"
 
-// builder builds version's outputs into the directory out, using work as
-// the throw-away module.
-type builder func(ctx context.Context, work, out, version string, log *slog.Logger) error
+// recipe is one cached build: build makes outputs of version into out,
+// with go build flags, using work as the throw-away module.
+type recipe struct {
+	name, version string
+	outputs       []string
+	flags         []string
+	build         func(ctx context.Context, work, out, version string, flags []string, log *slog.Logger) error
+}
 
-// cached returns cacheDir/<name>/<version>-<recipe> holding outputs, running
-// build first when any is missing. An exclusive lock on <name>/.lock makes
-// a second process wait for the first build instead of repeating it.
-func cached(ctx context.Context, cacheDir, name, version string, outputs []string, log *slog.Logger, build builder) (string, error) {
+// cached returns cacheDir/<name>/<version>-<key> holding the recipe's
+// outputs, building them first when any is missing. An exclusive lock on
+// <name>/.lock makes a second process wait for the first build instead of
+// repeating it.
+func cached(ctx context.Context, cacheDir string, r recipe, log *slog.Logger) (string, error) {
+	name, version, outputs := r.name, r.version, r.outputs
 	root := filepath.Join(cacheDir, name)
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", err
 	}
-	dir := filepath.Join(root, version+"-"+recipeKey(name, version, outputs))
+	dir := filepath.Join(root, version+"-"+r.key())
 	if complete(dir, outputs) {
 		return dir, nil
 	}
@@ -106,6 +126,12 @@ func cached(ctx context.Context, cacheDir, name, version string, outputs []strin
 	defer unlock()
 	if complete(dir, outputs) { // another process built it while we waited
 		return dir, nil
+	}
+	// Holding the lock, any build directory is a killed build's leftover.
+	if old, err := filepath.Glob(filepath.Join(root, ".build-*")); err == nil {
+		for _, d := range old {
+			os.RemoveAll(d)
+		}
 	}
 	work, err := os.MkdirTemp(root, ".build-")
 	if err != nil {
@@ -119,7 +145,7 @@ func cached(ctx context.Context, cacheDir, name, version string, outputs []strin
 	start := time.Now()
 	log.Info("kubetest: building (cached afterwards)", "what", name, "version", version, "cache", dir)
 	stop := heartbeat(log, name, start)
-	err = build(ctx, work, out, version, log)
+	err = r.build(ctx, work, out, version, r.flags, log)
 	stop()
 	if err != nil {
 		return "", fmt.Errorf("kubetest: build %s %s: %w", name, version, err)
@@ -135,11 +161,11 @@ func cached(ctx context.Context, cacheDir, name, version string, outputs []strin
 	return dir, nil
 }
 
-// recipeKey changes whenever what a build produces would: the version, the
+// key changes whenever what a build produces would: the version, the
 // outputs, the flags and the platform.
-func recipeKey(name, version string, outputs []string) string {
+func (r recipe) key() string {
 	h := sha256.New()
-	fmt.Fprintln(h, name, version, runtime.GOOS, runtime.GOARCH, strings.Join(outputs, ","), strings.Join(goBuildFlags, " "))
+	fmt.Fprintln(h, r.name, r.version, runtime.GOOS, runtime.GOARCH, strings.Join(r.outputs, ","), strings.Join(r.flags, " "))
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
@@ -203,7 +229,7 @@ func stagingVersion(v string) string { return "v0" + strings.TrimPrefix(v, "v1")
 // block points every staging module (k8s.io/kubernetes replaces them with
 // ./staging/src/... in its own go.mod, which a dependency's replace cannot
 // do) at its published release, then builds the commands.
-func buildKubernetes(ctx context.Context, work, out, version string, log *slog.Logger) error {
+func buildKubernetes(ctx context.Context, work, out, version string, flags []string, log *slog.Logger) error {
 	if err := writeGoMod(work, "ekkubebuild", "1.24.0", ""); err != nil {
 		return err
 	}
@@ -232,11 +258,11 @@ func buildKubernetes(ctx context.Context, work, out, version string, log *slog.L
 	for i, c := range kubernetesCommands {
 		pkgs[i] = kubernetesModule + "/cmd/" + c
 	}
-	return goBuild(ctx, work, out, pkgs, log)
+	return goBuild(ctx, work, out, flags, pkgs, log)
 }
 
 // buildMultus builds cmd/multus (the thin plugin) and extracts the CRD.
-func buildMultus(ctx context.Context, work, out, version string, log *slog.Logger) error {
+func buildMultus(ctx context.Context, work, out, version string, flags []string, log *slog.Logger) error {
 	if err := writeGoMod(work, "ekmultusbuild", "1.24.0", fmt.Sprintf("require %s %s\n", multusModule, version)); err != nil {
 		return err
 	}
@@ -256,7 +282,7 @@ func buildMultus(ctx context.Context, work, out, version string, log *slog.Logge
 	if err := os.WriteFile(filepath.Join(out, crdFile), crd, 0o644); err != nil {
 		return err
 	}
-	return goBuild(ctx, work, out, []string{multusModule + "/cmd/multus"}, log)
+	return goBuild(ctx, work, out, flags, []string{multusModule + "/cmd/multus"}, log)
 }
 
 func writeGoMod(dir, module, goVersion, rest string) error {
@@ -321,8 +347,8 @@ func modDownload(ctx context.Context, work, modVersion string) (*modInfo, error)
 
 // goBuild builds pkgs into out at low priority; -mod=mod lets the go command
 // complete go.mod and go.sum of the throw-away module.
-func goBuild(ctx context.Context, work, out string, pkgs []string, log *slog.Logger) error {
-	args := append([]string{"build", "-mod=mod", "-o", out + "/"}, goBuildFlags...)
+func goBuild(ctx context.Context, work, out string, flags, pkgs []string, log *slog.Logger) error {
+	args := append([]string{"build", "-mod=mod", "-o", out + "/"}, flags...)
 	cmd := goCmd(ctx, work, append(args, pkgs...)...)
 	cmd.Args = append([]string{"nice", "-n", "10"}, cmd.Args...)
 	cmd.Path = niceBin()

@@ -90,10 +90,11 @@ func StartControlPlane(ctx context.Context, o Options) (cp *ControlPlane, err er
 	if err != nil {
 		return nil, err
 	}
-	cp = &ControlPlane{Dir: dir, CAFile: filepath.Join(dir, serverCertFile), Kubeconfig: filepath.Join(dir, "kubeconfig")}
+	started := &ControlPlane{Dir: dir, CAFile: filepath.Join(dir, serverCertFile), Kubeconfig: filepath.Join(dir, "kubeconfig")}
+	cp = started
 	defer func() {
 		if err != nil {
-			cp.Stop()
+			started.Stop()
 			cp = nil
 		}
 	}()
@@ -147,10 +148,11 @@ func StartControlPlane(ctx context.Context, o Options) (cp *ControlPlane, err er
 func (cp *ControlPlane) startEtcd(ctx context.Context, bin string) (string, error) {
 	var lastErr error
 	for range 3 {
-		client, peer := freePort(), freePort()
-		if client == 0 || peer == 0 {
+		ports := freePorts(2)
+		if ports == nil {
 			return "", errors.New("kubetest: no free loopback port")
 		}
+		client, peer := ports[0], ports[1]
 		clientURL := "http://127.0.0.1:" + strconv.Itoa(client)
 		peerURL := "http://127.0.0.1:" + strconv.Itoa(peer)
 		argv := []string{bin,
@@ -165,7 +167,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context, bin string) (string, erro
 			return "", err
 		}
 		cp.Processes = append(cp.Processes, p)
-		if lastErr = waitHTTP(ctx, p, nil, clientURL+"/health", `"health":"true"`, 30*time.Second); lastErr == nil {
+		if lastErr = waitHTTP(ctx, p, nil, clientURL+"/health", `"health":"true"`, 60*time.Second); lastErr == nil {
 			return clientURL, nil
 		}
 		p.Stop(5 * time.Second)
@@ -181,10 +183,11 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, bin, etcdURL string)
 	}
 	var lastErr error
 	for range 3 {
-		port := freePort()
-		if port == 0 {
+		ports := freePorts(1)
+		if ports == nil {
 			return errors.New("kubetest: no free loopback port")
 		}
+		port := ports[0]
 		argv := []string{bin,
 			"--etcd-servers", etcdURL,
 			"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
@@ -305,14 +308,19 @@ func waitHTTPClient(ctx context.Context, p *Process, hc *http.Client, hdr http.H
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago, or 0.
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
+// freePorts returns n distinct loopback TCP ports that were free a moment
+// ago (all held open at once, so no two are the same), or nil.
+func freePorts(n int) []int {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // RESTConfig is a client configuration for AdminUser with client-side rate

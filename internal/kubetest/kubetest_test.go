@@ -47,15 +47,22 @@ func TestDocumentOfKind(t *testing.T) {
 }
 
 func TestRecipeKeyChangesWithInputs(t *testing.T) {
-	a := recipeKey("kubernetes", "v1.34.3", []string{"kube-apiserver", "kubelet"})
-	for _, b := range []string{
-		recipeKey("kubernetes", "v1.34.4", []string{"kube-apiserver", "kubelet"}),
-		recipeKey("kubernetes", "v1.34.3", []string{"kube-apiserver"}),
-		recipeKey("multus", "v1.34.3", []string{"kube-apiserver", "kubelet"}),
+	base := recipe{name: "kubernetes", version: "v1.34.3", outputs: []string{"kube-apiserver", "kubelet"}, flags: goBuildFlags}
+	a := base.key()
+	for _, change := range []func(r *recipe){
+		func(r *recipe) { r.version = "v1.34.4" },
+		func(r *recipe) { r.outputs = []string{"kube-apiserver"} },
+		func(r *recipe) { r.name = "multus" },
+		func(r *recipe) { r.flags = []string{"-trimpath"} },
 	} {
-		if a == b {
-			t.Errorf("recipe key %s did not change", a)
+		r := base
+		change(&r)
+		if r.key() == a {
+			t.Errorf("recipe key %s did not change with %+v", a, r)
 		}
+	}
+	if v := kubernetesLDFlags("v1.34.3"); !strings.Contains(v, "gitVersion=v1.34.3") || !strings.Contains(v, "gitMajor=1 ") || !strings.Contains(v, "gitMinor=34 ") {
+		t.Errorf("ldflags %q", v)
 	}
 }
 
@@ -64,7 +71,7 @@ func TestRecipeKeyChangesWithInputs(t *testing.T) {
 func TestCachedBuildsOnce(t *testing.T) {
 	cache := t.TempDir()
 	builds := 0
-	build := func(ctx context.Context, work, out, version string, log *slog.Logger) error {
+	build := func(ctx context.Context, work, out, version string, flags []string, log *slog.Logger) error {
 		builds++
 		time.Sleep(300 * time.Millisecond)
 		return os.WriteFile(filepath.Join(out, "prog"), []byte("x"), 0o755)
@@ -75,7 +82,7 @@ func TestCachedBuildsOnce(t *testing.T) {
 	dirs := make(chan string, 2)
 	for range 2 {
 		go func() {
-			d, err := cached(ctx, cache, "thing", "v1", []string{"prog"}, log, build)
+			d, err := cached(ctx, cache, recipe{name: "thing", version: "v1", outputs: []string{"prog"}, build: build}, log)
 			dirs <- d
 			errs <- err
 		}()
@@ -88,7 +95,7 @@ func TestCachedBuildsOnce(t *testing.T) {
 	if d1, d2 := <-dirs, <-dirs; d1 != d2 {
 		t.Errorf("two directories: %s, %s", d1, d2)
 	}
-	if _, err := cached(ctx, cache, "thing", "v1", []string{"prog"}, log, build); err != nil {
+	if _, err := cached(ctx, cache, recipe{name: "thing", version: "v1", outputs: []string{"prog"}, build: build}, log); err != nil {
 		t.Fatal(err)
 	}
 	if builds != 1 {
@@ -100,10 +107,11 @@ func TestCachedBuildsOnce(t *testing.T) {
 	}
 }
 
-// TestControlPlane starts the real control plane: the API server takes a
-// token, allows privileged pods, serves the NetworkAttachmentDefinition
-// CRD and needs the `default` service account for a pod; Stop by PID
-// leaves nothing behind (asserted in Start's cleanup).
+// TestControlPlane starts the real control plane: the API server is the
+// release built, takes a token (and refuses another), allows privileged
+// pods, serves the NetworkAttachmentDefinition CRD; the controller-manager
+// deletes a namespace with its contents. Stop by PID leaves nothing behind
+// (asserted in Start's cleanup).
 func TestControlPlane(t *testing.T) {
 	cp := Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -126,15 +134,13 @@ func TestControlPlane(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: ns,
 			Annotations: map[string]string{"k8s.v1.cni.cncf.io/networks": `[{"name":"l1","interface":"eth1"}]`}},
 		Spec: corev1.PodSpec{
-			NodeName:                     "nowhere",
 			AutomountServiceAccountToken: &no,
 			Containers: []corev1.Container{{Name: "c", Image: "example.invalid/pause@sha256:" + strings.Repeat("0", 64),
 				SecurityContext: &corev1.SecurityContext{Privileged: &yes}}},
 		},
 	}
-	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "serviceaccount") {
-		t.Errorf("pod without a default service account: err = %v, want a service-account refusal", err)
-	}
+	// The service-account controller or EnsureServiceAccount, whichever
+	// is first, makes `default`; the API server admits the pod only then.
 	if err := EnsureServiceAccount(ctx, cs, ns); err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +184,21 @@ func TestControlPlane(t *testing.T) {
 	}
 	if raw, err := os.ReadFile(cp.Kubeconfig); err != nil || !bytes.Contains(raw, []byte(cp.Server)) {
 		t.Errorf("kubeconfig %s does not name %s: %v", cp.Kubeconfig, cp.Server, err)
+	}
+
+	// The namespace controller empties a deleted namespace and removes it.
+	if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("namespace %s still there after deletion: %v", ns, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
