@@ -251,6 +251,12 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context, bin string) 
 		"--controllers", strings.Join(controllers, ","),
 		"--leader-elect=false",
 		"--secure-port", "0",
+		// The namespace controller sends about 80 requests per deleted
+		// namespace (a list and a delete-collection per resource type);
+		// at the default 20 requests a second it alone makes a
+		// 100-instance teardown take minutes on an otherwise idle API
+		// server.
+		"--kube-api-qps", "200", "--kube-api-burst", "400",
 		"--v", "1",
 	}
 	p, err := startProcess("kube-controller-manager", argv, cp.Kubeconfig, filepath.Join(cp.Dir, "kube-controller-manager.log"))

@@ -39,7 +39,9 @@ func Binaries(tb testing.TB) (*Kubernetes, *Multus) {
 // kube-controller-manager, the Multus CRD) for
 // the test and stops it, by PID, when the test ends, failing the test if
 // anything it started is still running afterwards.
-func Start(tb testing.TB) *ControlPlane {
+// Each configure function may change the Options before the start (for
+// example EtcdOnDisk).
+func Start(tb testing.TB, configure ...func(*Options)) *ControlPlane {
 	tb.Helper()
 	k, m := Binaries(tb)
 	dir, err := os.MkdirTemp("", "ekkube-")
@@ -48,8 +50,11 @@ func Start(tb testing.TB) *ControlPlane {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cp, err := StartControlPlane(ctx, Options{Dir: dir, APIServer: k.APIServer, ControllerManager: k.ControllerManager,
-		CRDs: []string{m.CRD}, Log: TestLogger(tb)})
+	o := Options{Dir: dir, APIServer: k.APIServer, ControllerManager: k.ControllerManager, CRDs: []string{m.CRD}, Log: TestLogger(tb)}
+	for _, f := range configure {
+		f(&o)
+	}
+	cp, err := StartControlPlane(ctx, o)
 	if err != nil {
 		os.RemoveAll(dir)
 		tb.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,9 +71,9 @@ func TestRecipeKeyChangesWithInputs(t *testing.T) {
 // build and does not build again; a warm cache builds nothing.
 func TestCachedBuildsOnce(t *testing.T) {
 	cache := t.TempDir()
-	builds := 0
+	var builds atomic.Int32
 	build := func(ctx context.Context, work, out, version string, flags []string, log *slog.Logger) error {
-		builds++
+		builds.Add(1)
 		time.Sleep(300 * time.Millisecond)
 		return os.WriteFile(filepath.Join(out, "prog"), []byte("x"), 0o755)
 	}
@@ -98,8 +99,8 @@ func TestCachedBuildsOnce(t *testing.T) {
 	if _, err := cached(ctx, cache, recipe{name: "thing", version: "v1", outputs: []string{"prog"}, build: build}, log); err != nil {
 		t.Fatal(err)
 	}
-	if builds != 1 {
-		t.Errorf("built %d times, want 1", builds)
+	if n := builds.Load(); n != 1 {
+		t.Errorf("built %d times, want 1", n)
 	}
 	leftovers, _ := filepath.Glob(filepath.Join(cache, "thing", ".build-*"))
 	if len(leftovers) > 0 {
