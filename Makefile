@@ -61,7 +61,7 @@ FUZZ_TARGETS := \
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .
 
-.PHONY: all deps deps-deb deps-go build bin lint test unit fuzz bench demo demo-down kube-up kube-down clean
+.PHONY: all deps deps-deb deps-go build bin lint test unit fuzz bench demo demo-down kube-up kube-down kube-bin clean
 
 all: build
 
@@ -104,7 +104,10 @@ lint:
 # when it is missing; `make deps` installs everything, so here they run.
 test: unit fuzz
 
-unit:
+# kube-bin first: the Kubernetes and Multus binaries the tests need are built
+# once per version into the test cache (a cold build takes many minutes on 2
+# CPUs), alone and outside the tests' timeouts; afterwards it is a cache hit.
+unit: kube-bin
 	$(GO) test $(TEST_FLAGS) ./...
 
 fuzz:
@@ -141,6 +144,9 @@ kube-up: deps
 
 kube-down:
 	$(GO) run ./internal/kubetest/cmd/kubecluster down -dir $(KUBE_DIR)
+
+kube-bin:
+	$(GO) run ./internal/kubetest/cmd/kubecluster build
 
 clean:
 	$(GO) clean -testcache

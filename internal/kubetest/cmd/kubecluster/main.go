@@ -3,6 +3,7 @@
 //
 //	kubecluster up   [-dir DIR]   build (cached) and start; print the kubeconfig
 //	kubecluster down [-dir DIR]   stop what up started, by PID
+//	kubecluster build             build the binaries into the test cache (make test does, first)
 package main
 
 import (

@@ -17,8 +17,8 @@ const DefaultDir = "/var/tmp/endpointkit-kube"
 
 // Run runs the command line args (without the program name).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "up" && args[0] != "down") {
-		fmt.Fprintln(stderr, "usage: kubecluster up|down [-dir DIR]")
+	if len(args) == 0 || (args[0] != "up" && args[0] != "down" && args[0] != "build") {
+		fmt.Fprintln(stderr, "usage: kubecluster up|down|build [-dir DIR]")
 		return errors.New("no command")
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
@@ -42,6 +42,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	m, err := kubetest.BuildMultus(ctx, ektest.CachePath(), log)
 	if err != nil {
 		return err
+	}
+	if args[0] == "build" {
+		fmt.Fprintf(stdout, "%s\n%s\n%s\n%s\n", k.APIServer, k.ControllerManager, k.Kubelet, m.Plugin)
+		return nil
 	}
 	cp, err := kubetest.StartControlPlane(ctx, kubetest.Options{Dir: *dir, APIServer: k.APIServer, ControllerManager: k.ControllerManager, CRDs: []string{m.CRD}, Log: log})
 	if err != nil {
