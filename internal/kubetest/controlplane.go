@@ -300,8 +300,8 @@ func waitHTTPClient(ctx context.Context, p *Process, hc *http.Client, hdr http.H
 		} else {
 			last = err.Error()
 		}
-		if !p.Running() {
-			return fmt.Errorf("kubetest: %s exited while starting; its log (%s) ends:\n%s", p.Name, p.Log, p.LogTail(3000))
+		if why := p.exited(); why != "" {
+			return fmt.Errorf("kubetest: %s (pid %d) exited while starting (%s); its log (%s) ends:\n%s", p.Name, p.PID, why, p.Log, p.LogTail(3000))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("kubetest: %s not ready after %v (%s: %s); its log (%s) ends:\n%s", p.Name, timeout, url, last, p.Log, p.LogTail(3000))

@@ -21,7 +21,8 @@ type Process struct {
 	Marker string `json:"marker"`
 	Log    string `json:"log"`
 
-	done chan struct{} // closed when the starting process has reaped it
+	done   chan struct{} // closed when the starting process has reaped it
+	status string        // how it ended, once done is closed
 }
 
 // startProcess starts argv in its own session with stdout and stderr
@@ -42,39 +43,68 @@ func startProcess(name string, argv []string, marker, logPath string) (*Process,
 		return nil, fmt.Errorf("kubetest: start %s: %w", name, err)
 	}
 	p := &Process{Name: name, PID: cmd.Process.Pid, Marker: marker, Log: logPath, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }()
+	go func() {
+		err := cmd.Wait()
+		p.status = "exit status 0"
+		if err != nil {
+			p.status = err.Error()
+		}
+		close(p.done)
+	}()
 	return p, nil
 }
 
 // Running reports whether the process still runs (not a zombie, and its
 // PID not reused by another program).
 func (p *Process) Running() bool {
+	return p.exited() == ""
+}
+
+// exited says why the process counts as gone, or "" while it runs.
+func (p *Process) exited() string {
 	if p.done != nil {
 		select {
 		case <-p.done:
-			return false
+			return p.status
 		default:
 		}
 	}
 	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.PID), "cmdline"))
-	if err != nil || !strings.Contains(string(raw), p.Marker) {
-		return false
+	if err != nil {
+		return err.Error()
+	}
+	if !strings.Contains(string(raw), p.Marker) {
+		return fmt.Sprintf("pid %d runs %.80q", p.PID, strings.ReplaceAll(string(raw), "\x00", " "))
 	}
 	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.PID), "stat"))
 	if err != nil {
-		return false
+		return err.Error()
 	}
 	// The state follows the parenthesised command name.
 	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return "a zombie"
+	}
+	return ""
+}
+
+// ours reports whether this process started p and has not reaped it: it
+// is then certainly p, whatever /proc says.
+func (p *Process) ours() bool {
+	if p.done == nil {
 		return false
 	}
-	return true
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // Stop sends SIGTERM, waits up to grace, then SIGKILL. Stopping a process
 // that is gone is not an error.
 func (p *Process) Stop(grace time.Duration) error {
-	if !p.Running() {
+	if !p.Running() && !p.ours() {
 		return nil
 	}
 	if err := syscall.Kill(p.PID, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
@@ -93,14 +123,15 @@ func (p *Process) Stop(grace time.Duration) error {
 }
 
 func (p *Process) wait(d time.Duration) bool {
+	gone := func() bool { return !p.Running() && !p.ours() }
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		if !p.Running() {
+		if gone() {
 			return true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return !p.Running()
+	return gone()
 }
 
 // LogTail returns the last n bytes of the process's log.
