@@ -16,8 +16,11 @@ DEB_PACKAGES := \
 	binutils \
 	busybox-static \
 	ca-certificates \
+	containerd \
 	containernetworking-plugins \
 	debootstrap \
+	docker-registry \
+	docker.io \
 	e2fsprogs \
 	etcd-server \
 	iproute2 \
@@ -32,6 +35,7 @@ DEB_PACKAGES := \
 	python3 \
 	qemu-system-x86 \
 	qemu-utils \
+	runc \
 	sshpass \
 	sudo \
 	xz-utils
@@ -50,9 +54,11 @@ FUZZ_TARGETS := \
 	./configure:FuzzParseAnsibleJSON \
 	./configure:FuzzParseNetconfConfig \
 	./configure:FuzzSplitScriptOutput \
+	./imagebuild:FuzzParseAptDepends \
 	./imagebuild:FuzzParseRecipe \
 	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \
+	./qemulaunch:FuzzLaunchRoundTrip \
 	./qemulaunch:FuzzParsePorts \
 	./wiring:FuzzNewPlan \
 	./wiring:FuzzParseState \
