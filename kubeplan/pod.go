@@ -3,10 +3,10 @@ package kubeplan
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/endpointkit/endpointkit/endpoint"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/wiring"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -58,34 +58,31 @@ type LaunchInput struct {
 	LessonDir string
 }
 
-// Launcher renders the launcher invocation of one endpoint. It is the seam
-// to the launcher's own config ↔ argv/env renderer.
+// Launcher renders the launcher invocation of one endpoint (DefaultLauncher
+// uses the launcher contract, qemulaunch.Launch).
 type Launcher func(LaunchInput) (Launch, error)
 
 // DefaultLauncher runs `endpoint run --image /image` configured through its
-// ENDPOINT_* environment (name, forwarded ports, data interfaces to wait
-// for, guest MACs, lesson directory); readiness is `endpoint health`, which
-// reads the same ENDPOINT_NAME. A TCP probe on the forwarded port would
-// not do: QEMU's user-mode forward accepts connections before the guest
+// ENDPOINT_* environment, rendered by the launcher contract
+// (qemulaunch.Launch.Env): name, forwarded ports, data interfaces to wait
+// for, guest MACs, lesson directory. Readiness is `endpoint health`, which
+// reads the same ENDPOINT_NAME. A TCP probe on the forwarded port would not
+// do: QEMU's user-mode forward accepts connections before the guest
 // listens.
 func DefaultLauncher(in LaunchInput) (Launch, error) {
 	ep := in.Endpoint
-	fw := make([]string, len(in.Forward))
-	for i, p := range in.Forward {
-		fw[i] = strconv.Itoa(p)
+	l := qemulaunch.Launch{Name: ep.Name, Lesson: in.LessonDir, Interfaces: len(ep.Interfaces)}
+	for _, p := range in.Forward {
+		l.Forwards = append(l.Forwards, qemulaunch.Forward{Proto: "tcp", HostPort: p, GuestPort: p})
 	}
-	macs := []string{"eth0=" + ep.ManagementMAC.String()}
+	l.MACs = append(l.MACs, qemulaunch.InterfaceMAC{Interface: "eth0", MAC: ep.ManagementMAC})
 	for _, ifc := range ep.Interfaces {
-		macs = append(macs, ifc.Name+"="+ifc.MAC.String())
+		l.MACs = append(l.MACs, qemulaunch.InterfaceMAC{Interface: ifc.Name, MAC: ifc.MAC})
 	}
-	env := []corev1.EnvVar{
-		{Name: "ENDPOINT_NAME", Value: ep.Name},
-		{Name: "ENDPOINT_FORWARD", Value: strings.Join(fw, ",")},
-		{Name: "ENDPOINT_INTERFACES", Value: strconv.Itoa(len(ep.Interfaces))},
-		{Name: "ENDPOINT_MACS", Value: strings.Join(macs, ",")},
-	}
-	if in.LessonDir != "" {
-		env = append(env, corev1.EnvVar{Name: "ENDPOINT_LESSON", Value: in.LessonDir})
+	var env []corev1.EnvVar
+	for _, kv := range l.Env() {
+		name, value, _ := strings.Cut(kv, "=")
+		env = append(env, corev1.EnvVar{Name: name, Value: value})
 	}
 	return Launch{
 		Command: []string{LauncherPath, "run", "--image", ImageDir},
