@@ -17,10 +17,12 @@ DEB_PACKAGES := \
 	busybox-static \
 	ca-certificates \
 	containerd \
+	containernetworking-plugins \
 	debootstrap \
 	docker-registry \
 	docker.io \
 	e2fsprogs \
+	etcd-server \
 	fish \
 	iproute2 \
 	iputils-ping \
@@ -69,7 +71,7 @@ FUZZ_TARGETS := \
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .
 
-.PHONY: all deps deps-deb deps-go build bin lint test unit fuzz bench demo demo-down clean
+.PHONY: all deps deps-deb deps-go build bin lint test unit fuzz bench demo demo-down kube-up kube-down kube-bin clean
 
 all: build
 
@@ -112,7 +114,10 @@ lint:
 # when it is missing; `make deps` installs everything, so here they run.
 test: unit fuzz
 
-unit:
+# kube-bin first: the Kubernetes and Multus binaries the tests need are built
+# once per version into the test cache (a cold build takes many minutes on 2
+# CPUs), alone and outside the tests' timeouts; afterwards it is a cache hit.
+unit: kube-bin
 	$(GO) test $(TEST_FLAGS) ./...
 
 fuzz:
@@ -138,6 +143,20 @@ demo: deps bin
 
 demo-down: bin
 	bin/lesson down --instance $(DEMO_INSTANCE)
+
+# A single-node Kubernetes control plane (etcd + kube-apiserver built from
+# the Go module proxy, cached in the test cache) for trying the Kubernetes
+# objects by hand; the tests start their own. KUBE_DIR holds its files and PIDs.
+KUBE_DIR ?= /var/tmp/endpointkit-kube
+
+kube-up: deps
+	$(GO) run ./internal/kubetest/cmd/kubecluster up -dir $(KUBE_DIR)
+
+kube-down:
+	$(GO) run ./internal/kubetest/cmd/kubecluster down -dir $(KUBE_DIR)
+
+kube-bin:
+	$(GO) run ./internal/kubetest/cmd/kubecluster build
 
 clean:
 	$(GO) clean -testcache

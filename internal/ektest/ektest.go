@@ -86,14 +86,20 @@ func SharedDir(tb testing.TB) string {
 // /var/tmp/endpointkit-test-cache. Never inside the repository.
 func CacheDir(tb testing.TB) string {
 	tb.Helper()
-	dir := os.Getenv("ENDPOINTKIT_TEST_CACHE")
-	if dir == "" {
-		dir = "/var/tmp/endpointkit-test-cache"
-	}
+	dir := CachePath()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		tb.Fatalf("ektest: cache dir: %v", err)
 	}
 	return dir
+}
+
+// CachePath is the directory CacheDir uses, for programs outside tests
+// (make kube-up): $ENDPOINTKIT_TEST_CACHE, or /var/tmp/endpointkit-test-cache.
+func CachePath() string {
+	if dir := os.Getenv("ENDPOINTKIT_TEST_CACHE"); dir != "" {
+		return dir
+	}
+	return "/var/tmp/endpointkit-test-cache"
 }
 
 // Name returns prefix followed by random hex, at most 15 bytes long (the
