@@ -130,7 +130,7 @@ func (b *Builder) buildDebootstrap(ctx context.Context, r *Recipe, in debootstra
 // debootstrap runs debootstrap (minbase + base and recipe packages),
 // keeping downloaded packages in the cache.
 func (b *Builder) debootstrap(ctx context.Context, r *Recipe, root string) error {
-	pkgs := append(basePackages(), r.Packages...)
+	pkgs := append(append(basePackages(), r.Packages...), r.apis().Packages...)
 	sort.Strings(pkgs)
 	cache := filepath.Join(b.opts.CacheDir, "debootstrap", r.Suite)
 	if err := os.MkdirAll(cache, 0o755); err != nil {
@@ -227,7 +227,7 @@ func interfacesFile(dhcp bool) []byte {
 func (b *Builder) configureRoot(ctx context.Context, r *Recipe, in debootstrapInputs, root string) ([]vmimage.HostKey, error) {
 	b.progress.Step("configure the root file system")
 	var after []string
-	for _, s := range r.Services {
+	for _, s := range append(r.Services, r.apis().Services...) {
 		after = append(after, unitName(s))
 	}
 	fstab := "# endpointkit\n/dev/vda / ext4 rw,errors=remount-ro 0 1\n"
@@ -244,6 +244,7 @@ func (b *Builder) configureRoot(ctx context.Context, r *Recipe, in debootstrapIn
 		fileEntry("/etc/systemd/system/endpointkit-share.service", 0o644, []byte(shareUnit)),
 		fileEntry("/etc/machine-id", 0o444, nil),
 	}
+	plan = append(plan, r.apis().plan()...)
 	if err := plan.writeDir(root); err != nil {
 		return nil, err
 	}

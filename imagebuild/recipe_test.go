@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,12 +47,12 @@ func TestParseRecipeErrors(t *testing.T) {
 			`9:5: users[0].pasword: unknown key; did you mean "password"?`,
 		}},
 		{"alias bomb", bomb, []string{
-			`1:1: m1: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
+			`1:1: m1: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, tests, qemu, readiness)`,
 			// Where the expansion ran out of budget.
 			`1:34: aliases expand to far more nodes than the file holds; refusing to expand them (write the values out)`,
-			`2:1: m2: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
-			`3:1: m3: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
-			`4:1: m4: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
+			`2:1: m2: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, tests, qemu, readiness)`,
+			`3:1: m3: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, tests, qemu, readiness)`,
+			`4:1: m4: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, tests, qemu, readiness)`,
 		}},
 		{"too large", "#" + strings.Repeat(" ", 1<<20), []string{` 1048577 bytes; an image recipe may be at most 1048576 bytes (1 MiB)`}},
 	} {
@@ -175,7 +176,7 @@ func TestResolveDefaults(t *testing.T) {
 		strings.Join(r.Users[0].Groups, ",") != "sudo" || r.Users[0].Shell != "/bin/bash" {
 		t.Errorf("default users = %+v", r.Users)
 	}
-	if r.Suite != DefaultSuite || r.Mirror != DefaultMirror || r.Kernel.Package != DefaultKernel || r.APIs.SSH != 22 || !*r.DHCP {
+	if r.Suite != DefaultSuite || r.Mirror != DefaultMirror || r.Kernel.Package != DefaultKernel || r.APIs.SSH.Port != 22 || !*r.DHCP {
 		t.Errorf("defaults not applied: %+v", r)
 	}
 	if r.Readiness.SerialRegex == "" || len(r.Readiness.SSHPorts) != 1 {
@@ -235,4 +236,49 @@ func FuzzParseRecipe(f *testing.F) {
 		r.Dir = t.TempDir()
 		r.Resolve()
 	})
+}
+
+// TestAPIs: the declarative APIs read true, false or a port, turn into
+// manifest ports and readiness checks, and bad values name their line.
+func TestAPIs(t *testing.T) {
+	r, err := ParseRecipe("image.yaml", []byte("slug: x\nkind: debootstrap\napis: {ssh: true, netconf: yes, http: {port: 8080}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	m := baseManifest(r)
+	if m.APIs.SSH != 22 || m.APIs.NETCONF != 830 || !slices.Equal(m.APIs.HTTP, []int{8080}) {
+		t.Errorf("manifest APIs = %+v", m.APIs)
+	}
+	if !slices.Equal(m.Readiness.SSHPorts, []int{22, 830}) || !slices.Equal(m.Readiness.TCPPorts, []int{8080}) {
+		t.Errorf("readiness = %+v; want SSH on 22 and 830, TCP 8080", m.Readiness)
+	}
+	setup := r.apis()
+	if !slices.Contains(setup.Packages, "netconfd") || !slices.Contains(setup.Services, "netconfd.service") || len(setup.Files) != 2 ||
+		!strings.Contains(setup.Files[0].Content, "--superuser=antidote") || !strings.Contains(setup.Files[1].Content, "Port 830") {
+		t.Errorf("netconf setup = %+v", setup)
+	}
+
+	for _, tc := range []struct{ yaml, want string }{
+		{"apis: {ssh: false}", "image.yaml:3:13: apis.ssh: cannot be off"},
+		{"apis: {netconf: 70000}", "image.yaml:3:17: apis.netconf: want a port in 1-65535 (or true for the standard port), got the number 70000"},
+		{"apis: {netconf: [830]}", "image.yaml:3:17: apis.netconf: want a single value, got a list"},
+		{"apis: {netconf: 22}", "apis.netconf: port 22 is SSH's"},
+		{"apis: {http: {port: 0}}", "apis.http.port: port 0 out of range"},
+		{"tests: [{name: x}]", "tests[0].run: missing"},
+	} {
+		r, err := ParseRecipe("image.yaml", []byte("slug: x\nkind: debootstrap\n"+tc.yaml+"\n"))
+		if err == nil {
+			err = r.Resolve()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.yaml, err, tc.want)
+		}
+	}
+	r, _ = ParseRecipe("image.yaml", []byte("slug: x\nkind: initramfs\napis: {netconf: true}\n"))
+	if err := r.Resolve(); err == nil || !strings.Contains(err.Error(), "no NETCONF server") {
+		t.Errorf("netconf on the tiny image: %v", err)
+	}
 }

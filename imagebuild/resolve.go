@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/endpointkit/endpointkit/imagebuild/agent"
@@ -189,9 +188,7 @@ func (r *Recipe) Resolve() error {
 			bad(f, "user %q has neither password nor authorizedKeys: nobody could log in", u.Name)
 		}
 	}
-	if r.APIs.SSH == 0 {
-		r.APIs.SSH = 22
-	}
+	r.resolveAPIs(bad)
 	if r.DHCP == nil {
 		t := true
 		r.DHCP = &t
@@ -228,16 +225,13 @@ func (r *Recipe) Resolve() error {
 		}
 	}
 	if r.Readiness.SSHPorts == nil {
-		r.Readiness.SSHPorts = []int{r.APIs.SSH}
-	}
-	ports := map[string]int{"apis.ssh": r.APIs.SSH, "apis.netconf": r.APIs.NETCONF}
-	for i, p := range r.APIs.HTTP {
-		ports["apis.http["+strconv.Itoa(i)+"]"] = p
-	}
-	for f, p := range ports {
-		if p < 0 || p > 65535 {
-			bad(f, "port %d out of range 1-65535", p)
+		r.Readiness.SSHPorts = []int{r.APIs.SSH.Port}
+		if p := r.APIs.NETCONF.port(DefaultNETCONFPort); p != 0 {
+			r.Readiness.SSHPorts = append(r.Readiness.SSHPorts, p)
 		}
+	}
+	if r.Readiness.TCPPorts == nil {
+		r.Readiness.TCPPorts = r.APIs.httpPorts()
 	}
 	switch r.QEMU.DiskBus {
 	case "", "virtio", "ide", "scsi":

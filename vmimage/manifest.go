@@ -101,6 +101,10 @@ type Manifest struct {
 	// use.
 	HostKeys []HostKey `json:"hostKeys,omitempty"`
 
+	// Tests are the image's self-tests (`imagebuild test` runs them): each
+	// a script the SSH user runs over SSH after boot, expected to exit 0.
+	Tests []SelfTest `json:"tests,omitempty"`
+
 	// BuildKey identifies the recipe and inputs the image was built from
 	// (hex sha256); a rebuild with the same key is a cache hit. Readers
 	// need not look at it.
@@ -159,6 +163,12 @@ type HostKey struct {
 	Type        string `json:"type"`        // e.g. "ssh-ed25519"
 	Fingerprint string `json:"fingerprint"` // "SHA256:…" as ssh.FingerprintSHA256 prints it
 	PublicKey   string `json:"publicKey"`   // authorized_keys format
+}
+
+// SelfTest is one self-test of an image.
+type SelfTest struct {
+	Name string `json:"name"`
+	Run  string `json:"run"` // a script for sh -ec
 }
 
 // Image is a loaded image directory.
