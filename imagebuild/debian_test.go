@@ -79,5 +79,6 @@ func TestDebianBoots(t *testing.T) {
 	if got := run("cat via-sftp.txt"); got != "ok" {
 		t.Errorf("sftp upload = %q", got)
 	}
+	runSelfTests(t, vm)
 	vm.MustPowerDown(t, 90*time.Second)
 }
