@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit/configure"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/lessonmeta"
 	"github.com/endpointkit/endpointkit/vmimage"
@@ -28,11 +29,15 @@ type configTarget struct {
 // address and forwarded ports, the image's pinned host keys.
 func (c configTarget) target(lessonDir string) configure.Target {
 	m := c.image.Manifest
+	keys, err := qemulaunch.InstanceHostKeys(c.rec.StateDir, c.rec.Name, m)
+	if err != nil {
+		keys = nil // nothing pinned: configure refuses the host (fail closed)
+	}
 	return configure.TargetFor(c.ep, lessonDir, configure.Access{
 		Address:     c.rec.Address.String(),
 		SSHPort:     sshHostPort(c.rec, m),
 		NetconfPort: hostPort(c.rec, m.APIs.NETCONF, 830),
-		HostKeys:    m.HostKeys,
+		HostKeys:    keys,
 	})
 }
 

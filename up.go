@@ -342,8 +342,10 @@ func sshCommand(user, addr string, port int, knownHosts string) string {
 	return cmd + " " + user + "@" + addr
 }
 
-// writeKnownHosts writes the pinned host keys of every endpoint's image
-// under its management address (and SSH port).
+// writeKnownHosts writes the pinned host keys of every endpoint under its
+// management address (and SSH port): its image's, or its own instance
+// identity's for images that take one (made here, before the launch, in
+// the endpoint's state directory, where the launcher finds it).
 func writeKnownHosts(dir string, eps []Endpoint, images imageMetas) error {
 	var b []byte
 	for _, e := range eps {
@@ -352,7 +354,11 @@ func writeKnownHosts(dir string, eps []Endpoint, images imageMetas) error {
 		if p := sshHostPort(e, im.Manifest); p != 22 {
 			host = fmt.Sprintf("[%s]:%d", host, p)
 		}
-		for _, k := range im.Manifest.HostKeys {
+		keys, err := qemulaunch.InstanceHostKeys(e.StateDir, e.Name, im.Manifest)
+		if err != nil {
+			return fmt.Errorf("endpoint %s: %w", e.Name, err)
+		}
+		for _, k := range keys {
 			if k.PublicKey != "" {
 				b = fmt.Appendf(b, "%s %s\n", host, k.PublicKey)
 			}

@@ -306,8 +306,20 @@ func (b *Builder) plan(ctx context.Context, r *Recipe) (*buildPlan, error) {
 		if r.Disk.CloudInit {
 			inputs["seed"] = seedFormat
 		}
+		if r.baked() {
+			inputs["bake"] = bakeFormat
+		}
 		bp.build = func(ctx context.Context, dir string) (*vmimage.Manifest, error) {
 			return b.buildDisk(ctx, r, dir)
+		}
+	case "iso":
+		sum, err := vmimage.FileSHA256(r.ISO.Answers.File)
+		if err != nil {
+			return nil, r.errAt("iso.answers.file", "%v", err)
+		}
+		inputs["iso"], inputs["answers"], inputs["bake"] = r.ISO.SHA256+" "+isoFormat, sum, bakeFormat
+		bp.build = func(ctx context.Context, dir string) (*vmimage.Manifest, error) {
+			return b.buildISO(ctx, r, dir)
 		}
 	}
 	h := sha256.New()
@@ -353,6 +365,11 @@ func keyRecipe(r *Recipe) Recipe {
 		d := *r.Disk
 		d.Path, d.URL = "", ""
 		kr.Disk = &d
+	}
+	if r.ISO != nil {
+		iso := *r.ISO
+		iso.Path, iso.URL, iso.Answers.File = "", "", ""
+		kr.ISO = &iso
 	}
 	return kr
 }

@@ -301,6 +301,12 @@ func unitName(s string) string {
 // createUsers adds the recipe's groups and users with their passwords and
 // authorized keys.
 func (b *Builder) createUsers(ch *chroot, r *Recipe) error {
+	return ch.run(usersScript(r), "create users")
+}
+
+// usersScript is the shell script that adds the recipe's groups and users
+// with their passwords and authorized keys (users that exist are updated).
+func usersScript(r *Recipe) string {
 	var script strings.Builder
 	for _, u := range r.Users {
 		for _, g := range u.Groups {
@@ -318,7 +324,7 @@ func (b *Builder) createUsers(ch *chroot, r *Recipe) error {
 				u.Name, shellQuoteAll(u.AuthorizedKeys))
 		}
 	}
-	return ch.run(script.String(), "create users")
+	return script.String()
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -1,5 +1,12 @@
 package imagebuild
 
+import (
+	"os"
+	"strings"
+
+	"github.com/endpointkit/endpointkit/vmimage"
+)
+
 // ISOSource is an installer ISO and the answers that drive it.
 type ISOSource struct {
 	// Path (relative to the recipe) or URL (http, https, file, or a blob
@@ -35,4 +42,68 @@ type ISOAnswers struct {
 	Format string `yaml:"format,omitempty" json:"format,omitempty" jsonschema:"enum=preseed"`
 	// File is the answer file, relative to the recipe.
 	File string `yaml:"file" json:"file"`
+}
+
+// Answer file formats.
+const (
+	AnswersPreseed = "preseed"
+)
+
+// resolveISO checks the iso: section (kind iso needs it, other kinds must
+// not have it) and fills its defaults.
+func (r *Recipe) resolveISO(bad func(field, format string, a ...any)) {
+	iso := r.ISO
+	switch {
+	case r.Kind == string(vmimage.KindISO) && iso == nil:
+		bad("iso", "missing: kind iso needs iso.path or iso.url, iso.sha256 and iso.answers.file")
+		return
+	case iso == nil:
+		return
+	case r.Kind != string(vmimage.KindISO):
+		bad("iso", "only used by kind iso")
+		return
+	}
+	if (iso.Path == "") == (iso.URL == "") {
+		bad("iso", "give exactly one of path and url")
+	}
+	if iso.Path != "" {
+		iso.Path = r.abs(iso.Path)
+		if _, err := os.Stat(iso.Path); err != nil {
+			bad("iso.path", "missing base file: %v", err)
+		}
+	}
+	if !hexRe.MatchString(iso.SHA256) {
+		bad("iso.sha256", "want the 64 lower-case hex digits of the ISO's sha256 (sha256sum FILE)")
+	}
+	if (iso.Kernel == "") != (iso.Initrd == "") {
+		bad("iso.kernel", "give both iso.kernel and iso.initrd (paths inside the ISO), or neither")
+	}
+	for f, p := range map[string]string{"iso.kernel": iso.Kernel, "iso.initrd": iso.Initrd} {
+		if p != "" && !strings.HasPrefix(p, "/") {
+			bad(f, "%q: want an absolute path inside the ISO", p)
+		}
+	}
+	switch iso.Answers.Format {
+	case "":
+		iso.Answers.Format = AnswersPreseed
+	case AnswersPreseed:
+	case "kickstart", "autoinstall":
+		bad("iso.answers.format", "%s answer files are not supported yet; only preseed (the Debian installer)", iso.Answers.Format)
+	default:
+		bad("iso.answers.format", "%q: want preseed%s", iso.Answers.Format, didYouMean(iso.Answers.Format, AnswersPreseed))
+	}
+	if iso.Answers.File == "" {
+		bad("iso.answers.file", "missing: the answer file, relative to the recipe")
+	} else {
+		iso.Answers.File = r.abs(iso.Answers.File)
+		if _, err := os.Stat(iso.Answers.File); err != nil {
+			bad("iso.answers.file", "missing base file: %v", err)
+		}
+	}
+	if iso.DiskSizeMiB == 0 {
+		iso.DiskSizeMiB = 4096
+	}
+	if iso.TimeoutMinutes == 0 {
+		iso.TimeoutMinutes = 60
+	}
 }

@@ -64,11 +64,11 @@ func (r *Recipe) Resolve() error {
 	}
 	kind := vmimage.Kind(r.Kind)
 	switch kind {
-	case vmimage.KindInitramfs, vmimage.KindDebootstrap, vmimage.KindDisk:
+	case vmimage.KindInitramfs, vmimage.KindDebootstrap, vmimage.KindDisk, vmimage.KindISO:
 	case "":
-		bad("kind", "missing: one of initramfs, debootstrap, disk")
+		bad("kind", "missing: one of initramfs, debootstrap, disk, iso")
 	default:
-		bad("kind", "%q: want one of initramfs, debootstrap, disk%s", r.Kind, didYouMean(r.Kind, "initramfs", "debootstrap", "disk"))
+		bad("kind", "%q: want one of initramfs, debootstrap, disk, iso%s", r.Kind, didYouMean(r.Kind, "initramfs", "debootstrap", "disk", "iso"))
 	}
 	switch r.Flavor {
 	case "":
@@ -77,7 +77,7 @@ func (r *Recipe) Resolve() error {
 	default:
 		bad("flavor", "%q: want trusted, untrusted or legacy%s", r.Flavor, didYouMean(r.Flavor, "trusted", "untrusted", "legacy"))
 	}
-	if kind != vmimage.KindDisk && r.Kernel.Package == "" {
+	if (kind == vmimage.KindInitramfs || kind == vmimage.KindDebootstrap) && r.Kernel.Package == "" {
 		r.Kernel.Package = DefaultKernel
 	}
 	if r.Kernel.Package != "" && !debName.MatchString(r.Kernel.Package) {
@@ -87,16 +87,16 @@ func (r *Recipe) Resolve() error {
 		for _, f := range []struct {
 			name string
 			set  bool
-		}{{"suite", r.Suite != ""}, {"mirror", r.Mirror != ""}, {"packages", len(r.Packages) > 0},
-			{"services", len(r.Services) > 0}, {"diskSizeMiB", r.DiskSizeMiB != 0}} {
+		}{{"suite", r.Suite != ""}, {"mirror", r.Mirror != ""}, {"packages", len(r.Packages) > 0 && kind != vmimage.KindISO},
+			{"services", len(r.Services) > 0 && kind != vmimage.KindISO}, {"diskSizeMiB", r.DiskSizeMiB != 0}} {
 			if f.set {
 				bad(f.name, "only used by kind debootstrap (this recipe is %s)", r.Kind)
 			}
 		}
 		switch {
-		case len(r.Steps) == 0:
+		case len(r.Steps) == 0 || kind == vmimage.KindISO:
 		case kind != vmimage.KindDisk:
-			bad("steps", "only used by kind debootstrap (run in the image at build) and disk with disk.cloudInit (run at first boot)")
+			bad("steps", "only used by kinds debootstrap and iso (run in the image at build) and disk with disk.cloudInit (run at first boot)")
 		case r.Disk != nil && !r.Disk.CloudInit:
 			bad("steps", "a disk image runs steps at first boot through cloud-init: set disk.cloudInit: true (for an image that runs cloud-init)")
 		}
@@ -216,9 +216,13 @@ func (r *Recipe) Resolve() error {
 			bad("readiness.serialRegex", "%v", err)
 		}
 	}
+	r.resolveISO(bad)
+	if r.Bake != nil && *r.Bake && !r.baked() {
+		bad("bake", "only kinds iso and disk with disk.cloudInit have a first boot to bake")
+	}
 	if r.Readiness.SerialRegex == "" {
 		switch {
-		case kind != vmimage.KindDisk:
+		case kind != vmimage.KindDisk || r.baked():
 			r.Readiness.SerialRegex = agent.ReadyRegex
 		case r.Disk != nil && r.Disk.CloudInit:
 			r.Readiness.SerialRegex = CloudInitReadyRegex
