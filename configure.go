@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit/configure"
-	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/lessonmeta"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 

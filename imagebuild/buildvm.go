@@ -101,7 +101,9 @@ func startBuildVM(args []string, log *lineWriter) (*buildVM, error) {
 	return v, nil
 }
 
-type teeWriter struct{ a, b interface{ Write([]byte) (int, error) } }
+type teeWriter struct {
+	a, b interface{ Write([]byte) (int, error) }
+}
 
 func (t teeWriter) Write(p []byte) (int, error) {
 	t.b.Write(p)

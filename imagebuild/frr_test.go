@@ -1,8 +1,8 @@
 package imagebuild_test
 
 import (
-	"context"
 	"bufio"
+	"context"
 	"net"
 	"strings"
 	"testing"
