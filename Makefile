@@ -16,10 +16,12 @@ DEB_PACKAGES := \
 	binutils \
 	busybox-static \
 	ca-certificates \
+	debian-installer-12-netboot-amd64 \
 	debootstrap \
 	e2fsprogs \
 	iproute2 \
 	iputils-ping \
+	isolinux \
 	kmod \
 	netconfd \
 	netconfd-module-ietf-interfaces \
@@ -32,6 +34,8 @@ DEB_PACKAGES := \
 	qemu-utils \
 	sshpass \
 	sudo \
+	syslinux-common \
+	xorriso \
 	xz-utils
 
 # Go tools, as module@version.
@@ -48,6 +52,7 @@ FUZZ_TARGETS := \
 	./configure:FuzzParseAnsibleJSON \
 	./configure:FuzzParseNetconfConfig \
 	./configure:FuzzSplitScriptOutput \
+	./imagebuild:FuzzParsePreseed \
 	./imagebuild:FuzzParseRecipe \
 	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \

@@ -35,7 +35,7 @@ var installerDebianLayouts = [][2]string{
 
 // questionQuiet is how long an installer may sit at a question before the
 // build fails naming it.
-const questionQuiet = 90 * time.Second
+const questionQuiet = 30 * time.Second
 
 // buildISO installs from the recipe's ISO into a new qcow2 and bakes its
 // first boot: the ISO (verified, kept in the raw-image store) gives the
