@@ -30,7 +30,7 @@ const builderVersion = "imagebuild/2"
 func builderFingerprint() string {
 	h := sha256.New()
 	enc := json.NewEncoder(h)
-	enc.Encode([]any{builderVersion, initramfsCmdline, debianCmdline, profile, bootModules(), shareModules(),
+	enc.Encode([]any{builderVersion, initramfsCmdline, debianCmdline, DebianBootTrim(), profile, bootModules(), shareModules(),
 		basePackages(), stage1Modules(), rootModuleDirs(), sshdConfig, sudoersFile, dataNICRule, readyUnit, shareUnit,
 		interfacesFile(true)})
 	return hex.EncodeToString(h.Sum(nil))

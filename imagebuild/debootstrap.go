@@ -112,7 +112,7 @@ func (b *Builder) buildDebootstrap(ctx context.Context, r *Recipe, in debootstra
 	m := baseManifest(r)
 	m.Kernel, m.KernelFormat, m.Initrd, m.KernelVersion = KernelFile, vmimage.KernelPVH, InitrdFile, in.kernel.Version
 	m.Disk, m.DiskFormat = DiskFile, "qcow2"
-	m.Cmdline = joinCmdline(debianCmdline, r.Kernel.Cmdline)
+	m.Cmdline = joinCmdline(debianCmdline+" "+strings.Join(DebianBootTrim(), " "), r.Kernel.Cmdline)
 	m.Share9P = true
 	m.HostKeys = keys
 	if m.QEMU.MemoryMiB == 0 {

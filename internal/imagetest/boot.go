@@ -36,7 +36,8 @@ type BootOptions struct {
 	// ExtraForwards are more guest TCP ports forwarded to random local
 	// ports (see VM.Forwarded).
 	ExtraForwards []int
-	// Timeout bounds the wait for the serial marker and SSH; default 2 min.
+	// Timeout bounds the wait for the serial marker and SSH; default 5 min (a loaded
+	// 2-CPU machine has taken 3.5 min to boot the Debian image).
 	Timeout time.Duration
 	// Drives are extra raw disk images attached read-only (virtio), after
 	// the image's own disk.
@@ -198,7 +199,7 @@ func Boot(tb testing.TB, im *vmimage.Image, opts BootOptions) *VM {
 		opts.Hostname = ektest.Name("t")
 	}
 	if opts.Timeout == 0 {
-		opts.Timeout = 2 * time.Minute
+		opts.Timeout = 5 * time.Minute
 	}
 	dir, err := os.MkdirTemp("", "ekboot")
 	if err != nil {
