@@ -105,11 +105,12 @@ var screenBarRE = regexp.MustCompile(`\[[^\]\n]*\(\d\*[^\]\n]*\]\[[^\]\n]*\]`)
 // debianQuestion finds the question the Debian installer's text frontend
 // (DEBIAN_FRONTEND=text) is waiting at on a console — a title, a line of
 // dashes, the question's text, its choices and a last line starting
-// "Prompt: " — and returns "TITLE: FIRST LINE OF TEXT"; "" when the
-// console does not end at a prompt.
+// "Prompt: ", or for a note or an error "[Press enter to continue]" — and
+// returns "TITLE: FIRST LINE OF TEXT"; "" when the console does not end
+// at a prompt.
 func debianQuestion(console string) string {
 	text := screenBarRE.ReplaceAllString(plainConsole(console), "")
-	p := strings.LastIndex(text, "Prompt: ")
+	p := max(strings.LastIndex(text, "Prompt: "), strings.LastIndex(text, "[Press enter to continue]"))
 	if p < 0 || strings.Contains(strings.TrimSpace(text[p:]), "\n") {
 		return ""
 	}

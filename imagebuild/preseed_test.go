@@ -70,6 +70,10 @@ func TestDebianQuestion(t *testing.T) {
 	if got := debianQuestion(string(raw) + "\r\nRetrying...  ... 10%"); got != "" {
 		t.Errorf("question after progress = %q; want none", got)
 	}
+	errScreen := "Choose a mirror of the Debian archive\r\n-------------------------------------\r\n\r\n!! ERROR: Bad archive mirror\r\n\r\nAn error has been detected.\r\n[Press enter to continue] "
+	if got := debianQuestion(errScreen); got != "Choose a mirror of the Debian archive: !! ERROR: Bad archive mirror" {
+		t.Errorf("error screen question = %q", got)
+	}
 	if got := debianQuestion("Loading additional components ... 50%"); got != "" {
 		t.Errorf("question = %q; want none", got)
 	}
