@@ -66,6 +66,7 @@ func TestImage(ctx context.Context, im *vmimage.Image, accel Accel, log *slog.Lo
 		return nil, err
 	}
 	defer vm.Kill()
+	m = vm.cfg.Image.Manifest // with the instance's own host keys, if it has an identity
 	rep := &TestReport{Accel: vm.Plan().Accel, Forwards: vm.Forwards()}
 	if err := vm.Ready(ctx); err != nil {
 		return rep, fmt.Errorf("%w\nconsole tail:\n%s", err, vm.Console().Tail(2000))
