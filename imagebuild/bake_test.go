@@ -27,7 +27,9 @@ func TestBakedDiskBoots(t *testing.T) {
 	ektest.RequireQEMU(t)
 	vendor, sum := imagetest.CloudInitDisk(t)
 	bakedDir, _ := cloudInitRecipe(t, "path: "+vendor, sum, "")
+	start := time.Now()
 	baked := imagetest.Build(t, bakedDir)
+	t.Logf("baked image built (or from the cache) in %s", time.Since(start).Round(100*time.Millisecond))
 	m := baked.Manifest
 	if m.Seed != "" || len(m.HostKeys) != 0 || m.Identity != vmimage.IdentityFWCfg || !strings.Contains(m.Readiness.SerialRegex, "endpointkit: ready") {
 		t.Fatalf("baked manifest: seed %q, %d host keys, identity %q, readiness %q; want no seed, no keys, fw_cfg identity, the ready marker",
