@@ -193,10 +193,10 @@ func plainConsole(s string) string {
 }
 
 // consoleTail is the last n non-empty lines of a console, without
-// control sequences.
+// control sequences and the installer's GNU screen status bar.
 func consoleTail(s string, n int) string {
 	var lines []string
-	for _, l := range strings.Split(plainConsole(s), "\n") {
+	for _, l := range strings.Split(screenBarRE.ReplaceAllString(plainConsole(s), ""), "\n") {
 		if strings.TrimSpace(l) != "" {
 			lines = append(lines, strings.TrimRight(l, " "))
 		}
