@@ -60,7 +60,7 @@
 //     directly, with `url=` naming the answer file, served by a built-in
 //     HTTP server on the QEMU user network's host address (10.0.2.2) —
 //     the recipe's answers plus endpointkit's: power off at the end, and
-//     a late command that runs the provisioning script ([provisionScript]:
+//     a late command that runs the provisioning script ([ProvisionScript]:
 //     users, sudo, sshd, the recipe's and the APIs' packages and files,
 //     services and steps) in the installed system. The installer runs
 //     under multi-threaded TCG on two vCPUs with the target disk's cache

@@ -72,7 +72,7 @@ func (b *Builder) buildISO(ctx context.Context, r *Recipe, dir string) (*vmimage
 	if err != nil {
 		return nil, fmt.Errorf("imagebuild: %w", err)
 	}
-	script, err := provisionScript(r)
+	script, err := ProvisionScript(r)
 	if err != nil {
 		return nil, err
 	}

@@ -8,14 +8,17 @@ import (
 	"strings"
 )
 
-// provisionScript is the shell script that turns an installed Debian into
+// ProvisionScript returns the shell script that turns an installed Debian into
 // the recipe's endpoint, run as root inside it (the installer's late
 // command runs it in the target system): the users, sudo without a
 // password for group sudo, sshd's password logins, the recipe's and the
 // APIs' packages and files, the identity, readiness and bake services,
 // the recipe's services enabled and its steps, in that order — the same
 // steps as the debootstrap builder's, in shell.
-func provisionScript(r *Recipe) (string, error) {
+func ProvisionScript(r *Recipe) (string, error) {
+	if err := r.Resolve(); err != nil {
+		return "", err
+	}
 	var s strings.Builder
 	s.WriteString("#!/bin/sh\n# endpointkit imagebuild: provision the installed system (recipe " + r.Slug + ").\nset -eu\nexport DEBIAN_FRONTEND=noninteractive LC_ALL=C\n")
 	s.WriteString("echo 'endpointkit: provisioning'\n")
@@ -48,6 +51,8 @@ func provisionScript(r *Recipe) (string, error) {
 	for i, step := range r.Steps {
 		fmt.Fprintf(&s, "echo 'endpointkit: step %d'\nsh -ec %s\n", i+1, shellQuote(step))
 	}
+	// GRUB's menu waits 5 s at every boot by default.
+	s.WriteString("if [ -f /etc/default/grub ]; then sed -i 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=0/' /etc/default/grub && update-grub; fi\n")
 	s.WriteString("apt-get clean\necho 'endpointkit: provisioned'\n")
 	return s.String(), nil
 }
