@@ -157,7 +157,7 @@ func TestSeedISOLabel(t *testing.T) {
 // checks the users, hostname, runcmd and that the host keys it installs
 // are the ones the manifest will list.
 func TestSeedUserData(t *testing.T) {
-	r, err := ParseRecipe("image.yaml", []byte("slug: vendor-x\nkind: disk\ndisk: {path: /dev/null, sha256: "+strings.Repeat("a", 64)+", cloudInit: true}\n"+
+	r, err := ParseRecipe("image.yaml", []byte("slug: vendor-x\nkind: disk\nbake: false\ndisk: {path: /dev/null, sha256: "+strings.Repeat("a", 64)+", cloudInit: true}\n"+
 		"users:\n  - {name: antidote, password: pw, authorizedKeys: ['ssh-ed25519 AAAA k']}\n  - {name: ops, password: o, groups: [wheel]}\n"+
 		"steps:\n  - touch /x\n  - |\n    echo 'a b' > /y\n"))
 	if err != nil {

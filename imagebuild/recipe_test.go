@@ -128,7 +128,7 @@ func TestResolveErrors(t *testing.T) {
 	}{
 		{"missing slug and kind", "description: d\n", []string{"slug: missing", "kind: missing"}},
 		{"bad kind", "slug: x\nkind: vm\n", []string{path + `:2:7: kind: "vm": want one of initramfs, debootstrap, disk`}},
-		{"kind typo", "slug: x\nkind: initramf\n", []string{path + `:2:7: kind: "initramf": want one of initramfs, debootstrap, disk; did you mean "initramfs"?`}},
+		{"kind typo", "slug: x\nkind: initramf\n", []string{path + `:2:7: kind: "initramf": want one of initramfs, debootstrap, disk, iso; did you mean "initramfs"?`}},
 		{"enum typos", "slug: x\nkind: disk\nflavor: Trusted\ndisk: {path: " + path + ", sha256: " + strings.Repeat("a", 64) + ", format: qcow}\nqemu: {diskBus: virtio-blk}\n", []string{
 			path + `:3:9: flavor: "Trusted": want trusted, untrusted or legacy; did you mean "trusted"?`,
 			path + `:4:` + strconv.Itoa(len(path)+98) + `: disk.format: "qcow": want qcow2, vmdk or raw; did you mean "qcow2"?`,
@@ -143,7 +143,7 @@ func TestResolveErrors(t *testing.T) {
 		{"user without login", "slug: x\nkind: initramfs\nusers:\n  - name: bob\n", []string{`users[0]: user "bob" has neither password nor authorizedKeys`}},
 		{"root user", "slug: x\nkind: initramfs\nusers:\n  - name: root\n    password: x\n", []string{"users[0].name: root is not a login user"}},
 		{"bad regex", "slug: x\nkind: initramfs\nreadiness:\n  serialRegex: '('\n", []string{"readiness.serialRegex: error parsing regexp"}},
-		{"steps on initramfs", "slug: x\nkind: initramfs\nsteps: [true]\n", []string{path + `:3:8: steps: only used by kind debootstrap`}},
+		{"steps on initramfs", "slug: x\nkind: initramfs\nsteps: [true]\n", []string{path + `:3:8: steps: only used by kinds debootstrap and iso`}},
 		{"steps on disk without cloud-init", "slug: x\nkind: disk\ndisk:\n  path: " + path + "\n  sha256: " + strings.Repeat("a", 64) + "\nsteps: [true]\n",
 			[]string{path + `:6:8: steps: a disk image runs steps at first boot through cloud-init: set disk.cloudInit`}},
 		{"bad mirror", "slug: x\nkind: debootstrap\nmirror: deb.debian.org\n", []string{`mirror: "deb.debian.org": want an http://`}},
@@ -280,5 +280,48 @@ func TestAPIs(t *testing.T) {
 	r, _ = ParseRecipe("image.yaml", []byte("slug: x\nkind: initramfs\napis: {netconf: true}\n"))
 	if err := r.Resolve(); err == nil || !strings.Contains(err.Error(), "no NETCONF server") {
 		t.Errorf("netconf on the tiny image: %v", err)
+	}
+}
+
+// TestResolveISOAndBake: kind iso needs its iso section, names a bad
+// answers format, and bake is refused where there is no first boot.
+func TestResolveISOAndBake(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "d.iso"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(dir, "p.cfg"), []byte("d-i a/b string c\n"), 0o644)
+	sum := strings.Repeat("0", 64)
+	for _, tc := range []struct{ yaml, want string }{
+		{"kind: iso\n", "iso: missing: kind iso needs iso.path or iso.url"},
+		{"kind: iso\niso: {path: d.iso, sha256: " + sum + ", answers: {format: kickstart, file: p.cfg}}\n", "iso.answers.format: kickstart answer files are not supported yet"},
+		{"kind: iso\niso: {path: d.iso, sha256: " + sum + ", answers: {format: presed, file: p.cfg}}\n", `did you mean "preseed"?`},
+		{"kind: iso\niso: {path: d.iso, sha256: " + sum + ", kernel: /linux, answers: {file: p.cfg}}\n", "iso.kernel: give both iso.kernel and iso.initrd"},
+		{"kind: iso\niso: {path: d.iso, sha256: " + sum + ", answers: {file: missing.cfg}}\n", "iso.answers.file: missing base file"},
+		{"kind: debootstrap\niso: {path: d.iso, sha256: " + sum + ", answers: {file: p.cfg}}\n", "iso: only used by kind iso"},
+		{"kind: debootstrap\nbake: true\n", "bake: only kinds iso and disk with disk.cloudInit"},
+	} {
+		path := filepath.Join(dir, "image.yaml")
+		os.WriteFile(path, []byte("slug: x\n"+tc.yaml), 0o644)
+		r, err := LoadRecipe(path)
+		if err == nil {
+			err = r.Resolve()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v; want %q", tc.yaml, err, tc.want)
+		}
+	}
+	path := filepath.Join(dir, "image.yaml")
+	os.WriteFile(path, []byte("slug: x\nkind: iso\niso: {path: d.iso, sha256: "+sum+", answers: {file: p.cfg}}\n"), 0o644)
+	r, err := LoadRecipe(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.baked() || r.ISO.Answers.Format != AnswersPreseed || r.ISO.DiskSizeMiB != 4096 || r.Readiness.SerialRegex == "" || r.ISO.Path != filepath.Join(dir, "d.iso") {
+		t.Errorf("iso defaults: %+v, baked %v, readiness %q", r.ISO, r.baked(), r.Readiness.SerialRegex)
+	}
+	if err := r.Resolve(); err != nil {
+		t.Errorf("a second Resolve: %v", err)
 	}
 }
