@@ -209,6 +209,8 @@ func FuzzParseRecipe(f *testing.F) {
 	}
 	f.Add([]byte("slug: x\nkind: disk\ndisk: {url: http://x, sha256: 00}\n"))
 	f.Add([]byte("a: &x [1]\nb: *x\n"))
+	f.Add([]byte("slug: x\nkind: iso\nbake: no\niso: {url: http://x/d.iso, sha256: 00, kernel: /k, answers: {format: preseed, file: p.cfg}}\n"))
+	f.Add([]byte("slug: x\nkind: debootstrap\napis: {ssh: 2222, netconf: yes, http: {port: 8080}}\ntests: [{name: t, run: 'true'}]\n"))
 	f.Add([]byte("slug: x\nsulg: y\nusers: [{<<: {name: a}, pasword: p}]\n---\nkind: disk\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		r, err := ParseRecipe("fuzz.yaml", raw)
