@@ -23,8 +23,8 @@ const BakeMarker = "endpointkit: baked"
 // baked images.
 const bakeFormat = "bake/1: identity from fw_cfg, ready unit, cloud-init disabled, host keys and machine-id cleared, fstrim"
 
-// bakeTimeout bounds a bake boot; bakePowerOff the power-off after its
-// marker.
+// bakeTimeout is the default bound of a bake boot; bakePowerOff bounds
+// the power-off after its marker.
 const (
 	bakeTimeout  = 30 * time.Minute
 	bakePowerOff = 3 * time.Minute
@@ -156,7 +156,7 @@ func (b *Builder) bakeDisk(ctx context.Context, disk string, seed []byte, memMiB
 	}
 	defer vm.kill()
 	marker := regexp.MustCompile(regexp.QuoteMeta(BakeMarker) + `\b`)
-	if err := vm.wait(ctx, vmWatch{what: "bake boot", marker: marker, deadline: bakeTimeout}); err != nil {
+	if err := vm.wait(ctx, vmWatch{what: "bake boot", marker: marker, deadline: b.opts.BakeTimeout}); err != nil {
 		return err
 	}
 	select {

@@ -69,6 +69,10 @@ type Options struct {
 	// StoreURL is the raw-image store of vendor disks (gocloud.dev/blob
 	// bucket URL). Default: file://<CacheDir>/disks.
 	StoreURL string
+	// BakeTimeout bounds a bake boot (default 30 min): a guest that has
+	// not printed BakeMarker by then fails the build with the console's
+	// tail.
+	BakeTimeout time.Duration
 	// Logger receives structured progress; nil discards.
 	Logger *slog.Logger
 	// Progress, when a terminal, shows steps and long-running output as
@@ -92,6 +96,9 @@ func New(opts Options) *Builder {
 	}
 	if opts.Busybox == "" {
 		opts.Busybox = DefaultBusybox
+	}
+	if opts.BakeTimeout == 0 {
+		opts.BakeTimeout = bakeTimeout
 	}
 	log := opts.Logger
 	if log == nil {

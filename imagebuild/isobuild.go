@@ -151,7 +151,7 @@ func (b *Builder) bakeInstalled(ctx context.Context, disk string) error {
 	}
 	defer vm.kill()
 	marker := regexp.MustCompile(regexp.QuoteMeta(BakeMarker) + `\b`)
-	if err := vm.wait(ctx, vmWatch{what: "bake boot", marker: marker, deadline: bakeTimeout}); err != nil {
+	if err := vm.wait(ctx, vmWatch{what: "bake boot", marker: marker, deadline: b.opts.BakeTimeout}); err != nil {
 		return err
 	}
 	select {
