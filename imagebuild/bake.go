@@ -136,7 +136,7 @@ func bakeSeed(r *Recipe, instanceID string) (*Seed, error) {
 
 // bakeDisk boots disk (qcow2) once with seed attached, waits for the bake
 // marker and the guest's own power-off, and compacts the disk in place.
-func (b *Builder) bakeDisk(ctx context.Context, disk string, seed []byte, memMiB int) (err error) {
+func (b *Builder) bakeDisk(ctx context.Context, disk string, seed []byte, memMiB int) error {
 	seedPath := disk + ".bake-seed.iso"
 	if err := os.WriteFile(seedPath, seed, 0o600); err != nil {
 		return err
@@ -147,6 +147,15 @@ func (b *Builder) bakeDisk(ctx context.Context, disk string, seed []byte, memMiB
 		"-drive", "file="+seedPath+",format=raw,if=virtio,readonly=on",
 		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0")
 	b.progress.Step("bake: first boot, saved into the image")
+	if err := b.bakeBoot(ctx, args); err != nil {
+		return err
+	}
+	return compactQcow2(ctx, disk)
+}
+
+// bakeBoot runs a bake boot: QEMU with args until the guest prints
+// BakeMarker and powers itself off.
+func (b *Builder) bakeBoot(ctx context.Context, args []string) error {
 	lines := b.progress.Lines("bake boot").(*lineWriter)
 	defer lines.Close()
 	start := time.Now()
@@ -169,8 +178,8 @@ func (b *Builder) bakeDisk(ctx context.Context, disk string, seed []byte, memMiB
 		con, _ := vm.text()
 		return &BuildVMError{What: "bake boot", Msg: fmt.Sprintf("qemu: %v", vm.err), Console: consoleTail(con, 30)}
 	}
-	b.log.Info("baked", "disk", disk, "elapsed", time.Since(start).Round(time.Second))
-	return compactQcow2(ctx, disk)
+	b.log.Info("baked", "elapsed", time.Since(start).Round(time.Second))
+	return nil
 }
 
 // compactQcow2 rewrites a qcow2 compressed (zstd), dropping unused and

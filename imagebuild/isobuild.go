@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"time"
 
@@ -143,22 +142,8 @@ func (b *Builder) bakeInstalled(ctx context.Context, disk string) error {
 		"-fw_cfg", "name="+bakeFWCfgName+",file="+flag,
 		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0")
 	b.progress.Step("bake: first boot of the installed system")
-	lines := b.progress.Lines("bake boot").(*lineWriter)
-	defer lines.Close()
-	vm, err := startBuildVM(args, lines)
-	if err != nil {
+	if err := b.bakeBoot(ctx, args); err != nil {
 		return err
-	}
-	defer vm.kill()
-	marker := regexp.MustCompile(regexp.QuoteMeta(BakeMarker) + `\b`)
-	if err := vm.wait(ctx, vmWatch{what: "bake boot", marker: marker, deadline: b.opts.BakeTimeout}); err != nil {
-		return err
-	}
-	select {
-	case <-vm.done:
-	case <-time.After(bakePowerOff):
-		con, _ := vm.text()
-		return &BuildVMError{What: "bake boot", Msg: fmt.Sprintf("printed %q but did not power off within %s", BakeMarker, bakePowerOff), Console: consoleTail(con, 30)}
 	}
 	return compactQcow2(ctx, disk)
 }
