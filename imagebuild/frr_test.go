@@ -55,7 +55,7 @@ func TestNetconfBoots(t *testing.T) {
 	addr := vm.Forwarded(830)
 	cfg := imagetest.ClientConfig(im)
 	var hello string
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute) // margin for a loaded host
 	for {
 		h, err := netconfHello(addr, cfg)
 		if err == nil {
