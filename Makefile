@@ -16,8 +16,11 @@ DEB_PACKAGES := \
 	binutils \
 	busybox-static \
 	ca-certificates \
+	containerd \
 	debian-installer-12-netboot-amd64 \
 	debootstrap \
+	docker-registry \
+	docker.io \
 	e2fsprogs \
 	iproute2 \
 	iputils-ping \
@@ -32,6 +35,7 @@ DEB_PACKAGES := \
 	python3 \
 	qemu-system-x86 \
 	qemu-utils \
+	runc \
 	sshpass \
 	sudo \
 	syslinux-common \
@@ -52,10 +56,12 @@ FUZZ_TARGETS := \
 	./configure:FuzzParseAnsibleJSON \
 	./configure:FuzzParseNetconfConfig \
 	./configure:FuzzSplitScriptOutput \
+	./imagebuild:FuzzParseAptDepends \
 	./imagebuild:FuzzParsePreseed \
 	./imagebuild:FuzzParseRecipe \
 	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \
+	./qemulaunch:FuzzLaunchRoundTrip \
 	./qemulaunch:FuzzParsePorts \
 	./wiring:FuzzNewPlan \
 	./wiring:FuzzParseState \

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/endpointkit/endpointkit/internal/text"
 )
 
 // PreseedLine is one setting of a Debian installer answer file (preseed):
@@ -26,19 +28,19 @@ func ParsePreseed(path string, data []byte) ([]PreseedLine, error) {
 	n, start := 0, 0
 	var cur strings.Builder
 	flush := func() error {
-		text := strings.TrimSpace(cur.String())
+		setting := strings.TrimSpace(cur.String())
 		cur.Reset()
-		if text == "" || strings.HasPrefix(text, "#") {
+		if setting == "" || strings.HasPrefix(setting, "#") {
 			return nil
 		}
-		f := strings.Fields(text)
+		f := strings.Fields(setting)
 		if len(f) < 3 {
-			return fmt.Errorf("%s:%d: want OWNER QUESTION TYPE [VALUE], got %q", path, start, firstLine(text))
+			return fmt.Errorf("%s:%d: want OWNER QUESTION TYPE [VALUE], got %q", path, start, text.FirstLine(setting))
 		}
 		value := ""
 		if len(f) > 3 {
 			// the value is the rest of the line after TYPE, as debconf reads it
-			rest := text
+			rest := setting
 			for _, w := range f[:3] {
 				rest = strings.TrimLeft(rest[strings.Index(rest, w)+len(w):], " \t")
 			}

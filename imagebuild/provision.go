@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+
+	"github.com/endpointkit/endpointkit/internal/text"
 )
 
 // ProvisionScript returns the shell script that turns an installed Debian into
@@ -23,14 +25,14 @@ func ProvisionScript(r *Recipe) (string, error) {
 	s.WriteString("#!/bin/sh\n# endpointkit imagebuild: provision the installed system (recipe " + r.Slug + ").\nset -eu\nexport DEBIAN_FRONTEND=noninteractive LC_ALL=C\n")
 	s.WriteString("echo 'endpointkit: provisioning'\n")
 	s.WriteString(usersScript(r))
-	writeFile(&s, "/etc/sudoers.d/endpointkit", 0o440, []byte(sudoersFile))
-	writeFile(&s, "/etc/ssh/sshd_config.d/endpointkit.conf", 0o644, []byte(sshdConfig))
+	writeShellFile(&s, "/etc/sudoers.d/endpointkit", 0o440, []byte(sudoersFile))
+	writeShellFile(&s, "/etc/ssh/sshd_config.d/endpointkit.conf", 0o644, []byte(sshdConfig))
 	api := r.apis()
 	if pkgs := append(append([]string{"openssh-server", "sudo"}, r.Packages...), api.Packages...); len(pkgs) > 0 {
 		fmt.Fprintf(&s, "apt-get install -y --no-install-recommends %s\n", strings.Join(pkgs, " "))
 	}
 	for _, f := range append(append(api.Files, r.bakeFiles()...), apiFile{"/etc/systemd/system/endpointkit-bake.service", 0o644, bakeUnit}) {
-		writeFile(&s, f.Path, fs.FileMode(f.Mode), []byte(f.Content))
+		writeShellFile(&s, f.Path, fs.FileMode(f.Mode), []byte(f.Content))
 	}
 	for i, f := range r.Files {
 		plan, err := copyTree(f.Src, f.Dst, parseMode(f.Mode), 0, 0)
@@ -38,7 +40,7 @@ func ProvisionScript(r *Recipe) (string, error) {
 			return "", r.errAt(fmt.Sprintf("files[%d].src", i), "%v", err)
 		}
 		for _, e := range plan {
-			if err := writeEntry(&s, e, f.Owner); err != nil {
+			if err := writeShellEntry(&s, e, f.Owner); err != nil {
 				return "", r.errAt(fmt.Sprintf("files[%d].src", i), "%v", err)
 			}
 		}
@@ -49,7 +51,7 @@ func ProvisionScript(r *Recipe) (string, error) {
 	}
 	fmt.Fprintf(&s, "systemctl enable %s\n", strings.Join(units, " "))
 	for i, step := range r.Steps {
-		fmt.Fprintf(&s, "echo 'endpointkit: step %d'\nsh -ec %s\n", i+1, shellQuote(step))
+		fmt.Fprintf(&s, "echo 'endpointkit: step %d'\nsh -ec %s\n", i+1, text.ShellQuote(step))
 	}
 	// GRUB's menu waits 5 s at every boot by default.
 	s.WriteString("if [ -f /etc/default/grub ]; then sed -i 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=0/' /etc/default/grub && update-grub; fi\n")
@@ -81,21 +83,21 @@ const bakeUnitScript = `rm -f /etc/ssh/ssh_host_* /var/lib/dhcp/*.leases /var/li
 // bakeFWCfgName is the fw_cfg item that turns the bake unit on.
 const bakeFWCfgName = "opt/endpointkit/bake"
 
-// writeFile appends shell that writes data to path with mode perm.
-func writeFile(s *strings.Builder, path string, perm fs.FileMode, data []byte) {
+// writeShellFile appends shell that writes data to path with mode perm.
+func writeShellFile(s *strings.Builder, path string, perm fs.FileMode, data []byte) {
 	fmt.Fprintf(s, "install -d %s\nbase64 -d > %s <<'ENDPOINTKIT_EOF'\n%s\nENDPOINTKIT_EOF\nchmod %04o %s\n",
-		shellQuote(dirOf(path)), shellQuote(path), wrap(base64.StdEncoding.EncodeToString(data), 76), perm.Perm(), shellQuote(path))
+		text.ShellQuote(dirOf(path)), text.ShellQuote(path), wrap(base64.StdEncoding.EncodeToString(data), 76), perm.Perm(), text.ShellQuote(path))
 }
 
-// writeEntry appends shell that recreates one planned file-system entry,
+// writeShellEntry appends shell that recreates one planned file-system entry,
 // owned by owner (user[:group], default root).
-func writeEntry(s *strings.Builder, e fsEntry, owner string) error {
-	q := shellQuote(e.Path)
+func writeShellEntry(s *strings.Builder, e fsEntry, owner string) error {
+	q := text.ShellQuote(e.Path)
 	switch {
 	case e.Mode.IsDir():
 		fmt.Fprintf(s, "install -d -m %04o %s\n", e.Mode.Perm(), q)
 	case e.Mode&fs.ModeSymlink != 0:
-		fmt.Fprintf(s, "ln -sfn %s %s\n", shellQuote(e.Link), q)
+		fmt.Fprintf(s, "ln -sfn %s %s\n", text.ShellQuote(e.Link), q)
 	default:
 		data := e.Data
 		if e.Src != "" {
@@ -104,10 +106,10 @@ func writeEntry(s *strings.Builder, e fsEntry, owner string) error {
 				return err
 			}
 		}
-		writeFile(s, e.Path, e.Mode, data)
+		writeShellFile(s, e.Path, e.Mode, data)
 	}
 	if owner != "" {
-		fmt.Fprintf(s, "chown -h %s %s\n", shellQuote(owner), q)
+		fmt.Fprintf(s, "chown -h %s %s\n", text.ShellQuote(owner), q)
 	}
 	return nil
 }

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/endpointkit/endpointkit/internal/text"
 	"github.com/endpointkit/endpointkit/vmimage"
 	"golang.org/x/crypto/ssh"
 )
@@ -97,7 +97,7 @@ func runScript(c *ssh.Client, script string) (string, int, error) {
 	defer s.Close()
 	var out lockedBuffer
 	s.Stdout, s.Stderr = &out, &out
-	err = s.Run("sh -ec " + shellQuote(script))
+	err = s.Run("sh -ec " + text.ShellQuote(script))
 	var ee *ssh.ExitError
 	switch {
 	case err == nil:
@@ -107,8 +107,6 @@ func runScript(c *ssh.Client, script string) (string, int, error) {
 	}
 	return out.String(), -1, err
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // lockedBuffer is a bytes.Buffer safe for an SSH session's stdout and
 // stderr copiers, which write from two goroutines.
