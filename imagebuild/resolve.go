@@ -239,6 +239,7 @@ func (r *Recipe) Resolve() error {
 			bad(f, "port %d out of range 1-65535", p)
 		}
 	}
+	r.resolveNICs(bad)
 	switch r.QEMU.DiskBus {
 	case "", "virtio", "ide", "scsi":
 	default:
