@@ -33,6 +33,7 @@ the lesson stays up and the failure is shown (exit status 1); fix it and run
 ` + "`lesson configure`" + `, or ` + "`lesson down`" + `. Needs root.`,
 		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			inf := addInstanceFlags(fs)
+			addPythonFlag(fs, inf)
 			stage := fs.Int("stage", 0, "stage to configure (-1: none)")
 			var images, recipes stringList
 			fs.Var(&images, "images", "a directory of built images (`DIR`/<slug>/manifest.json); repeatable")
