@@ -3,6 +3,9 @@ package imagebuild_test
 import (
 	"bufio"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +142,33 @@ sudo systemctl restart frr`)
 			t.Fatalf("after a slow FRR restart, enp0s3f1 lacks frr.conf's address or OSPF:\n%s\nwatchfrr:\n%s", out, log)
 		}
 		time.Sleep(2 * time.Second)
+	}
+}
+
+// TestFRRCompatDropsSysrepo: the frr image's frr-compat runs an FRR daemon
+// with the options of an FRR 7.2-era daemons file minus "-M sysrepo" (in
+// each spelling), keeping every other option and module as given, and
+// says what it dropped.
+func TestFRRCompatDropsSysrepo(t *testing.T) {
+	dir := t.TempDir()
+	show := filepath.Join(dir, "zebra")
+	if err := os.WriteFile(show, []byte("#!/bin/sh\nfor a; do echo \"[$a]\"; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", filepath.Join("..", "examples", "images", "frr", "files", "frr-compat"), show,
+		"-d", "-F", "traditional", "-M", "sysrepo", "-A", "127.0.0.1", "-s", "90000000", "-M", "fpm:protobuf",
+		"--module", "sysrepo:x", "-Msysrepo", "--module=sysrepo", "with space")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("frr-compat: %v\n%s", err, stderr.String())
+	}
+	want := "[-d]\n[-F]\n[traditional]\n[-A]\n[127.0.0.1]\n[-s]\n[90000000]\n[-M]\n[fpm:protobuf]\n[with space]\n"
+	if stdout.String() != want {
+		t.Errorf("the daemon got\n%s\nwant\n%s", stdout.String(), want)
+	}
+	if n := strings.Count(stderr.String(), `frr-compat: zebra: ignoring "`); n != 4 ||
+		!strings.Contains(stderr.String(), `ignoring "-M sysrepo": Debian's FRR has no sysrepo module`) {
+		t.Errorf("stderr (want 4 notes):\n%s", stderr.String())
 	}
 }
