@@ -21,7 +21,9 @@ DEB_PACKAGES := \
 	binutils \
 	busybox-static \
 	ca-certificates \
+	containerd \
 	debootstrap \
+	docker-registry \
 	e2fsprogs \
 	iproute2 \
 	iputils-ping \
@@ -42,6 +44,7 @@ DEB_PACKAGES := \
 	python3-yaml \
 	qemu-system-x86 \
 	qemu-utils \
+	runc \
 	sshpass \
 	sudo \
 	xz-utils
@@ -63,6 +66,7 @@ FUZZ_TARGETS := \
 	./imagebuild:FuzzParseRecipe \
 	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \
+	./qemulaunch:FuzzLaunchRoundTrip \
 	./qemulaunch:FuzzParsePorts \
 	./wiring:FuzzNewPlan \
 	./wiring:FuzzParseState \

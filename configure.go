@@ -3,7 +3,7 @@ package endpointkit
 import (
 	"context"
 	"fmt"
-	"strings"
+	"net/netip"
 	"time"
 
 	"github.com/endpointkit/endpointkit/configure"
@@ -20,20 +20,37 @@ const reachTimeout = time.Minute
 // its image.
 type configTarget struct {
 	ep    endpoint.Endpoint
-	rec   Endpoint
+	rec   RunningEndpoint
 	image *vmimage.Image
 }
 
-// target is how package configure reaches the endpoint: its management
-// address and forwarded ports, the image's pinned host keys.
-func (c configTarget) target(lessonDir string) configure.Target {
+// target is how package configure reaches the endpoint: where the runtime
+// reaches its SSH and NETCONF ports (both at the SSH port's address), the
+// image's pinned host keys. The address stays usable until ctx ends.
+func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target, error) {
 	m := c.image.Manifest
-	return configure.TargetFor(c.ep, lessonDir, configure.Access{
-		Address:     c.rec.Address.String(),
-		SSHPort:     sshHostPort(c.rec, m),
-		NetconfPort: hostPort(c.rec, m.APIs.NETCONF, 830),
+	ssh, err := i.runtime().Reach(ctx, c.rec, sshGuestPort(m))
+	if err != nil {
+		return configure.Target{}, err
+	}
+	guest := m.APIs.NETCONF
+	if guest == 0 {
+		guest = 830
+	}
+	netconf := netip.AddrPortFrom(ssh.Addr(), uint16(guest)) // not exposed: nothing answers there
+	for _, p := range c.rec.Ports {
+		if p.Guest == guest {
+			if netconf, err = i.runtime().Reach(ctx, c.rec, guest); err != nil {
+				return configure.Target{}, err
+			}
+		}
+	}
+	return configure.TargetFor(c.ep, i.LessonDir, configure.Access{
+		Address:     ssh.Addr().String(),
+		SSHPort:     int(ssh.Port()),
+		NetconfPort: int(netconf.Port()),
 		HostKeys:    m.HostKeys,
-	})
+	}), nil
 }
 
 // Configure applies stage to every endpoint of the running instance, in
@@ -43,12 +60,12 @@ func (c configTarget) target(lessonDir string) configure.Target {
 // returns a *ConfigureError naming the failed ones. ctx bounds the call.
 func (i *Instance) Configure(ctx context.Context, stage int) error {
 	rep := reporter{fn: i.opts.Progress, start: time.Now()}
-	_, m, images, err := loadModel(i.LessonDir, i.imageDirs())
+	l, m, images, err := loadModel(i.LessonDir, i.imageDirs())
 	if err != nil {
 		return err
 	}
-	if stage < 0 || stage >= m.StageCount {
-		return fmt.Errorf("lesson %s: stage %d: the lesson has stages 0 to %d: %w", i.Lesson, stage, m.StageCount-1, ErrBadStage)
+	if err := l.CheckStage(stage); err != nil {
+		return err
 	}
 	var cts []configTarget
 	for _, rec := range i.Endpoints {
@@ -71,23 +88,33 @@ func (i *Instance) Configure(ctx context.Context, stage int) error {
 
 // configure runs stage on the targets and records each result.
 func (i *Instance) configure(ctx context.Context, stage int, cts []configTarget, rep reporter) []configure.Result {
-	targets := make([]configure.Target, len(cts))
-	for k, c := range cts {
-		targets[k] = c.target(i.LessonDir)
-		_ = i.update(c.rec.Name, func(e *Endpoint) { e.State, e.Error = StateConfiguring, "" })
+	ctx, cancel := context.WithCancel(ctx) // the runtime's addresses last as long
+	defer cancel()
+	var targets []configure.Target
+	var results []configure.Result
+	for _, c := range cts {
+		t, err := i.target(ctx, c)
+		if err != nil {
+			m := endpoint.Method(methodOf(c.ep, stage))
+			results = append(results, configure.Result{Endpoint: c.rec.Name, Stage: stage, Method: m,
+				Err: &configure.Error{Endpoint: c.rec.Name, Stage: stage, Method: m, Err: err}})
+			continue
+		}
+		targets = append(targets, t)
+		_ = i.update(c.rec.Name, func(e *RunningEndpoint) { e.State, e.Error = StateConfiguring, "" })
 		rep.report(StepConfigure, c.rec.Name, fmt.Sprintf("%s: stage %d (%s)", c.rec.Name, stage, methodOf(c.ep, stage)), nil)
 	}
 	log := i.opts.log()
-	results := configure.Run(ctx, stage, targets, configure.Options{
+	results = append(results, configure.Run(ctx, stage, targets, configure.Options{
 		Timeout: i.opts.ConfigTimeout,
 		// The launcher has seen SSH answer already; from the host it is one
 		// bridge away, so a long wait means the management path is broken.
-		Reach:         &configure.ReachOptions{Timeout: reachTimeout, Scale: float64(scaleFor(i.Accel)), Logger: log},
+		Reach:         &configure.ReachOptions{Timeout: reachTimeout, Scale: float64(i.Accel.SlowDown()), Logger: log},
 		Configurators: i.opts.Configurators,
 		Logger:        log,
-	})
+	})...)
 	for _, r := range results {
-		_ = i.update(r.Endpoint, func(e *Endpoint) {
+		_ = i.update(r.Endpoint, func(e *RunningEndpoint) {
 			e.Configure = r.Duration
 			if r.OK {
 				e.State, e.Stage, e.Error = StateConfigured, stage, ""
@@ -158,10 +185,4 @@ func loadModel(lessonDir string, imageDirs map[string]string) (*lessonmeta.Lesso
 		return nil, nil, nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}
 	return l, m, images, nil
-}
-
-// firstLine is the first line of an error's text.
-func firstLine(err error) string {
-	s, _, _ := strings.Cut(err.Error(), "\n")
-	return s
 }

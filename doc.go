@@ -38,15 +38,35 @@
 // Catalog — built image directories, else recipes built on demand
 // (imagebuild) — and fails before anything starts when an image is unknown
 // or cannot be built. It plans the endpoints (endpoint) and their wiring
-// (wiring), resolves the accelerator once (auto probes KVM, else TCG), creates
-// a network namespace per endpoint with the links between them, and starts
-// each endpoint's launcher — the cmd/endpoint binary, `endpoint run`, exactly
-// the entrypoint of an endpoint container — inside its namespace, in its own
-// session, with its output in the state directory. Endpoints boot in
-// parallel; each is configured (configure) as soon as its launcher's health
-// file says ready, so the lesson is ready about when its slowest endpoint
-// is. The host reaches every endpoint at its management address, where the
-// launcher forwards the lesson's ports and the image's management ports.
+// (wiring), resolves the accelerator once (auto probes KVM, else TCG), and
+// hands the plan to a [Runtime], which places it. Endpoints boot in
+// parallel; each is configured (configure) as soon as the runtime says it
+// is ready, so the lesson is ready about when its slowest endpoint is.
+//
+// # Runtimes
+//
+// Up, Open, Down, Status, DialSSH, Console and Configure reach endpoints
+// only through the [Runtime] interface: place the endpoints and links,
+// wait until an endpoint is ready, reach a guest port from this process,
+// attach a console, read the logs, observe what runs, remove everything.
+// The local runtime (the default) creates a network namespace per endpoint
+// with the links between them (wiring.Local) and starts each endpoint's
+// launcher — the cmd/endpoint binary, `endpoint run`, exactly the
+// entrypoint of an endpoint container, told what to run by a
+// qemulaunch.Launch — inside its namespace, in its own session, with its
+// output in the state directory. This machine reaches every endpoint at
+// its management address, where the launcher forwards the ports
+// qemulaunch.ExposedPorts decides.
+//
+// # Three layers of an endpoint
+//
+// An endpoint is written in the lesson (lessonmeta.Endpoint: the metafile
+// as written, with positions for errors), derived into the model
+// (endpoint.Endpoint: image, credentials, ports, interfaces, MACs,
+// addresses, per-stage configuration — pure data), and, once placed,
+// recorded as it runs ([RunningEndpoint] in an [Instance]: namespace,
+// address, launcher, [RunState]). docs/architecture.md draws the packages
+// and the route from `lesson up` to QEMU's command line.
 //
 // Contexts: ctx bounds Up (cancelling it — Ctrl-C — removes everything
 // started), Configure and Down; the instance itself runs until Down.
@@ -69,9 +89,10 @@
 //
 // Open reattaches to an instance from it (another process, after a
 // restart); Teardown removes an instance from it alone, also after a crash,
-// with the record damaged or the whole directory deleted: it finds the
-// instance's processes by the directory in their command lines and its
-// namespaces by name.
+// with the record damaged or the whole directory deleted: the local
+// runtime finds the instance's processes by the directory in their command
+// lines (qemulaunch.Processes) and its namespaces by name
+// (wiring.Local.Remove).
 //
 // # Environment
 //

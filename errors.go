@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/endpointkit/endpointkit/configure"
+	"github.com/endpointkit/endpointkit/lessonmeta"
 )
 
 // Sentinel errors. Every error Up, Open, Configure and Teardown return that a
@@ -31,8 +32,9 @@ var (
 	// ErrConfigure: configuring a stage failed on some endpoints (see
 	// [*ConfigureError]); the instance stays up.
 	ErrConfigure = errors.New("stage configuration failed")
-	// ErrBadStage: the stage does not exist in the lesson.
-	ErrBadStage = errors.New("no such stage")
+	// ErrBadStage: the stage does not exist in the lesson
+	// (lessonmeta.ErrNoStage, the same error value).
+	ErrBadStage = lessonmeta.ErrNoStage
 )
 
 // BootError says which endpoint did not become ready and why, with the tail

@@ -164,8 +164,8 @@ func TestUpConfigFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := map[string]Endpoint{}
-	for _, e := range reopened.Status() {
+	st := map[string]RunningEndpoint{}
+	for _, e := range reopened.Status(context.Background()) {
 		st[e.Name] = e
 	}
 	if st["a"].State != StateConfigured || st["b"].State != StateConfigFailed || !strings.Contains(st["b"].Error, "b.sh") {

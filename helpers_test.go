@@ -16,6 +16,8 @@ import (
 	"github.com/endpointkit/endpointkit/imagebuild"
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/imagetest"
+	"github.com/endpointkit/endpointkit/internal/text"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/wiring"
 )
 
@@ -100,7 +102,7 @@ func testOptions(tb testing.TB, images map[string]string) Options {
 		Logger: slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Progress: func(e Event) {
 			if e.Err != nil {
-				tb.Logf("%6.2fs %-10s %s: %s", e.Elapsed.Seconds(), e.Step, e.Message, firstLine(e.Err))
+				tb.Logf("%6.2fs %-10s %s: %s", e.Elapsed.Seconds(), e.Step, e.Message, text.FirstLine(e.Err.Error()))
 				return
 			}
 			tb.Logf("%6.2fs %-10s %s", e.Elapsed.Seconds(), e.Step, e.Message)
@@ -126,8 +128,8 @@ func leftovers(opts Options, hostLink string) []string {
 	if _, err := os.Stat(dir); err == nil {
 		left = append(left, "state dir "+dir)
 	}
-	for _, p := range processesOf(dir) {
-		left = append(left, fmt.Sprintf("process %d", p.pid))
+	for _, p := range qemulaunch.Processes(dir) {
+		left = append(left, fmt.Sprintf("process %d", p.PID))
 	}
 	if pids, _ := ektest.ProcessesMatching("qemu-system", dir+"/"); len(pids) > 0 {
 		left = append(left, fmt.Sprintf("qemu %v", pids))

@@ -83,7 +83,7 @@ func TestNetconfBasics(t *testing.T) {
 	hostLink := hostLinkOf(t, opts)
 	getConfig := func() string {
 		t.Helper()
-		tgt, err := inst.sshTarget("device")
+		tgt, err := inst.sshTarget(ctx, "device")
 		if err != nil {
 			t.Fatal(err)
 		}

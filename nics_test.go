@@ -74,8 +74,12 @@ func runSessions(ctx context.Context, tb testing.TB, py string, inst *Instance, 
 	if !ok {
 		tb.Fatalf("no endpoint %s", endpoint)
 	}
+	addr, err := inst.runtime().Reach(ctx, rec, 22)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	script := filepath.Join(ektest.RepoRoot(tb), "testdata", "scripts", "sessions.py")
-	out, err := exec.CommandContext(ctx, py, script, rec.Address.String(), strconv.Itoa(hostPort(rec, 22, 22)),
+	out, err := exec.CommandContext(ctx, py, script, addr.Addr().String(), strconv.Itoa(int(addr.Port())),
 		"antidote", "antidotepassword").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "20 sessions at once: ok") {
 		tb.Errorf("20 SSH sessions at once on %s: %v\n%s", endpoint, err, out)

@@ -19,9 +19,6 @@ const DefaultStateRoot = "/run/endpointkit"
 const (
 	DefaultReadyTimeout = 10 * time.Minute
 	DefaultStopGrace    = 3 * time.Second
-	// tcgScale stretches guest-speed deadlines under TCG, as qemulaunch
-	// does (Timeouts.TCGFactor).
-	tcgScale = 4
 )
 
 // Options tune Up, and Open for what a reattached instance does next
@@ -58,6 +55,11 @@ type Options struct {
 	// goes down before QEMU is quit (default DefaultStopGrace, ×4 under
 	// TCG).
 	StopGrace time.Duration
+	// Runtime places the instance and reaches its endpoints (see
+	// [Runtime]); nil is the local runtime: namespaces, links and launcher
+	// processes on this machine. Open and Teardown must be given the
+	// runtime the instance was placed with.
+	Runtime Runtime
 	// Replace tears down an existing instance of the same name first;
 	// otherwise Up fails with ErrInstanceExists.
 	Replace bool
@@ -104,6 +106,14 @@ func (o *Options) log() *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return o.Logger
+}
+
+// runtime is Options.Runtime, else a local runtime.
+func (o *Options) runtime() Runtime {
+	if o.Runtime != nil {
+		return o.Runtime
+	}
+	return newLocalRuntime(*o)
 }
 
 func (o *Options) stateRoot() string {

@@ -42,30 +42,36 @@ type Instance struct {
 	Accel     qemulaunch.Accel `json:"accel"`
 	// Stage is the stage last asked for (-1: none yet); each endpoint's
 	// own Stage says whether it got there.
-	Stage     int        `json:"stage"`
-	Created   time.Time  `json:"created"`
-	Endpoints []Endpoint `json:"endpoints"`
+	Stage     int               `json:"stage"`
+	Created   time.Time         `json:"created"`
+	Endpoints []RunningEndpoint `json:"endpoints"`
 
 	opts Options
+	rt   Runtime
 	mu   sync.Mutex // serialises updates from Up's per-endpoint goroutines
+	// started is when Up's runtime started each endpoint's launcher.
+	started map[string]time.Time
 }
 
-// EndpointState is where an endpoint is in its life.
-type EndpointState string
+// RunState is where a running endpoint is in its life.
+type RunState string
 
-// Endpoint states.
+// Run states.
 const (
-	StateStarting     EndpointState = "starting"      // launcher started, guest booting
-	StateReady        EndpointState = "ready"         // answers; not configured (yet)
-	StateConfiguring  EndpointState = "configuring"   // a stage is being applied
-	StateConfigured   EndpointState = "configured"    // Stage applied
-	StateConfigFailed EndpointState = "config-failed" // the last stage failed on it (Error says why); still running
-	StateFailed       EndpointState = "failed"        // did not boot, or its VM ended
-	StateDown         EndpointState = "down"          // its launcher is gone
+	StateStarting     RunState = "starting"      // launcher started, guest booting
+	StateReady        RunState = "ready"         // answers; not configured (yet)
+	StateConfiguring  RunState = "configuring"   // a stage is being applied
+	StateConfigured   RunState = "configured"    // Stage applied
+	StateConfigFailed RunState = "config-failed" // the last stage failed on it (Error says why); still running
+	StateFailed       RunState = "failed"        // did not boot, or its VM ended
+	StateDown         RunState = "down"          // its launcher is gone
 )
 
-// Endpoint is one running endpoint of an Instance.
-type Endpoint struct {
+// RunningEndpoint is the record of one endpoint of an Instance as it
+// runs: where the Runtime placed it, how to reach it, its RunState. (The
+// same endpoint as the lesson writes it is a lessonmeta.Endpoint, as the
+// model derives it an endpoint.Endpoint; see the package documentation.)
+type RunningEndpoint struct {
 	Name     string `json:"name"`
 	Image    string `json:"image"`    // slug
 	ImageDir string `json:"imageDir"` // built image directory
@@ -85,16 +91,16 @@ type Endpoint struct {
 	Log           string `json:"log"` // the launcher's output
 	PID           int    `json:"pid"` // the launcher's
 
-	State EndpointState `json:"state"`
-	Stage int           `json:"stage"` // last stage applied to it (-1: none)
-	Error string        `json:"error,omitempty"`
+	State RunState `json:"state"`
+	Stage int      `json:"stage"` // last stage applied to it (-1: none)
+	Error string   `json:"error,omitempty"`
 	// Boot is the time from the launcher's start to ready; Configure the
 	// time the last stage took on it.
 	Boot      time.Duration `json:"bootNs"`
 	Configure time.Duration `json:"configureNs"`
 }
 
-// Port is a forwarded guest port, reachable at Endpoint.Address:Host.
+// Port is a forwarded guest port, reachable at RunningEndpoint.Address:Host.
 type Port struct {
 	Guest int    `json:"guest"`
 	Host  int    `json:"host"`
@@ -112,13 +118,13 @@ type Presentation struct {
 }
 
 // Endpoint returns the named endpoint.
-func (i *Instance) Endpoint(name string) (Endpoint, bool) {
+func (i *Instance) Endpoint(name string) (RunningEndpoint, bool) {
 	for _, e := range i.Endpoints {
 		if e.Name == name {
 			return e, true
 		}
 	}
-	return Endpoint{}, false
+	return RunningEndpoint{}, false
 }
 
 // InstanceDir is the state directory of the named instance under root
@@ -154,6 +160,7 @@ func Open(dir string, opts Options) (*Instance, error) {
 	}
 	inst.Dir = dir
 	inst.opts = opts
+	inst.rt = opts.runtime()
 	return inst, nil
 }
 
@@ -180,6 +187,15 @@ func List(root string) ([]string, error) {
 	return names, nil
 }
 
+// runtime is the runtime the instance runs on (Options.Runtime, else the
+// local one), also for an Instance decoded from JSON rather than opened.
+func (i *Instance) runtime() Runtime {
+	if i.rt == nil {
+		i.rt = i.opts.runtime()
+	}
+	return i.rt
+}
+
 // save writes the record atomically.
 func (i *Instance) save() error {
 	i.mu.Lock()
@@ -200,7 +216,7 @@ func (i *Instance) saveLocked() error {
 }
 
 // update changes endpoint name's record under the lock and saves.
-func (i *Instance) update(name string, f func(*Endpoint)) error {
+func (i *Instance) update(name string, f func(*RunningEndpoint)) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	for k := range i.Endpoints {

@@ -3,6 +3,7 @@ package endpointkit
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"sync"
 
@@ -10,40 +11,61 @@ import (
 	"github.com/endpointkit/endpointkit/qemulaunch"
 )
 
-// Status refreshes each endpoint's State from the running system — its
-// launcher process and its health file — and returns the endpoints. An
-// endpoint whose launcher is gone is StateDown (or StateFailed when its
-// health says so, with the reason in Error); a live one keeps the state
-// Up or Configure recorded (configured, config-failed, …).
-func (i *Instance) Status() []Endpoint {
+// Status refreshes each endpoint's State from what the runtime observes —
+// locally its launcher process and its health file — and returns the
+// endpoints. An endpoint whose launcher is gone is StateDown (or
+// StateFailed when its health says so, with the reason in Error); a live
+// one keeps the state Up or Configure recorded (configured, config-failed,
+// …). ctx bounds what the runtime does to look.
+func (i *Instance) Status(ctx context.Context) []RunningEndpoint {
 	for k := range i.Endpoints {
 		e := &i.Endpoints[k]
-		health, detail, herr := qemulaunch.ReadHealth(qemulaunch.StateDir(e.StateDir))
-		alive := processAlive(e.PID, e.StateDir)
+		o := i.runtime().Observe(ctx, *e)
 		switch {
-		case alive && herr == nil && health == qemulaunch.HealthReady:
+		case o.Running && o.Health == qemulaunch.HealthReady:
 			// Up or Configure recorded the rest (ready, configured, …).
-		case alive && (herr != nil || health == qemulaunch.HealthStarting):
+		case o.Running && (o.Health == "" || o.Health == qemulaunch.HealthStarting):
 			e.State = StateStarting
-		case health == qemulaunch.HealthFailed:
-			e.State, e.Error = StateFailed, detail
+		case o.Health == qemulaunch.HealthFailed:
+			e.State, e.Error = StateFailed, o.Detail
 		default:
 			e.State, e.Error = StateDown, "launcher not running"
-			if alive {
-				e.Error = "VM " + health
-			} else if herr == nil {
-				e.Error += "; last health: " + health
+			if o.Running {
+				e.Error = "VM " + o.Health
+			} else if o.Health != "" {
+				e.Error += "; last health: " + o.Health
 			}
 		}
 	}
 	return i.Endpoints
 }
 
+// Console attaches to the endpoint's serial console (see
+// Runtime.Console); close it to detach.
+func (i *Instance) Console(ctx context.Context, endpoint string) (io.ReadWriteCloser, error) {
+	rec, ok := i.Endpoint(endpoint)
+	if !ok {
+		return nil, fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, endpoint, i.endpointNames())
+	}
+	return i.runtime().Console(ctx, rec)
+}
+
+// Logs returns the tails of the endpoint's serial console and launcher
+// output (see Runtime.Logs).
+func (i *Instance) Logs(ctx context.Context, endpoint string) (Logs, error) {
+	rec, ok := i.Endpoint(endpoint)
+	if !ok {
+		return Logs{}, fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, endpoint, i.endpointNames())
+	}
+	return i.runtime().Logs(ctx, rec), nil
+}
+
 // DialSSH logs in to the endpoint over SSH as its image's SSH user (the
-// learner's account), through its management address, verifying the
-// image's pinned host keys.
+// learner's account), at the address the runtime reaches it by (locally,
+// its management address), verifying the image's pinned host keys. ctx
+// also bounds how long that address stays usable.
 func (i *Instance) DialSSH(ctx context.Context, endpoint string) (*configure.SSHClient, error) {
-	t, err := i.sshTarget(endpoint)
+	t, err := i.sshTarget(ctx, endpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +85,7 @@ func (i *Instance) Run(ctx context.Context, endpoint, command string) (configure
 
 // sshTarget is the configure.Target of an endpoint with the learner's
 // credentials.
-func (i *Instance) sshTarget(name string) (configure.Target, error) {
+func (i *Instance) sshTarget(ctx context.Context, name string) (configure.Target, error) {
 	rec, ok := i.Endpoint(name)
 	if !ok {
 		return configure.Target{}, fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, name, i.endpointNames())
@@ -76,7 +98,10 @@ func (i *Instance) sshTarget(name string) (configure.Target, error) {
 	if ep == nil {
 		return configure.Target{}, fmt.Errorf("lesson %s: no endpoint %q any more", i.Lesson, name)
 	}
-	t := configTarget{*ep, rec, images[rec.Image]}.target(i.LessonDir)
+	t, err := i.target(ctx, configTarget{*ep, rec, images[rec.Image]})
+	if err != nil {
+		return configure.Target{}, err
+	}
 	t.User, t.Password = ep.Credentials.SSHUser, configure.Secret(ep.Credentials.SSHPassword)
 	return t, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/endpointkit/endpointkit/configure"
 	"github.com/endpointkit/endpointkit/endpoint"
+	"github.com/endpointkit/endpointkit/internal/text"
 	"github.com/endpointkit/endpointkit/lessonmeta"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/vmimage"
@@ -21,13 +23,13 @@ import (
 // cleanupTimeout bounds the teardown after a failed or cancelled Up.
 const cleanupTimeout = 3 * time.Minute
 
-// Up launches the lesson in lessonDir on this machine and returns it
-// running: validate the lesson → resolve (or build) every image → plan the
-// endpoints and their wiring → create the namespaces and links → start
-// every endpoint's launcher (`endpoint run`, in the endpoint's namespace,
-// in its own session, output in the state directory) → wait until each is
-// ready → configure opts.Stage on each as soon as it is ready. Endpoints
-// boot in parallel.
+// Up launches the lesson in lessonDir and returns it running: validate the
+// lesson → resolve (or build) every image → plan the endpoints and their
+// wiring → have the runtime (Options.Runtime; by default this machine)
+// place them: the namespaces and links, and every endpoint's launcher
+// (`endpoint run`, in the endpoint's namespace, in its own session, output
+// in the state directory) → wait until each is ready → configure
+// opts.Stage on each as soon as it is ready. Endpoints boot in parallel.
 //
 // Nothing starts before the lesson, every image and the launcher are
 // known to be usable. When an endpoint does not become ready, or ctx ends
@@ -74,31 +76,13 @@ func Up(ctx context.Context, lessonDir string, opts Options) (*Instance, error) 
 	if err := inst.save(); err != nil {
 		return nil, err
 	}
-
-	local := &wiring.Local{StateRoot: opts.stateRoot(), Logger: log}
-	st, err := local.Apply(ctx, p.plan)
-	if err != nil {
-		return nil, fmt.Errorf("instance %s: wiring: %w", p.name, err)
-	}
-	for k := range inst.Endpoints {
-		es, _ := st.Endpoint(inst.Endpoints[k].Name)
-		inst.Endpoints[k].Namespace = es.Namespace
-		inst.Endpoints[k].Address = es.MgmtAddress.Addr()
-		inst.Endpoints[k].Presentations = presentations(p.model.Endpoints[k], inst.Endpoints[k], dir)
-	}
-	if err := inst.save(); err != nil {
+	if err := p.rt.Place(ctx, inst.placement(p, rep)); err != nil {
 		return nil, err
 	}
-	if err := writeKnownHosts(dir, inst.Endpoints, p.images); err != nil {
+	if err := inst.reachable(ctx, p); err != nil {
 		return nil, err
 	}
-	rep.report(StepWire, "", fmt.Sprintf("%d namespaces, %d links, management %s", len(st.Endpoints), len(p.plan.Links), st.MgmtSubnet), nil)
-
-	exited, started, err := inst.launchAll(p, st, rep)
-	if err != nil {
-		return nil, err
-	}
-	if err := inst.readyAndConfigure(ctx, p, exited, started, rep); err != nil {
+	if err := inst.readyAndConfigure(ctx, p, rep); err != nil {
 		var cerr *ConfigureError
 		if errors.As(err, &cerr) && ctx.Err() == nil {
 			keep = true
@@ -114,13 +98,13 @@ func Up(ctx context.Context, lessonDir string, opts Options) (*Instance, error) 
 
 // prepared is everything Up knows before it creates anything.
 type prepared struct {
-	name     string
-	lesson   *lessonmeta.Lesson
-	model    *endpoint.Model
-	images   imageMetas
-	plan     *wiring.Plan
-	accel    qemulaunch.Accel
-	launcher string
+	name   string
+	lesson *lessonmeta.Lesson
+	model  *endpoint.Model
+	images imageMetas
+	plan   *wiring.Plan
+	accel  qemulaunch.Accel
+	rt     Runtime
 }
 
 // prepare validates the lesson, resolves every image (building those that
@@ -143,13 +127,17 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter)
 			return nil, err
 		}
 	}
-	if opts.Stage >= len(l.Stages) {
-		pos := l.Position("stages")
-		return nil, fmt.Errorf("%s:%d:%d: stages: stage %d: the lesson has stages 0 to %d: %w", l.File, pos.Line, pos.Column, opts.Stage, len(l.Stages)-1, ErrBadStage)
+	if opts.Stage >= 0 {
+		if err := l.CheckStage(opts.Stage); err != nil {
+			return nil, err
+		}
 	}
 	rep.report(StepValidate, "", fmt.Sprintf("lesson %s: %d endpoints, %d links, %d stages", l.Slug, len(l.Endpoints), len(l.Connections), len(l.Stages)), nil)
-	if p.launcher, err = FindLauncher(opts.Launcher); err != nil {
-		return nil, err
+	p.rt = opts.runtime()
+	if lr, ok := p.rt.(*localRuntime); ok {
+		if lr.launcher, err = FindLauncher(opts.Launcher); err != nil {
+			return nil, err
+		}
 	}
 	cat := opts.Images
 	if root, ok := lessonmeta.FindCurriculumRoot(l.Dir); ok {
@@ -216,60 +204,88 @@ func claim(ctx context.Context, dir string, opts Options) error {
 
 func newInstance(p *prepared, dir string, opts Options) *Instance {
 	inst := &Instance{Name: p.name, Lesson: p.lesson.Slug, LessonDir: p.lesson.Dir, Dir: dir, Accel: p.accel,
-		Stage: -1, Created: time.Now().UTC().Truncate(time.Second), opts: opts}
+		Stage: -1, Created: time.Now().UTC().Truncate(time.Second), opts: opts, rt: p.rt}
 	for _, ep := range p.model.Endpoints {
 		im := p.images[ep.Image]
-		inst.Endpoints = append(inst.Endpoints, Endpoint{
+		var ports []Port
+		for _, f := range qemulaunch.ExposedPorts(ep.Ports, im.Manifest) {
+			ports = append(ports, Port{Guest: f.GuestPort, Host: f.HostPort, Proto: f.Proto})
+		}
+		inst.Endpoints = append(inst.Endpoints, RunningEndpoint{
 			Name: ep.Name, Image: ep.Image, ImageDir: im.Dir,
-			Ports: forwards(ep, im.Manifest), SSHUser: ep.Credentials.SSHUser,
-			StateDir:      filepath.Join(dir, ep.Name),
-			ConsoleSocket: qemulaunch.StateDir(filepath.Join(dir, ep.Name)).ConsoleSocket(),
-			Log:           filepath.Join(dir, ep.Name+".log"),
-			State:         StateStarting, Stage: -1,
+			Ports: ports, SSHUser: ep.Credentials.SSHUser,
+			State: StateStarting, Stage: -1,
 		})
 	}
 	return inst
 }
 
-// launchAll starts every endpoint's launcher in its namespace. exited[k]
-// is closed when launcher k ends; started[k] is when it was started.
-func (i *Instance) launchAll(p *prepared, st *wiring.State, rep reporter) ([]chan struct{}, []time.Time, error) {
-	n := len(i.Endpoints)
-	exited, started := make([]chan struct{}, n), make([]time.Time, n)
+// placement is what the runtime places: every endpoint with its launch
+// (qemulaunch.LaunchFor: name, image, ports, MACs) and the wiring plan.
+func (i *Instance) placement(p *prepared, rep reporter) *Placement {
+	i.started = map[string]time.Time{}
+	pl := &Placement{Instance: i.Name, Dir: i.Dir, Accel: p.accel, Wiring: p.plan, Record: i.update,
+		Report: func(step Step, ep, msg string) {
+			if step == StepBoot { // boot time counts from the launcher's start
+				i.mu.Lock()
+				i.started[ep] = time.Now()
+				i.mu.Unlock()
+			}
+			rep.report(step, ep, msg, nil)
+		}}
 	grace := i.opts.stopGrace()
+	for _, ep := range p.model.Endpoints {
+		im := p.images[ep.Image]
+		l := qemulaunch.LaunchFor(ep, im)
+		l.Lesson, l.Accel, l.Grace = i.LessonDir, p.accel, grace
+		pl.Endpoints = append(pl.Endpoints, EndpointLaunch{Endpoint: ep, Image: im, Launch: l})
+	}
+	return pl
+}
+
+// reachable records how this machine reaches each endpoint: the access
+// line of each presentation and the pinned host keys in known_hosts, by
+// the address and port the runtime gives for the guest port.
+func (i *Instance) reachable(ctx context.Context, p *prepared) error {
+	var hosts []byte
 	for k, ep := range p.model.Endpoints {
 		rec := i.Endpoints[k]
-		if err := os.MkdirAll(rec.StateDir, 0o755); err != nil {
-			return nil, nil, err
+		im := p.images[ep.Image]
+		var prs []Presentation
+		for _, pr := range ep.Presentations {
+			ap, err := i.runtime().Reach(ctx, rec, pr.Port)
+			if err != nil {
+				return err
+			}
+			p := Presentation{Name: pr.Name, Type: string(pr.Type), Port: pr.Port}
+			switch pr.Type {
+			case endpoint.PresentationSSH:
+				p.Access = sshCommand(rec.SSHUser, ap, filepath.Join(i.Dir, KnownHostsFile))
+			case endpoint.PresentationHTTP:
+				p.Access = fmt.Sprintf("http://%s/", ap)
+			}
+			prs = append(prs, p)
 		}
-		logf, err := os.OpenFile(rec.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err := i.update(ep.Name, func(e *RunningEndpoint) { e.Presentations = prs }); err != nil {
+			return err
+		}
+		ap, err := i.runtime().Reach(ctx, rec, sshGuestPort(im.Manifest))
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
-		cmd := launcherCmd(p.launcher, launcherArgs(ep, rec, i.LessonDir, p.accel, grace), p.accel, logf)
-		started[k] = time.Now()
-		err = st.Start(ep.Name, cmd)
-		logf.Close()
-		if err != nil {
-			return nil, nil, fmt.Errorf("endpoint %s: start %s: %w", ep.Name, p.launcher, err)
+		for _, key := range im.Manifest.HostKeys {
+			if key.PublicKey != "" {
+				hosts = fmt.Appendf(hosts, "%s %s\n", knownHostsName(ap), key.PublicKey)
+			}
 		}
-		exited[k] = make(chan struct{})
-		go func(c chan struct{}) {
-			_ = cmd.Wait() // reaps it; the exit status is in the log and the health file
-			close(c)
-		}(exited[k])
-		if err := i.update(ep.Name, func(e *Endpoint) { e.PID = cmd.Process.Pid }); err != nil {
-			return nil, nil, err
-		}
-		rep.report(StepBoot, ep.Name, fmt.Sprintf("%s booting (%s, pid %d)", ep.Name, ep.Image, cmd.Process.Pid), nil)
 	}
-	return exited, started, nil
+	return os.WriteFile(filepath.Join(i.Dir, KnownHostsFile), hosts, 0o644)
 }
 
 // readyAndConfigure waits for every endpoint in parallel and configures
 // each as soon as it is ready. A boot failure cancels the rest and is
 // returned; configuration failures come back as one *ConfigureError.
-func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, exited []chan struct{}, started []time.Time, rep reporter) error {
+func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, rep reporter) error {
 	stage := i.opts.Stage
 	if stage >= 0 {
 		i.Stage = stage
@@ -280,15 +296,21 @@ func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, exited []
 	for k, ep := range p.model.Endpoints {
 		rec := i.Endpoints[k]
 		g.Go(func() error {
-			if err := waitReady(gctx, rec, exited[k], i.opts.readyTimeout()); err != nil {
+			i.mu.Lock()
+			t0, ok := i.started[rec.Name]
+			i.mu.Unlock()
+			if !ok {
+				t0 = time.Now()
+			}
+			if err := i.waitReady(gctx, rec); err != nil {
 				if gctx.Err() == nil || errors.Is(err, ErrBoot) {
-					_ = i.update(rec.Name, func(e *Endpoint) { e.State, e.Error = StateFailed, firstLine(err) })
+					_ = i.update(rec.Name, func(e *RunningEndpoint) { e.State, e.Error = StateFailed, text.FirstLine(err.Error()) })
 					rep.report(StepFailed, rec.Name, fmt.Sprintf("%s did not boot", rec.Name), err)
 				}
 				return err
 			}
-			boot := time.Since(started[k])
-			_ = i.update(rec.Name, func(e *Endpoint) { e.State, e.Boot = StateReady, boot })
+			boot := time.Since(t0)
+			_ = i.update(rec.Name, func(e *RunningEndpoint) { e.State, e.Boot = StateReady, boot })
 			rep.report(StepReady, rec.Name, fmt.Sprintf("%s ready in %.1fs", rec.Name, boot.Seconds()), nil)
 			if stage < 0 {
 				return nil
@@ -312,72 +334,53 @@ func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, exited []
 	return configureError(stage, results)
 }
 
-// presentations describes how to reach each of the lesson's presentations
-// of an endpoint from this machine.
-func presentations(ep endpoint.Endpoint, rec Endpoint, dir string) []Presentation {
-	var out []Presentation
-	for _, pr := range ep.Presentations {
-		p := Presentation{Name: pr.Name, Type: string(pr.Type), Port: pr.Port}
-		host := pr.Port
-		for _, fp := range rec.Ports {
-			if fp.Guest == pr.Port {
-				host = fp.Host
-			}
-		}
-		switch pr.Type {
-		case endpoint.PresentationSSH:
-			p.Access = sshCommand(rec.SSHUser, rec.Address.String(), host, filepath.Join(dir, KnownHostsFile))
-		case endpoint.PresentationHTTP:
-			p.Access = fmt.Sprintf("http://%s:%d/", rec.Address, host)
-		}
-		out = append(out, p)
+// waitReady waits, up to Options.ReadyTimeout, for the runtime to say the
+// endpoint is ready. A boot that fails or runs out of time is a
+// *BootError with the endpoint's console and launcher tails.
+func (i *Instance) waitReady(ctx context.Context, rec RunningEndpoint) error {
+	timeout := i.opts.readyTimeout()
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := i.runtime().Ready(rctx, rec)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case rctx.Err() != nil:
+		return i.bootError(rec, fmt.Sprintf("not ready after %v", timeout))
 	}
-	return out
+	return i.bootError(rec, err.Error())
 }
 
-// sshCommand is the OpenSSH command line that logs in to an endpoint,
-// trusting exactly its pinned host keys.
-func sshCommand(user, addr string, port int, knownHosts string) string {
+// bootError describes a failed boot with the console and launcher tails.
+func (i *Instance) bootError(rec RunningEndpoint, reason string) *BootError {
+	logs := i.runtime().Logs(context.Background(), rec)
+	return &BootError{Endpoint: rec.Name, Reason: reason, Console: logs.Console, Log: logs.Launcher, LogFile: logs.Where}
+}
+
+// sshCommand is the OpenSSH command line that logs in to an endpoint at
+// addr, trusting exactly its pinned host keys.
+func sshCommand(user string, addr netip.AddrPort, knownHosts string) string {
 	cmd := "ssh -o UserKnownHostsFile=" + knownHosts
-	if port != 22 {
-		cmd += fmt.Sprintf(" -p %d", port)
+	if addr.Port() != 22 {
+		cmd += fmt.Sprintf(" -p %d", addr.Port())
 	}
-	return cmd + " " + user + "@" + addr
+	return cmd + " " + user + "@" + addr.Addr().String()
 }
 
-// writeKnownHosts writes the pinned host keys of every endpoint's image
-// under its management address (and SSH port).
-func writeKnownHosts(dir string, eps []Endpoint, images imageMetas) error {
-	var b []byte
-	for _, e := range eps {
-		im := images[e.Image]
-		host := e.Address.String()
-		if p := sshHostPort(e, im.Manifest); p != 22 {
-			host = fmt.Sprintf("[%s]:%d", host, p)
-		}
-		for _, k := range im.Manifest.HostKeys {
-			if k.PublicKey != "" {
-				b = fmt.Appendf(b, "%s %s\n", host, k.PublicKey)
-			}
-		}
+// knownHostsName is how known_hosts names a host at addr.
+func knownHostsName(addr netip.AddrPort) string {
+	if addr.Port() == 22 {
+		return addr.Addr().String()
 	}
-	return os.WriteFile(filepath.Join(dir, KnownHostsFile), b, 0o644)
+	return fmt.Sprintf("[%s]:%d", addr.Addr(), addr.Port())
 }
 
-// sshHostPort is the host port forwarded to the image's SSH port.
-func sshHostPort(e Endpoint, m vmimage.Manifest) int {
-	return hostPort(e, m.APIs.SSH, 22)
-}
-
-// hostPort is the host port forwarded to guest port (def when unset).
-func hostPort(e Endpoint, guest, def int) int {
-	if guest == 0 {
-		guest = def
+// sshGuestPort is the image's SSH port in the guest.
+func sshGuestPort(m vmimage.Manifest) int {
+	if m.APIs.SSH != 0 {
+		return m.APIs.SSH
 	}
-	for _, p := range e.Ports {
-		if p.Guest == guest {
-			return p.Host
-		}
-	}
-	return guest
+	return 22
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit/endpoint"
+	"github.com/endpointkit/endpointkit/internal/text"
 )
 
 // Netconf is the configurator of the netconf method (an endpointkit
@@ -60,7 +61,7 @@ func (n *NetconfClient) step(ctx context.Context, rep *Report, op, body string) 
 		s.Output = err.Error()
 	}
 	rep.Steps = append(rep.Steps, s)
-	rep.Output = tail(rep.Output+op+": "+firstLine(s.Output)+"\n", tailSize, false)
+	rep.Output = tail(rep.Output+op+": "+text.FirstLine(s.Output)+"\n", tailSize, false)
 	return out, err
 }
 

@@ -84,11 +84,6 @@ func redactErr(err error, secrets []string) error {
 	return err
 }
 
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // runLocal runs cmd, made by exec.CommandContext, until it exits or ctx
 // ends, when its whole process group is killed. Output goes to out unless
 // the caller set Stdout/Stderr; a non-zero exit is an [*ExitError].
@@ -114,13 +109,4 @@ func runLocal(ctx context.Context, cmd *exec.Cmd, name string, out *tailBuffer) 
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
-}
-
-// firstLine returns s's first line, trimmed.
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	return s
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit/endpoint"
+	"github.com/endpointkit/endpointkit/internal/text"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
@@ -105,14 +106,14 @@ func (c *SSHClient) exec(ctx context.Context, cmd string, stdin io.Reader) (stdo
 	err = sess.Run(cmd)
 	stop()
 	if ctx.Err() != nil {
-		return o.String(), e.String(), -1, fmt.Errorf("%s: %w", firstLine(cmd), ctx.Err())
+		return o.String(), e.String(), -1, fmt.Errorf("%s: %w", text.FirstLine(cmd), ctx.Err())
 	}
 	var ee *ssh.ExitError
 	if errors.As(err, &ee) {
 		return o.String(), e.String(), ee.ExitStatus(), nil
 	}
 	if err != nil {
-		return o.String(), e.String(), -1, fmt.Errorf("%s: %w", firstLine(cmd), err)
+		return o.String(), e.String(), -1, fmt.Errorf("%s: %w", text.FirstLine(cmd), err)
 	}
 	return o.String(), e.String(), 0, nil
 }
@@ -282,8 +283,8 @@ func (c *SSHClient) SetHostname(ctx context.Context, name string) error {
 	if len(name) > 253 || !hostnameRE.MatchString(name) {
 		return fmt.Errorf("%w: %q is not a valid hostname", ErrBadConfig, name)
 	}
-	q := shellQuote(name)
-	_, err := c.Run(ctx, c.sudo+"sh -c "+shellQuote("hostname "+q+" && printf '%s\\n' "+q+" > /etc/hostname"))
+	q := text.ShellQuote(name)
+	_, err := c.Run(ctx, c.sudo+"sh -c "+text.ShellQuote("hostname "+q+" && printf '%s\\n' "+q+" > /etc/hostname"))
 	return err
 }
 
@@ -296,7 +297,7 @@ func (c *SSHClient) SetAddress(ctx context.Context, iface string, addr netip.Pre
 	if !addr.IsValid() {
 		return fmt.Errorf("%w: invalid address for %s", ErrBadConfig, iface)
 	}
-	_, err := c.Run(ctx, fmt.Sprintf("%sip addr replace %s dev %s && %sip link set dev %s up", c.sudo, addr, shellQuote(iface), c.sudo, shellQuote(iface)))
+	_, err := c.Run(ctx, fmt.Sprintf("%sip addr replace %s dev %s && %sip link set dev %s up", c.sudo, addr, text.ShellQuote(iface), c.sudo, text.ShellQuote(iface)))
 	return err
 }
 
@@ -306,11 +307,11 @@ func (c *SSHClient) RestartService(ctx context.Context, name string) error {
 	if !serviceRE.MatchString(name) {
 		return fmt.Errorf("%w: %q is not a service name", ErrBadConfig, name)
 	}
-	q := shellQuote(name)
+	q := text.ShellQuote(name)
 	script := `if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then exec systemctl restart ` + q +
 		`; elif [ -x /etc/init.d/` + name + ` ]; then exec /etc/init.d/` + name + ` restart` +
 		`; elif command -v service >/dev/null; then exec service ` + q + ` restart` +
 		`; else echo "no service manager found for ` + name + `" >&2; exit 127; fi`
-	_, err := c.Run(ctx, c.sudo+"sh -c "+shellQuote(script))
+	_, err := c.Run(ctx, c.sudo+"sh -c "+text.ShellQuote(script))
 	return err
 }

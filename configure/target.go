@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/endpointkit/endpointkit/endpoint"
+	"github.com/endpointkit/endpointkit/lessonmeta"
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
@@ -115,7 +116,7 @@ func (t Target) StageConfig(stage int) (endpoint.StageConfig, error) {
 		return endpoint.StageConfig{Stage: stage}, nil
 	}
 	if stage < 0 || stage >= len(t.Stages) {
-		return endpoint.StageConfig{}, fmt.Errorf("%w: stage %d does not exist (the endpoint has stages 0..%d)", ErrBadConfig, stage, len(t.Stages)-1)
+		return endpoint.StageConfig{}, fmt.Errorf("%w: stage %d does not exist (the endpoint has stages 0..%d): %w", ErrBadConfig, stage, len(t.Stages)-1, lessonmeta.ErrNoStage)
 	}
 	sc := t.Stages[stage]
 	sc.Stage = stage

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/endpointkit/endpointkit/imagebuild/agent"
+	"github.com/endpointkit/endpointkit/internal/text"
 	"github.com/endpointkit/endpointkit/vmimage"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
@@ -277,7 +278,7 @@ func (b *Builder) configureRoot(ctx context.Context, r *Recipe, in debootstrapIn
 		return nil, err
 	}
 	for i, step := range r.Steps {
-		b.progress.Step(fmt.Sprintf("step %d: %s", i+1, firstLine(step)))
+		b.progress.Step(fmt.Sprintf("step %d: %s", i+1, stepTitle(step)))
 		if err := ch.run(step, fmt.Sprintf("step %d", i+1)); err != nil {
 			return nil, r.errAt(fmt.Sprintf("steps[%d]", i), "%v", err)
 		}
@@ -288,8 +289,9 @@ func (b *Builder) configureRoot(ctx context.Context, r *Recipe, in debootstrapIn
 	return readHostKeys(root)
 }
 
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+// stepTitle is a script step's first line, at most 60 bytes.
+func stepTitle(s string) string {
+	s = text.FirstLine(s)
 	if len(s) > 60 {
 		s = s[:60] + "…"
 	}
@@ -316,24 +318,14 @@ func (b *Builder) createUsers(ch *chroot, r *Recipe) error {
 			fmt.Fprintf(&script, "usermod -a -G %s %s\n", strings.Join(u.Groups, ","), u.Name)
 		}
 		if u.Password != "" {
-			fmt.Fprintf(&script, "echo %s | chpasswd\n", shellQuote(u.Name+":"+u.Password))
+			fmt.Fprintf(&script, "echo %s | chpasswd\n", text.ShellQuote(u.Name+":"+u.Password))
 		}
 		if len(u.AuthorizedKeys) > 0 {
 			fmt.Fprintf(&script, "install -d -m 700 -o %[1]s -g %[1]s /home/%[1]s/.ssh\nprintf '%%s\\n' %[2]s > /home/%[1]s/.ssh/authorized_keys\nchown %[1]s: /home/%[1]s/.ssh/authorized_keys\nchmod 600 /home/%[1]s/.ssh/authorized_keys\n",
-				u.Name, shellQuoteAll(u.AuthorizedKeys))
+				u.Name, text.ShellQuoteAll(u.AuthorizedKeys))
 		}
 	}
 	return ch.run(script.String(), "create users")
-}
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-func shellQuoteAll(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = shellQuote(s)
-	}
-	return strings.Join(q, " ")
 }
 
 // recipeFiles plans the recipe's files with owners looked up in the

@@ -7,6 +7,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/endpointkit/endpointkit/internal/text"
 )
 
 // configCandidates returns the file names in stage<i>/configs/ that may hold
@@ -180,7 +182,7 @@ func (c *checker) images(l *Lesson, src ImageSource) {
 			c.warnf(ErrReference, field, "image %q (used by %s) has no image.meta.yaml (searched: %s); the lesson is valid, but launching it needs that image",
 				slug, strings.Join(names, ", "), describeSource(src))
 		} else {
-			c.warnf(ErrReference, field, "image %q (used by %s): %s", slug, strings.Join(names, ", "), firstLine(err.Error()))
+			c.warnf(ErrReference, field, "image %q (used by %s): %s", slug, strings.Join(names, ", "), summary(err.Error()))
 		}
 	}
 }
@@ -192,10 +194,10 @@ func describeSource(src ImageSource) string {
 	return "the image catalog"
 }
 
-func firstLine(s string) string {
-	first, rest, ok := strings.Cut(s, "\n")
-	if ok {
-		return first + fmt.Sprintf(" (and %d more)", strings.Count(rest, "\n")+1)
+// summary is the first line of a message and how many more it has.
+func summary(s string) string {
+	if n := strings.Count(s, "\n"); n > 0 {
+		return text.FirstLine(s) + fmt.Sprintf(" (and %d more)", n)
 	}
-	return first
+	return s
 }

@@ -121,6 +121,21 @@ type Lesson struct {
 	src *source
 }
 
+// ErrNoStage is wrapped by every error about a stage number the lesson
+// does not have (see [Lesson.CheckStage]).
+var ErrNoStage = errors.New("no such stage")
+
+// CheckStage returns nil when the lesson has stage n, else an error naming
+// the file and the stages field that wraps [ErrNoStage]. It is the one
+// check of a stage number against a lesson.
+func (l *Lesson) CheckStage(n int) error {
+	if n >= 0 && n < len(l.Stages) {
+		return nil
+	}
+	pos := l.Position("stages")
+	return fmt.Errorf("%s:%d:%d: stages: stage %d: the lesson has stages 0 to %d: %w", l.File, pos.Line, pos.Column, n, len(l.Stages)-1, ErrNoStage)
+}
+
 // Position returns where field (a path such as "endpoints[1].image") is
 // written in the metafile, or where its nearest written parent is.
 func (l *Lesson) Position(field string) Position {

@@ -100,7 +100,21 @@ type Timeouts struct {
 	Serial     time.Duration // the manifest's serial regex: max(10×BootSeconds, 60s)
 	SSH        time.Duration // SSH handshakes after the serial marker: 30s
 	StopGrace  time.Duration // guest poweroff after system_powerdown: 20s
-	TCGFactor  int           // multiplier under TCG: 4
+	TCGFactor  int           // multiplier under TCG: TCGSlowDown
+}
+
+// TCGSlowDown is how many times slower a guest runs under TCG than under
+// KVM, as far as deadlines go: guest-speed deadlines are multiplied by it
+// (Timeouts.TCGFactor's default, Accel.SlowDown).
+const TCGSlowDown = 4
+
+// SlowDown is the factor guest-speed deadlines get under a: TCGSlowDown
+// for TCG, else 1.
+func (a Accel) SlowDown() int {
+	if a == AccelTCG {
+		return TCGSlowDown
+	}
+	return 1
 }
 
 func (t Timeouts) withDefaults(bootSeconds int) Timeouts {
@@ -119,7 +133,7 @@ func (t Timeouts) withDefaults(bootSeconds int) Timeouts {
 	def(&t.SSH, 30*time.Second)
 	def(&t.StopGrace, 20*time.Second)
 	if t.TCGFactor <= 0 {
-		t.TCGFactor = 4
+		t.TCGFactor = TCGSlowDown
 	}
 	return t
 }

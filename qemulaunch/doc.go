@@ -34,6 +34,18 @@
 // SSH handshakes); [VM.Stop] powers the guest off gracefully with
 // escalation; [VM.Wait] reports how QEMU ended ([Exit]).
 //
+// # Launcher contract
+//
+// [Launch] is what an endpoint's launcher (`endpoint run`, the entrypoint
+// of an endpoint container) is told, as plain data: [LaunchFor] derives it
+// from the lesson model, [Launch.Args] and [Launch.Env] render it as a
+// command line or an ENDPOINT_* environment, [ParseLaunch] reads either
+// back (fuzzed: parse(render(l)) == l), [Launch.Config] loads the image
+// into a [Config], and [Supervise] runs it to the end — signals, readiness,
+// exit statuses ([ExitCode]). [ExposedPorts] is the one port policy.
+// [Processes] and [StopProcesses] find and stop the launchers (and QEMU)
+// of a state directory on this machine.
+//
 // # Contexts
 //
 //   - Start(ctx): bounds start-up only; cancelling later does nothing to

@@ -11,17 +11,19 @@ import (
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
-// FromEndpoint is the launcher config for one endpoint of the lesson model:
-// its name, exactly its declared ports, its management MAC and its data
-// interfaces (names, MACs, MTUs) in model order. The lesson directory,
-// state dir and accelerator are left for the caller.
+// FromEndpoint is the launcher config for one endpoint of the lesson model,
+// in-process: what [LaunchFor] says (name, the ports [ExposedPorts]
+// decides, management and data-interface MACs) plus each data interface's
+// MTU, in model order. The lesson directory, state dir and accelerator are
+// left for the caller.
 func FromEndpoint(ep endpoint.Endpoint, im *vmimage.Image) Config {
-	c := Config{Name: ep.Name, Image: im, Management: Management{MAC: ep.ManagementMAC}}
-	for _, p := range ep.Ports {
-		c.Forwards = append(c.Forwards, Forward{GuestPort: p})
-	}
-	for _, it := range ep.Interfaces {
-		c.Interfaces = append(c.Interfaces, Interface{Name: it.Name, MAC: it.MAC, MTU: it.MTU})
+	c := LaunchFor(ep, im).config(im)
+	for k := range c.Interfaces {
+		for _, it := range ep.Interfaces {
+			if it.Name == c.Interfaces[k].Name {
+				c.Interfaces[k].MTU = it.MTU
+			}
+		}
 	}
 	return c
 }
@@ -30,10 +32,17 @@ func FromEndpoint(ep endpoint.Endpoint, im *vmimage.Image) Config {
 // applies it: eth0 (or the management interface's name) sets the
 // management MAC, others add or update data interfaces by name.
 func (c *Config) ParseMACs(s string) error {
-	mgmt := c.Management.Interface
-	if mgmt == "" {
-		mgmt = "eth0"
+	macs, err := parseMACs(s)
+	if err != nil {
+		return err
 	}
+	c.applyMACs(macs)
+	return nil
+}
+
+// parseMACs reads the --macs syntax.
+func parseMACs(s string) ([]InterfaceMAC, error) {
+	var out []InterfaceMAC
 	for i, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -42,20 +51,36 @@ func (c *Config) ParseMACs(s string) error {
 		name, macS, ok := strings.Cut(part, "=")
 		mac, err := net.ParseMAC(macS)
 		if !ok || name == "" || err != nil || len(mac) != 6 || mac[0]&1 != 0 {
-			return fmt.Errorf("macs: item %d %q: want IFACE=MAC with a unicast Ethernet MAC", i+1, part)
+			return nil, fmt.Errorf("macs: item %d %q: want IFACE=MAC with a unicast Ethernet MAC", i+1, part)
 		}
-		if name == mgmt {
-			c.Management.MAC = mac
+		out = append(out, InterfaceMAC{name, mac})
+	}
+	return out, nil
+}
+
+// applyMACs sets the management MAC (eth0, or the management interface's
+// name) and adds or updates data interfaces by name, in ethN order.
+func (c *Config) applyMACs(macs []InterfaceMAC) {
+	if len(macs) == 0 {
+		return
+	}
+	mgmt := c.Management.Interface
+	if mgmt == "" {
+		mgmt = "eth0"
+	}
+	for _, m := range macs {
+		if m.Interface == mgmt {
+			c.Management.MAC = m.MAC
 			continue
 		}
 		found := false
 		for j := range c.Interfaces {
-			if c.Interfaces[j].Name == name {
-				c.Interfaces[j].MAC, found = mac, true
+			if c.Interfaces[j].Name == m.Interface {
+				c.Interfaces[j].MAC, found = m.MAC, true
 			}
 		}
 		if !found {
-			c.Interfaces = append(c.Interfaces, Interface{Name: name, MAC: mac})
+			c.Interfaces = append(c.Interfaces, Interface{Name: m.Interface, MAC: m.MAC})
 		}
 	}
 	// NIC order is ethN order whatever order the list was written in.
@@ -67,5 +92,4 @@ func (c *Config) ParseMACs(s string) error {
 		return v
 	}
 	sort.SliceStable(c.Interfaces, func(i, j int) bool { return num(c.Interfaces[i].Name) < num(c.Interfaces[j].Name) })
-	return nil
 }

@@ -110,6 +110,24 @@ func ParsePorts(s string) ([]Forward, error) {
 	return out, nil
 }
 
+// FormatPorts writes forwards in the syntax ParsePorts reads: GUEST, or
+// HOST:GUEST when the host port differs, with /udp for UDP. A host port of
+// 0 or AutoPort is written as the guest port.
+func FormatPorts(fs []Forward) string {
+	parts := make([]string, len(fs))
+	for i, f := range fs {
+		s := strconv.Itoa(f.GuestPort)
+		if f.HostPort > 0 && f.HostPort != f.GuestPort {
+			s = strconv.Itoa(f.HostPort) + ":" + s
+		}
+		if f.proto() == "udp" {
+			s += "/udp"
+		}
+		parts[i] = s
+	}
+	return strings.Join(parts, ",")
+}
+
 func parsePort(s string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > 65535 {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/endpointkit/endpointkit/vmimage"
 	"golang.org/x/crypto/ssh"
 )
@@ -178,25 +179,24 @@ func (vm *VM) probePorts(ctx context.Context, sshPorts, tcpPorts []int) error {
 }
 
 // retry runs fn until it succeeds or ctx ends, backing off from 10 ms to
-// 50 ms; it returns the last error with ctx's.
+// 50 ms (cenkalti/backoff, no jitter, no overall limit but ctx); it
+// returns the last error with ctx's. A permanentError ends it at once.
 func retry(ctx context.Context, fn func(context.Context) error) error {
-	delay := 10 * time.Millisecond
-	for {
+	eb := &backoff.ExponentialBackOff{InitialInterval: 10 * time.Millisecond, Multiplier: 2, MaxInterval: 50 * time.Millisecond}
+	var last error
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		err := fn(ctx)
-		if err == nil {
-			return nil
-		}
 		var perm permanentError
 		if errors.As(err, &perm) {
-			return perm.error
+			return struct{}{}, backoff.Permanent(perm.error)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 50*time.Millisecond)
+		last = err
+		return struct{}{}, err
+	}, backoff.WithBackOff(eb), backoff.WithMaxElapsedTime(0))
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), last)
 	}
+	return err
 }
 
 // dial connects from inside the VM's network namespace.

@@ -1,6 +1,10 @@
 package qemulaunch
 
-import "path/filepath"
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
 
 // StateDir is an instance state directory. Its layout is stable (other
 // programs — the lesson orchestration, container health checks, `endpoint
@@ -30,3 +34,19 @@ func (d StateDir) Overlay() string       { return d.join("overlay.qcow2") }
 func (d StateDir) Health() string        { return d.join("health") }
 
 func (d StateDir) join(name string) string { return filepath.Join(string(d), name) }
+
+// StateDirOf is a launcher's state directory: state when given, else
+// DefaultStateRoot/name, name defaulting to this host's name (a
+// container's). The error wraps ErrUsage.
+func StateDirOf(state, name string) (StateDir, error) {
+	if state != "" {
+		return StateDir(state), nil
+	}
+	if name == "" {
+		var err error
+		if name, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("%w: give --name or --state", ErrUsage)
+		}
+	}
+	return StateDir(filepath.Join(DefaultStateRoot, name)), nil
+}

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unsafe"
 
+	"github.com/endpointkit/endpointkit/internal/ethtool"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -89,13 +89,8 @@ func (e *netEnv) disableTXChecksum(name string) error {
 			return err
 		}
 		defer unix.Close(fd)
-		val := ethtoolValue{cmd: unix.ETHTOOL_STXCSUM, data: 0}
-		var ifr ifreqPtr
-		copy(ifr.name[:unix.IFNAMSIZ-1], name)
-		ifr.data = unsafe.Pointer(&val)
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
-		if errno != 0 && errno != unix.EOPNOTSUPP {
-			return fmt.Errorf("%s: disable TX checksum offload: %w", name, errno)
+		if err := ethtool.SetTXChecksum(fd, name, false); err != nil {
+			return fmt.Errorf("%s: disable TX checksum offload: %w", name, err)
 		}
 		return nil
 	})
@@ -111,13 +106,4 @@ func (e *netEnv) ownedLinks(instance string) ([]string, error) {
 		}
 	}
 	return out, err
-}
-
-type ethtoolValue struct{ cmd, data uint32 }
-
-// ifreqPtr is struct ifreq with its union holding a pointer (ifr_data).
-type ifreqPtr struct {
-	name [unix.IFNAMSIZ]byte
-	data unsafe.Pointer
-	_    [16]byte
 }

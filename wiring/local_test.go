@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -314,5 +316,24 @@ func TestAddressModes(t *testing.T) {
 	// The state still says which management address each guest should use.
 	if e, _ := st.Endpoint("foobar1"); !st.MgmtSubnet.Contains(e.MgmtAddress.Addr()) {
 		t.Errorf("foobar1 management address %v outside %v", e.MgmtAddress, st.MgmtSubnet)
+	}
+}
+
+// Remove finds what an instance left by its names alone: the state file
+// lost, its namespaces, host link and nftables table still go.
+func TestRemoveWithoutState(t *testing.T) {
+	l, p, _ := applied(t, Options{Publish: []Publish{{Endpoint: "foobar1", Port: 22}}})
+	if err := os.Remove(filepath.Join(l.StateDir(p.Instance), StateFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Remove(context.Background(), p.Instance); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	assertNothingLeft(t, p, l)
+	if err := l.Remove(context.Background(), p.Instance); err != nil {
+		t.Errorf("Remove again: %v", err)
+	}
+	if err := l.Remove(context.Background(), "../etc"); err == nil {
+		t.Error("Remove accepted a bad instance name")
 	}
 }

@@ -42,7 +42,7 @@ func (a *applier) mgmtNetwork(context.Context) error {
 	}
 	a.st.Endpoints = a.st.Endpoints[:0]
 	for _, e := range a.eps {
-		es := EndpointState{Name: e.Name, Namespace: e.Namespace, MgmtAddress: mgmtAddr(a.st.MgmtSubnet, e.Pos)}
+		es := EndpointNamespace{Name: e.Name, Namespace: e.Namespace, MgmtAddress: mgmtAddr(a.st.MgmtSubnet, e.Pos)}
 		for _, i := range e.Interfaces {
 			es.Interfaces = append(es.Interfaces, i.Name)
 		}

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"unsafe"
 
+	"github.com/endpointkit/endpointkit/internal/ethtool"
 	"github.com/endpointkit/endpointkit/internal/nsutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -106,23 +106,6 @@ func (e *nsEnv) close() {
 	e.fd.Close()
 }
 
-// ethtool commands (linux/ethtool.h).
-const (
-	ethtoolGTXCSUM = 0x16
-	ethtoolSTXCSUM = 0x17
-)
-
-type ethtoolValue struct {
-	cmd  uint32
-	data uint32
-}
-
-type ifreqData struct {
-	name [unix.IFNAMSIZ]byte
-	data unsafe.Pointer
-	_    [24 - unsafe.Sizeof(uintptr(0))]byte
-}
-
 // txChecksum turns TX checksum offload of a link on or off. With it off, a
 // veth computes checksums of locally generated packets before handing them
 // on, so the frames stay correct when a tc mirred redirect moves them into a
@@ -130,31 +113,11 @@ type ifreqData struct {
 // also drops TSO on that link (it depends on checksum offload), so large
 // sends are segmented in software first.
 func txChecksum(sock int, ifname string, on bool) error {
-	v := ethtoolValue{cmd: ethtoolSTXCSUM}
-	if on {
-		v.data = 1
-	}
-	return ethtoolIoctl(sock, ifname, &v)
+	return ethtool.SetTXChecksum(sock, ifname, on)
 }
 
 // txChecksumOn reports a link's TX checksum offload setting.
-func txChecksumOn(sock int, ifname string) (bool, error) {
-	v := ethtoolValue{cmd: ethtoolGTXCSUM}
-	if err := ethtoolIoctl(sock, ifname, &v); err != nil {
-		return false, err
-	}
-	return v.data != 0, nil
-}
-
-func ethtoolIoctl(sock int, ifname string, v *ethtoolValue) error {
-	var ifr ifreqData
-	copy(ifr.name[:unix.IFNAMSIZ-1], ifname)
-	ifr.data = unsafe.Pointer(v)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(sock), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-		return fmt.Errorf("ethtool %s: %w", ifname, errno)
-	}
-	return nil
-}
+func txChecksumOn(sock int, ifname string) (bool, error) { return ethtool.TXChecksum(sock, ifname) }
 
 // openEnvHere opens the sockets of the calling thread's own namespace (the
 // process's: nothing in this module leaves a thread in another one).

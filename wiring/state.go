@@ -39,15 +39,15 @@ type State struct {
 	Namespaces   []string `json:"namespaces"`
 	HostLinkMade bool     `json:"hostLinkMade"`
 	// NFTable is set once the table may exist.
-	NFTable   string          `json:"nftTable,omitempty"`
-	Endpoints []EndpointState `json:"endpoints"`
-	Published []PublishedPort `json:"published,omitempty"`
-	Complete  bool            `json:"complete"`
-	Dir       string          `json:"-"`
+	NFTable   string              `json:"nftTable,omitempty"`
+	Endpoints []EndpointNamespace `json:"endpoints"`
+	Published []PublishedPort     `json:"published,omitempty"`
+	Complete  bool                `json:"complete"`
+	Dir       string              `json:"-"`
 }
 
-// EndpointState is how to reach one endpoint.
-type EndpointState struct {
+// EndpointNamespace is one endpoint's namespace and how to reach it.
+type EndpointNamespace struct {
 	Name      string `json:"name"`
 	Namespace string `json:"namespace"`
 	// MgmtAddress is the endpoint's management address (on eth0 unless the
@@ -67,13 +67,13 @@ type PublishedPort struct {
 }
 
 // Endpoint returns the state of the named endpoint.
-func (s *State) Endpoint(name string) (EndpointState, bool) {
+func (s *State) Endpoint(name string) (EndpointNamespace, bool) {
 	for _, e := range s.Endpoints {
 		if e.Name == name {
 			return e, true
 		}
 	}
-	return EndpointState{}, false
+	return EndpointNamespace{}, false
 }
 
 // Start starts cmd inside the named endpoint's namespace (cmd.Start on a

@@ -68,19 +68,77 @@ func teardownHost(st *State) error {
 		}
 	}
 	if st.HostLinkMade {
-		h, err := netlink.NewHandleAt(host.fd, unix.NETLINK_ROUTE)
-		if err != nil {
-			return errors.Join(append(errs, fmt.Errorf("wiring: instance %s: host namespace: %w", st.Instance, err))...)
-		}
-		defer h.Close()
-		lk, err := h.LinkByName(st.HostLink)
-		if err == nil {
-			err = h.LinkDel(lk)
-		}
-		var notFound netlink.LinkNotFoundError
-		if err != nil && !errors.As(err, &notFound) && !errors.Is(err, unix.ENODEV) {
-			errs = append(errs, fmt.Errorf("wiring: instance %s: delete host link %s: %w", st.Instance, st.HostLink, err))
+		if err := deleteHostLink(host, st.HostLink); err != nil {
+			errs = append(errs, fmt.Errorf("wiring: instance %s: %w", st.Instance, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Remove removes everything of the named instance on this host: what its
+// state file records (Teardown of StateDir(instance)), then what a lost or
+// damaged state file could not account for — every namespace named after
+// the instance (its fabric ek-<instance>, ek-<instance>@<host>, and its
+// endpoints' ek-<instance>.<endpoint>), its host link and its nftables
+// table. (Deleting the
+// fabric namespace destroys the host link too, but in the kernel's
+// background cleanup, after Remove would have returned.) It is idempotent.
+func (l *Local) Remove(ctx context.Context, instance string) error {
+	if err := ValidInstance(instance); err != nil {
+		return fmt.Errorf("wiring: %w", err)
+	}
+	var errs []error
+	if err := l.Teardown(ctx, l.StateDir(instance)); err != nil {
+		errs = append(errs, err)
+	}
+	n := newNames(instance)
+	if l.HostNetNS == "" || nsutil.Exists(l.HostNetNS) {
+		if err := removeHostLeftovers(l.HostNetNS, n); err != nil {
+			errs = append(errs, fmt.Errorf("wiring: instance %s: %w", instance, err))
+		}
+	}
+	ents, err := os.ReadDir(nsutil.Dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("wiring: instance %s: %w", instance, err))
+	}
+	for _, e := range ents {
+		if n.ownsNamespace(e.Name()) {
+			if err := nsutil.Delete(e.Name()); err != nil {
+				errs = append(errs, fmt.Errorf("wiring: instance %s: %w", instance, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeHostLeftovers deletes the instance's nftables table and host link
+// from the host namespace (hostNetNS, "" = the caller's) where they are.
+func removeHostLeftovers(hostNetNS string, n names) error {
+	host, err := openHostEnv(hostNetNS)
+	if err != nil {
+		return err
+	}
+	defer host.close()
+	return errors.Join(deleteTable(host.fd, n.nftTable()), deleteHostLink(host, n.hostLink()))
+}
+
+// deleteHostLink deletes the veth named link in host, if it is there.
+func deleteHostLink(host *nsEnv, link string) error {
+	h, err := netlink.NewHandleAt(host.fd, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("host namespace: %w", err)
+	}
+	defer h.Close()
+	lk, err := h.LinkByName(link)
+	var notFound netlink.LinkNotFoundError
+	if errors.As(err, &notFound) || errors.Is(err, unix.ENODEV) || (err == nil && lk.Type() != "veth") {
+		return nil
+	}
+	if err == nil {
+		err = h.LinkDel(lk)
+	}
+	if err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete host link %s: %w", link, err)
+	}
+	return nil
 }

@@ -19,19 +19,9 @@ func stateDir(name string, args []string, stderr io.Writer) (qemulaunch.StateDir
 	n := fs.String("name", os.Getenv("ENDPOINT_NAME"), "instance name (state dir /run/endpointkit/NAME) ($ENDPOINT_NAME)")
 	s := fs.String("state", os.Getenv("ENDPOINT_STATE"), "state directory ($ENDPOINT_STATE)")
 	if err := fs.Parse(args); err != nil {
-		return "", fmt.Errorf("%w: %v", errUsage, err)
+		return "", fmt.Errorf("%w: %v", qemulaunch.ErrUsage, err)
 	}
-	switch {
-	case *s != "":
-		return qemulaunch.StateDir(*s), nil
-	case *n != "":
-		return qemulaunch.StateDir(qemulaunch.DefaultStateRoot + "/" + *n), nil
-	}
-	h, err := os.Hostname()
-	if err != nil {
-		return "", fmt.Errorf("%w: give --name or --state", errUsage)
-	}
-	return qemulaunch.StateDir(qemulaunch.DefaultStateRoot + "/" + h), nil
+	return qemulaunch.StateDirOf(*s, *n)
 }
 
 // runConsole attaches to the console socket: output to stdout, stdin to
@@ -61,7 +51,7 @@ func runHealth(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	fmt.Fprintln(stdout, state, detail)
 	if state != qemulaunch.HealthReady {
-		return &exitError{exitFailed, "not ready: " + state}
+		return fmt.Errorf("not ready: %s", state)
 	}
 	return nil
 }

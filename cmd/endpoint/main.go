@@ -14,12 +14,18 @@
 // the guest powered off (asked or not), 1 start-up or readiness failed, 2
 // usage, 3 the guest ignored poweroff and QEMU was told to quit, 4 QEMU had
 // to be killed, 5 QEMU died unexpectedly.
+//
+// The command only reads flags: the launcher contract (qemulaunch.Launch,
+// qemulaunch.ParseLaunch) and the supervisor (qemulaunch.Supervise) are
+// the library's.
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
+
+	"github.com/endpointkit/endpointkit/qemulaunch"
 )
 
 func main() {
@@ -27,5 +33,5 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "endpoint:", err)
 	}
-	os.Exit(exitCode(err))
+	os.Exit(qemulaunch.ExitCode(err))
 }

@@ -34,20 +34,20 @@ func TestUsageErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		"no command":    {nil, exitUsage, "no command"},
-		"unknown":       {[]string{"fly"}, exitUsage, "unknown command"},
-		"no image":      {[]string{"run"}, exitUsage, "--image is required"},
-		"bad flag":      {[]string{"run", "--bogus"}, exitUsage, "bogus"},
-		"missing image": {[]string{"run", "--image", filepath.Join(img, "nope")}, exitFailed, "manifest.json"},
-		"stray arg":     {[]string{"run", "--image", img, "extra"}, exitUsage, "unexpected"},
-		"console gone":  {[]string{"console", "--state", img}, exitFailed, "console.sock"},
-		"health gone":   {[]string{"health", "--state", img}, exitFailed, "health"},
+		"no command":    {nil, qemulaunch.ExitCodeUsage, "no command"},
+		"unknown":       {[]string{"fly"}, qemulaunch.ExitCodeUsage, "unknown command"},
+		"no image":      {[]string{"run"}, qemulaunch.ExitCodeUsage, "--image is required"},
+		"bad flag":      {[]string{"run", "--bogus"}, qemulaunch.ExitCodeUsage, "bogus"},
+		"missing image": {[]string{"run", "--image", filepath.Join(img, "nope")}, qemulaunch.ExitCodeFailed, "manifest.json"},
+		"stray arg":     {[]string{"run", "--image", img, "extra"}, qemulaunch.ExitCodeUsage, "unexpected"},
+		"console gone":  {[]string{"console", "--state", img}, qemulaunch.ExitCodeFailed, "console.sock"},
+		"health gone":   {[]string{"health", "--state", img}, qemulaunch.ExitCodeFailed, "health"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			var out, errb bytes.Buffer
 			err := Run(context.Background(), tc.args, strings.NewReader(""), &out, &errb)
-			if got := exitCode(err); got != tc.code || err == nil || !strings.Contains(err.Error(), tc.want) {
+			if got := qemulaunch.ExitCode(err); got != tc.code || err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Run(%q) = %v (exit %d); want exit %d mentioning %q", tc.args, err, got, tc.code, tc.want)
 			}
 		})
@@ -55,26 +55,10 @@ func TestUsageErrors(t *testing.T) {
 	t.Run("bad env", func(t *testing.T) {
 		t.Setenv("ENDPOINT_INTERFACES", "two")
 		err := Run(context.Background(), []string{"run"}, nil, io.Discard, io.Discard)
-		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "ENDPOINT_INTERFACES") {
+		if qemulaunch.ExitCode(err) != qemulaunch.ExitCodeUsage || !strings.Contains(err.Error(), "ENDPOINT_INTERFACES") {
 			t.Fatalf("err = %v", err)
 		}
 	})
-}
-
-func TestEnvSettings(t *testing.T) {
-	t.Setenv("ENDPOINT_FORWARD", "22,830")
-	t.Setenv("ENDPOINT_STITCH", "bridge")
-	t.Setenv("ENDPOINT_GRACE", "5s")
-	fs, o, err := runFlags(io.Discard, os.Getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fs.Parse([]string{"--stitch", "mirred"}); err != nil {
-		t.Fatal(err)
-	}
-	if o.forward != "22,830" || o.stitch != "mirred" || o.grace != 5*time.Second {
-		t.Errorf("opts %+v: env not applied or flag did not win", o)
-	}
 }
 
 var (
@@ -428,8 +412,8 @@ func TestRunQEMUKilled(t *testing.T) {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	syscall.Kill(pid, syscall.SIGKILL)
-	if code := l.wait(t, 30*time.Second); code != exitDied {
-		t.Fatalf("exit %d, want %d:\n%s", code, exitDied, l.stderr)
+	if code := l.wait(t, 30*time.Second); code != qemulaunch.ExitCodeDied {
+		t.Fatalf("exit %d, want %d:\n%s", code, qemulaunch.ExitCodeDied, l.stderr)
 	}
 	if !l.stderr.has("died") || !l.stderr.has("console tail") {
 		t.Errorf("stderr does not explain:\n%s", l.stderr)

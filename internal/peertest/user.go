@@ -12,6 +12,7 @@
 package peertest
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -26,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"golang.org/x/crypto/ssh"
 )
@@ -168,16 +170,20 @@ func writeKey(path string) (ssh.Signer, string, error) {
 }
 
 // retryLocked runs f until the account tools stop complaining that
-// /etc/passwd or /etc/shadow is locked (another test is editing them).
+// /etc/passwd or /etc/shadow is locked (another test is editing them):
+// up to 100 tries, 50 ms apart.
 func retryLocked(f func() ([]byte, error)) ([]byte, error) {
 	var out []byte
-	var err error
-	for i := 0; i < 100; i++ {
+	_, err := backoff.Retry(context.Background(), func() (struct{}, error) {
+		var err error
 		out, err = f()
 		if err == nil || !strings.Contains(strings.ToLower(string(out)), "lock") {
-			return out, err
+			return struct{}{}, backoff.Permanent(err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return struct{}{}, err
+	}, backoff.WithBackOff(backoff.NewConstantBackOff(50*time.Millisecond)), backoff.WithMaxTries(100))
+	if err != nil && strings.Contains(strings.ToLower(string(out)), "lock") {
+		return out, fmt.Errorf("still locked after retries: %w", err)
 	}
-	return out, fmt.Errorf("still locked after retries: %w", err)
+	return out, err
 }

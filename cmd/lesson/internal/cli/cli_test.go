@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
+	"github.com/endpointkit/endpointkit/lessonjson"
 	"github.com/endpointkit/endpointkit/lessonmeta"
 )
 
@@ -125,7 +126,7 @@ func TestValidateCurriculumJSON(t *testing.T) {
 	if code != 1 {
 		t.Errorf("exit %d, want 1 (stig's prerequisite is not in the corpus)", code)
 	}
-	var v ValidateOutput
+	var v lessonjson.Validation
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -187,7 +188,7 @@ func TestValidateBadLesson(t *testing.T) {
 	}
 	// --strict turns the unknown key into an error; --json reports both.
 	out, _, code = run(t, "validate", "--strict", "--json", dir)
-	var v ValidateOutput
+	var v lessonjson.Validation
 	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 {
 		t.Fatalf("exit %d, %v\n%s", code, err, out)
 	}
@@ -218,7 +219,7 @@ func TestPlan(t *testing.T) {
 		}
 	}
 	out, _, code = run(t, "plan", "--json", "--mtu", "9000", example(t))
-	var v PlanOutput
+	var v lessonjson.Plans
 	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 0 {
 		t.Fatalf("exit %d, %v\n%s", code, err, out)
 	}
@@ -261,7 +262,7 @@ func TestSchemaCommand(t *testing.T) {
 func TestParseInterspersed(t *testing.T) {
 	out, _, code := run(t, "validate", example(t), "--json", "--", "--strict")
 	// "--strict" after "--" is a path, which does not exist.
-	var v ValidateOutput
+	var v lessonjson.Validation
 	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 || len(v.Targets) != 2 || v.Targets[1].Path != "--strict" {
 		t.Fatalf("exit %d, %v\n%s", code, err, out)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 
 	"github.com/endpointkit/endpointkit/internal/termio"
 )
@@ -32,7 +31,7 @@ and leaves the VM running. Several people may attach at once.`,
 				if !ok {
 					return fmt.Errorf("%w: instance %s has no endpoint %q", ErrUsage, inst.Name, args[0])
 				}
-				conn, err := net.Dial("unix", ep.ConsoleSocket)
+				conn, err := inst.Console(ctx, ep.Name)
 				if err != nil {
 					return fmt.Errorf("console of %s: %w (is it running? see `lesson status`)", ep.Name, err)
 				}

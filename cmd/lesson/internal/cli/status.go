@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/lessonjson"
 )
 
 func statusCommand() *Command {
@@ -26,19 +27,13 @@ health file. Exits 1 when an endpoint is failed, down or not configured.`,
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected arguments %q", ErrUsage, args)
 				}
-				return runStatus(env, inf, *asJSON)
+				return runStatus(ctx, env, inf, *asJSON)
 			}
 		},
 	}
 }
 
-// StatusOutput is the JSON document of `lesson status --json`.
-type StatusOutput struct {
-	Version   int                     `json:"version"` // 1
-	Instances []*endpointkit.Instance `json:"instances"`
-}
-
-func runStatus(env *Env, inf *instanceFlags, asJSON bool) error {
+func runStatus(ctx context.Context, env *Env, inf *instanceFlags, asJSON bool) error {
 	names := []string{inf.name}
 	if inf.name == "" {
 		var err error
@@ -46,14 +41,14 @@ func runStatus(env *Env, inf *instanceFlags, asJSON bool) error {
 			return err
 		}
 	}
-	out := StatusOutput{Version: 1, Instances: []*endpointkit.Instance{}}
+	out := lessonjson.Status{Version: lessonjson.Version, Instances: []*endpointkit.Instance{}}
 	unhealthy := false
 	for k, name := range names {
 		inst, err := endpointkit.Open(endpointkit.InstanceDir(inf.root, name), inf.options(env))
 		if err != nil {
 			return err
 		}
-		for _, e := range inst.Status() {
+		for _, e := range inst.Status(ctx) {
 			unhealthy = unhealthy || (e.State != endpointkit.StateConfigured && !(inst.Stage < 0 && e.State == endpointkit.StateReady))
 		}
 		out.Instances = append(out.Instances, inst)

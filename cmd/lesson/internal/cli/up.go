@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/internal/text"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 )
 
@@ -96,7 +97,7 @@ func writeChecks(ctx context.Context, env *Env, inst *endpointkit.Instance) erro
 		res := "ok"
 		if !c.OK {
 			failed++
-			res = "FAILED: " + firstLine(c.Err)
+			res = "FAILED: " + text.FirstLine(c.Err.Error())
 		}
 		fmt.Fprintf(env.Stdout, "  %s %s → %s %s  %s\n", c.From, c.Interface, c.To, c.Address, res)
 	}
@@ -107,14 +108,4 @@ func writeChecks(ctx context.Context, env *Env, inst *endpointkit.Instance) erro
 		return fmt.Errorf("%d of %d link checks failed", failed, len(checks))
 	}
 	return nil
-}
-
-func firstLine(err error) string {
-	s := err.Error()
-	for i, c := range s {
-		if c == '\n' {
-			return s[:i]
-		}
-	}
-	return s
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/imagetest"
+	"github.com/endpointkit/endpointkit/lessonjson"
 )
 
 func TestInstanceUsageErrors(t *testing.T) {
@@ -88,7 +89,7 @@ func TestUpCommand(t *testing.T) {
 	}
 
 	out, _, code = run(t, append([]string{"status", "--json"}, common...)...)
-	var st StatusOutput
+	var st lessonjson.Status
 	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 || len(st.Instances) != 1 || len(st.Instances[0].Endpoints) != 2 {
 		t.Fatalf("status --json: code %d, %v:\n%s", code, err, out)
 	}

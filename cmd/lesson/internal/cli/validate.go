@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/endpointkit/endpointkit/lessonjson"
 	"github.com/endpointkit/endpointkit/lessonmeta"
 )
 
@@ -42,42 +43,8 @@ Prerequisites are checked when a whole curriculum is validated.`,
 	}
 }
 
-// ValidateOutput is the JSON document of `lesson validate --json`.
-type ValidateOutput struct {
-	Version int              `json:"version"` // 1
-	OK      bool             `json:"ok"`      // no target has an error
-	Targets []ValidateTarget `json:"targets"`
-}
-
-// ValidateTarget is the result for one PATH argument.
-type ValidateTarget struct {
-	Path     string        `json:"path"`
-	Kind     string        `json:"kind"` // "lesson" or "curriculum"
-	OK       bool          `json:"ok"`
-	Lessons  []string      `json:"lessons"` // slugs of the valid lessons
-	Errors   int           `json:"errors"`
-	Warnings int           `json:"warnings"`
-	Problems []ProblemJSON `json:"problems"`
-}
-
-// ProblemJSON is one problem in JSON output.
-type ProblemJSON struct {
-	File     string `json:"file"`
-	Line     int    `json:"line"`
-	Column   int    `json:"column"`
-	Field    string `json:"field,omitempty"`
-	Severity string `json:"severity"` // "error" or "warning"
-	Code     string `json:"code"`     // category: invalid, missing, unknown-key, …
-	Message  string `json:"message"`
-}
-
-func problemJSON(p *lessonmeta.Problem) ProblemJSON {
-	return ProblemJSON{File: p.File, Line: p.Pos.Line, Column: p.Pos.Column, Field: p.Field,
-		Severity: p.Severity.String(), Code: p.Code(), Message: p.Message}
-}
-
 func runValidate(env *Env, paths []string, opts lessonmeta.Options, images []string, asJSON bool) error {
-	out := ValidateOutput{Version: 1, OK: true, Targets: []ValidateTarget{}}
+	out := lessonjson.Validation{Version: lessonjson.Version, OK: true, Targets: []lessonjson.Target{}}
 	for _, path := range paths {
 		t := validateTarget(path, opts, images)
 		out.OK = out.OK && t.OK
@@ -86,7 +53,7 @@ func runValidate(env *Env, paths []string, opts lessonmeta.Options, images []str
 			continue
 		}
 		for _, p := range t.Problems {
-			fmt.Fprintln(env.Stderr, formatProblem(p))
+			fmt.Fprintln(env.Stderr, p.String())
 		}
 		switch {
 		case !t.OK:
@@ -108,16 +75,8 @@ func runValidate(env *Env, paths []string, opts lessonmeta.Options, images []str
 	return nil
 }
 
-func formatProblem(p ProblemJSON) string {
-	prob := lessonmeta.Problem{File: p.File, Pos: lessonmeta.Position{Line: p.Line, Column: p.Column}, Field: p.Field, Message: p.Message}
-	if p.Severity == "warning" {
-		prob.Severity = lessonmeta.SeverityWarning
-	}
-	return prob.Error()
-}
-
-func validateTarget(path string, opts lessonmeta.Options, images []string) ValidateTarget {
-	t := ValidateTarget{Path: path, Kind: "lesson", Lessons: []string{}, Problems: []ProblemJSON{}}
+func validateTarget(path string, opts lessonmeta.Options, images []string) lessonjson.Target {
+	t := lessonjson.Target{Path: path, Kind: "lesson", Lessons: []string{}, Problems: []lessonjson.Problem{}}
 	var warnings []*lessonmeta.Problem
 	var err error
 	if lessonmeta.IsCurriculum(path) {
@@ -153,7 +112,7 @@ func validateTarget(path string, opts lessonmeta.Options, images []string) Valid
 		} else {
 			t.Errors++
 		}
-		t.Problems = append(t.Problems, problemJSON(p))
+		t.Problems = append(t.Problems, lessonjson.ProblemOf(p))
 	}
 	t.OK = t.Errors == 0
 	return t

@@ -1,0 +1,264 @@
+package endpointkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/endpointkit/endpointkit/qemulaunch"
+	"github.com/endpointkit/endpointkit/wiring"
+)
+
+// LauncherName is the launcher binary's name (cmd/endpoint).
+const LauncherName = "endpoint"
+
+// tailBytes is how much of a console or log an error quotes.
+const tailBytes = 3000
+
+// localRuntime is the Runtime of this machine: a network namespace per
+// endpoint and the links between them (wiring.Local), and per endpoint a
+// launcher process (`endpoint run`, as qemulaunch.Launch renders it) in its
+// namespace, in its own session, with its output in DIR/EP.log and its
+// state in DIR/EP. Endpoints are reached at their management addresses.
+type localRuntime struct {
+	opts     Options
+	launcher string // the launcher binary (FindLauncher)
+
+	mu sync.Mutex
+	// exited holds, by launcher state directory, a channel closed when a
+	// launcher this process started ends.
+	exited map[string]chan struct{}
+}
+
+var _ Runtime = (*localRuntime)(nil)
+
+func newLocalRuntime(opts Options) *localRuntime {
+	return &localRuntime{opts: opts, exited: map[string]chan struct{}{}}
+}
+
+// Place wires the namespaces and links, then starts every launcher.
+func (r *localRuntime) Place(ctx context.Context, p *Placement) error {
+	if r.launcher == "" {
+		var err error
+		if r.launcher, err = FindLauncher(r.opts.Launcher); err != nil {
+			return err
+		}
+	}
+	local := &wiring.Local{StateRoot: filepath.Dir(p.Dir), Logger: r.opts.log()}
+	st, err := local.Apply(ctx, p.Wiring)
+	if err != nil {
+		return fmt.Errorf("instance %s: wiring: %w", p.Instance, err)
+	}
+	for _, el := range p.Endpoints {
+		name := el.Endpoint.Name
+		es, _ := st.Endpoint(name)
+		sd := filepath.Join(p.Dir, name)
+		err := p.Record(name, func(e *RunningEndpoint) {
+			e.Namespace, e.Address = es.Namespace, es.MgmtAddress.Addr()
+			e.StateDir, e.ConsoleSocket, e.Log = sd, qemulaunch.StateDir(sd).ConsoleSocket(), sd+".log"
+		})
+		if err != nil {
+			return err
+		}
+	}
+	p.Report(StepWire, "", fmt.Sprintf("%d namespaces, %d links, management %s", len(st.Endpoints), len(p.Wiring.Links), st.MgmtSubnet))
+	for _, el := range p.Endpoints {
+		if err := r.start(st, p, el); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start runs one endpoint's launcher in its namespace.
+func (r *localRuntime) start(st *wiring.State, p *Placement, el EndpointLaunch) error {
+	name := el.Endpoint.Name
+	l := el.Launch
+	l.State = filepath.Join(p.Dir, name)
+	if err := os.MkdirAll(l.State, 0o755); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(l.State+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	// Its own session: a Ctrl-C on the terminal that ran `lesson up` does
+	// not reach it. The accelerator resolved once for all goes in the
+	// environment too, so an inherited $ENDPOINTKIT_ACCEL cannot override it.
+	cmd := exec.Command(r.launcher, l.Args()...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), qemulaunch.AccelEnv+"="+string(l.Accel))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = st.Start(name, cmd)
+	logf.Close()
+	if err != nil {
+		return fmt.Errorf("endpoint %s: start %s: %w", name, r.launcher, err)
+	}
+	exited := make(chan struct{})
+	r.mu.Lock()
+	r.exited[l.State] = exited
+	r.mu.Unlock()
+	go func() {
+		_ = cmd.Wait() // reaps it; the exit status is in the log and the health file
+		close(exited)
+	}()
+	if err := p.Record(name, func(e *RunningEndpoint) { e.PID = cmd.Process.Pid }); err != nil {
+		return err
+	}
+	p.Report(StepBoot, name, fmt.Sprintf("%s booting (%s, pid %d)", name, el.Endpoint.Image, cmd.Process.Pid))
+	return nil
+}
+
+// Ready polls the launcher's health file until it says ready, the
+// launcher ends, or ctx ends.
+func (r *localRuntime) Ready(ctx context.Context, ep RunningEndpoint) error {
+	r.mu.Lock()
+	exited := r.exited[ep.StateDir]
+	r.mu.Unlock()
+	sd := qemulaunch.StateDir(ep.StateDir)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	check := func() (bool, error) {
+		state, detail, err := qemulaunch.ReadHealth(sd)
+		switch {
+		case err != nil:
+			return false, nil
+		case state == qemulaunch.HealthReady:
+			return true, nil
+		case state == qemulaunch.HealthFailed:
+			return false, errors.New(detail)
+		case state == qemulaunch.HealthStopped || state == qemulaunch.HealthStopping:
+			return false, errors.New("the VM stopped while booting")
+		}
+		return false, nil
+	}
+	for {
+		if ok, err := check(); ok || err != nil {
+			return err
+		}
+		if exited == nil && !qemulaunch.LauncherRunning(ep.PID, ep.StateDir) {
+			if ok, err := check(); ok || err != nil {
+				return err
+			}
+			return errors.New("the launcher is not running")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-exited:
+			if ok, err := check(); ok || err != nil {
+				return err
+			}
+			return errors.New("the launcher exited before the guest was ready")
+		case <-tick.C:
+		}
+	}
+}
+
+// Reach is the management address and the port forwarded to guestPort.
+func (r *localRuntime) Reach(_ context.Context, ep RunningEndpoint, guestPort int) (netip.AddrPort, error) {
+	if !ep.Address.IsValid() {
+		return netip.AddrPort{}, fmt.Errorf("endpoint %s has no management address (not placed)", ep.Name)
+	}
+	port := guestPort
+	for _, p := range ep.Ports {
+		if p.Guest == guestPort {
+			port = p.Host
+		}
+	}
+	return netip.AddrPortFrom(ep.Address, uint16(port)), nil
+}
+
+// Console dials the launcher's console socket.
+func (r *localRuntime) Console(ctx context.Context, ep RunningEndpoint) (io.ReadWriteCloser, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", ep.ConsoleSocket)
+}
+
+// Logs tails the console log and the launcher's log file.
+func (r *localRuntime) Logs(_ context.Context, ep RunningEndpoint) Logs {
+	return Logs{Console: tail(qemulaunch.StateDir(ep.StateDir).ConsoleLog(), tailBytes), Launcher: tail(ep.Log, tailBytes), Where: ep.Log}
+}
+
+// Observe looks at the launcher process and its health file.
+func (r *localRuntime) Observe(_ context.Context, ep RunningEndpoint) Observation {
+	o := Observation{Running: qemulaunch.LauncherRunning(ep.PID, ep.StateDir)}
+	if state, detail, err := qemulaunch.ReadHealth(qemulaunch.StateDir(ep.StateDir)); err == nil {
+		o.Health, o.Detail = state, detail
+	}
+	return o
+}
+
+// Remove stops the launchers (and QEMU) whose state lies in dir, then
+// removes the wiring: what wiring.json records, and every namespace and
+// host link named after the instance.
+func (r *localRuntime) Remove(ctx context.Context, dir string, grace time.Duration) error {
+	name := filepath.Base(dir)
+	var errs []error
+	if err := qemulaunch.StopProcesses(ctx, dir, grace); err != nil {
+		errs = append(errs, fmt.Errorf("instance %s: %w", name, err))
+	}
+	local := &wiring.Local{StateRoot: filepath.Dir(dir), Logger: r.opts.log()}
+	if err := local.Remove(ctx, name); err != nil {
+		errs = append(errs, fmt.Errorf("instance %s: %w", name, err))
+	}
+	return errors.Join(errs...)
+}
+
+// FindLauncher returns the endpoint launcher to run: path when given (it
+// must exist), else "endpoint" beside the running executable (where `make`
+// puts both binaries), else "endpoint" on PATH. The error wraps
+// ErrNoLauncher and says how to get one.
+func FindLauncher(path string) (string, error) {
+	if path != "" {
+		if st, err := os.Stat(path); err != nil || st.IsDir() {
+			return "", fmt.Errorf("%w: %s: not a file (build it: go build -o %s ./cmd/endpoint)", ErrNoLauncher, path, path)
+		}
+		return filepath.Abs(path)
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), LauncherName)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(LauncherName); err == nil {
+		return filepath.Abs(p)
+	}
+	return "", fmt.Errorf("%w: no %q beside this program or on PATH (`make build` puts it in bin/, or go build -o DIR/endpoint ./cmd/endpoint)", ErrNoLauncher, LauncherName)
+}
+
+// tail returns up to n bytes from the end of a file, starting at a line.
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(st.Size()-n, 0)
+	b, err := io.ReadAll(io.NewSectionReader(f, off, st.Size()-off))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	if off > 0 {
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			s = s[i+1:]
+		}
+	}
+	return s
+}

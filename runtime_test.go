@@ -1,0 +1,149 @@
+package endpointkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/endpointkit/endpointkit/internal/ektest"
+	"github.com/endpointkit/endpointkit/qemulaunch"
+)
+
+// fakeRuntime places nothing: it records what the orchestration asks and
+// answers as a cluster runtime would (addresses on 127.0.0.1, logs that
+// are not files), so the orchestration is shown to assume nothing local.
+type fakeRuntime struct {
+	mu       sync.Mutex
+	placed   *Placement
+	notReady map[string]string // endpoint → why Ready fails
+	removed  []time.Duration   // grace of each Remove
+	reached  []string
+}
+
+func (f *fakeRuntime) Place(_ context.Context, p *Placement) error {
+	f.placed = p
+	for k, el := range p.Endpoints {
+		if err := p.Record(el.Endpoint.Name, func(e *RunningEndpoint) { e.Namespace = "fake/" + e.Name }); err != nil {
+			return err
+		}
+		p.Report(StepBoot, el.Endpoint.Name, fmt.Sprintf("%s scheduled (%d)", el.Endpoint.Name, k))
+	}
+	return nil
+}
+
+func (f *fakeRuntime) Ready(ctx context.Context, ep RunningEndpoint) error {
+	if why, ok := f.notReady[ep.Name]; ok {
+		return errors.New(why)
+	}
+	return nil
+}
+
+func (f *fakeRuntime) Reach(_ context.Context, ep RunningEndpoint, guestPort int) (netip.AddrPort, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reached = append(f.reached, fmt.Sprintf("%s:%d", ep.Name, guestPort))
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(40000+guestPort)), nil
+}
+
+func (f *fakeRuntime) Console(context.Context, RunningEndpoint) (io.ReadWriteCloser, error) {
+	return nil, errors.New("no console here")
+}
+
+func (f *fakeRuntime) Logs(_ context.Context, ep RunningEndpoint) Logs {
+	return Logs{Console: "console of " + ep.Name, Launcher: "launcher of " + ep.Name, Where: "kubectl logs " + ep.Name}
+}
+
+func (f *fakeRuntime) Observe(_ context.Context, ep RunningEndpoint) Observation {
+	return Observation{Running: true, Health: qemulaunch.HealthReady}
+}
+
+func (f *fakeRuntime) Remove(_ context.Context, dir string, grace time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed = append(f.removed, grace)
+	return nil
+}
+
+// Up, Status and Down go through Options.Runtime: the launches it is
+// given follow the launcher contract, presentations and known_hosts use
+// the addresses Reach gives, Down and a failed Up call Remove.
+func TestUpThroughRuntime(t *testing.T) {
+	ektest.RequireTool(t, "go")
+	opts := testOptions(t, tinyImages(t))
+	opts.Stage = -1 // nothing to reach over SSH: the fake runs no guest
+	rt := &fakeRuntime{}
+	opts.Runtime = rt
+	inst, err := Up(context.Background(), pairLesson(t), opts)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	if n := len(rt.placed.Endpoints); n != 2 {
+		t.Fatalf("placed %d endpoints, want 2", n)
+	}
+	l := rt.placed.Endpoints[0].Launch
+	if l.Name != "a" || l.Lesson != inst.LessonDir || l.Accel != qemulaunch.AccelTCG || l.Interfaces != 1 || len(l.MACs) != 2 || l.Validate() != nil {
+		t.Errorf("launch of a: %+v", l)
+	}
+	a, _ := inst.Endpoint("a")
+	if a.Namespace != "fake/a" || a.State != StateReady || len(a.Presentations) != 1 ||
+		!strings.HasSuffix(a.Presentations[0].Access, "-p 40022 antidote@127.0.0.1") {
+		t.Errorf("a: %+v", a)
+	}
+	kh, err := os.ReadFile(filepath.Join(inst.Dir, KnownHostsFile))
+	if err != nil || !strings.HasPrefix(string(kh), "[127.0.0.1]:40022 ") {
+		t.Errorf("known_hosts %q (%v): want the pinned keys at the reached address", kh, err)
+	}
+	reopened, err := Open(inst.Dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range reopened.Status(context.Background()) {
+		if e.State != StateReady {
+			t.Errorf("status of %s: %s", e.Name, e.State)
+		}
+	}
+	if _, err := reopened.Console(context.Background(), "a"); err == nil || !strings.Contains(err.Error(), "no console here") {
+		t.Errorf("Console did not go through the runtime: %v", err)
+	}
+	if logs, err := reopened.Logs(context.Background(), "b"); err != nil || logs.Where != "kubectl logs b" {
+		t.Errorf("Logs did not go through the runtime: %+v %v", logs, err)
+	}
+	if _, err := reopened.Logs(context.Background(), "nope"); err == nil {
+		t.Error("Logs of an unknown endpoint")
+	}
+	if err := reopened.Down(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(rt.removed) != 1 || rt.removed[0] <= 0 {
+		t.Errorf("Down: Remove calls %v; want one, with a grace", rt.removed)
+	}
+	mustNotExist(t, opts)
+}
+
+// A boot the runtime reports failed is a *BootError quoting the runtime's
+// logs, and everything is removed at once (no grace).
+func TestUpRuntimeBootFailure(t *testing.T) {
+	ektest.RequireTool(t, "go")
+	opts := testOptions(t, tinyImages(t))
+	opts.Stage = -1
+	rt := &fakeRuntime{notReady: map[string]string{"b": "pod b: CrashLoopBackOff"}}
+	opts.Runtime = rt
+	_, err := Up(context.Background(), pairLesson(t), opts)
+	var be *BootError
+	if !errors.As(err, &be) || be.Endpoint != "b" || be.Reason != "pod b: CrashLoopBackOff" ||
+		be.Console != "console of b" || be.LogFile != "kubectl logs b" {
+		t.Fatalf("Up: %#v; want b's *BootError with the runtime's logs", err)
+	}
+	if len(rt.removed) != 1 || rt.removed[0] != 0 {
+		t.Errorf("Remove calls %v; want one, killing at once", rt.removed)
+	}
+	mustNotExist(t, opts)
+}
