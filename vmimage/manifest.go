@@ -6,6 +6,11 @@
 // Antidote-compatible image.meta.yaml, and the artefacts the manifest names
 // by paths relative to the directory (kernel, initrd, disk). Readers must
 // reject a manifest whose Version they do not know ([ErrVersion]).
+//
+// The manifest also records the image's NIC layout ([NICLayout],
+// [Manifest.Layout]): where each NIC sits on the guest's PCI bus and the
+// name the guest gives it. Launchers place NICs there; the image makes the
+// names true.
 package vmimage
 
 import (
