@@ -22,7 +22,8 @@ type Placement string
 const (
 	// PlaceSlots gives every data NIC a slot of its own (function 0), in
 	// consecutive slots: the default. PCI hot-plug works per slot, so
-	// only this placement can take NICs added to a running guest.
+	// only this placement can take NICs added to a running guest (and
+	// only on machine pc: the root bus of q35 has no hot-plug).
 	PlaceSlots Placement = "slots"
 	// PlaceFunctions makes the data NICs functions of consecutive slots,
 	// eight per slot, as Antidote's frr and cvx images and vrnetlab did.
