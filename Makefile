@@ -24,7 +24,9 @@ DEB_PACKAGES := \
 	containerd \
 	debootstrap \
 	docker-registry \
+	docker.io \
 	e2fsprogs \
+	fish \
 	iproute2 \
 	iputils-ping \
 	kmod \
@@ -47,7 +49,8 @@ DEB_PACKAGES := \
 	runc \
 	sshpass \
 	sudo \
-	xz-utils
+	xz-utils \
+	zsh
 
 # Go tools, as module@version.
 GO_TOOLS := \
@@ -59,11 +62,14 @@ FUZZTIME ?= 30s
 FUZZMINTIME ?= 3s
 # Fuzz targets run by `make fuzz` (and so by `make test`): package:Target.
 FUZZ_TARGETS := \
+	./cmd/lesson/internal/cli:FuzzComplete \
 	./configure:FuzzJunosLoadRPC \
 	./configure:FuzzParseAnsibleJSON \
 	./configure:FuzzParseNetconfConfig \
 	./configure:FuzzSplitScriptOutput \
+	./imagebuild:FuzzParseAptDepends \
 	./imagebuild:FuzzParseRecipe \
+	./internal/logtail:FuzzLastLines \
 	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \
 	./qemulaunch:FuzzLaunchRoundTrip \

@@ -88,7 +88,8 @@ const (
 	StepConfigure  Step = "configure"  // an endpoint's stage configuration started
 	StepConfigured Step = "configured" // an endpoint's stage configuration succeeded
 	StepFailed     Step = "failed"     // an endpoint failed (Err says why)
-	StepTeardown   Step = "teardown"   // the instance is being removed
+	StepTeardown   Step = "teardown"   // the instance (or, with Endpoint, one endpoint) is being removed
+	StepStopped    Step = "stopped"    // an endpoint's VM and launcher have ended (teardown)
 	StepDone       Step = "done"       // the operation finished
 )
 
@@ -96,6 +97,7 @@ const (
 type Event struct {
 	Step     Step
 	Endpoint string        // "" for instance-wide steps
+	Image    string        // for StepImage: the image slug
 	Message  string        // one human line
 	Elapsed  time.Duration // since the operation began
 	Err      error         // for StepFailed
@@ -154,7 +156,13 @@ type reporter struct {
 }
 
 func (r reporter) report(step Step, ep, msg string, err error) {
+	r.event(Event{Step: step, Endpoint: ep, Message: msg, Err: err})
+}
+
+// event sends e stamped with the elapsed time.
+func (r reporter) event(e Event) {
 	if r.fn != nil {
-		r.fn(Event{Step: step, Endpoint: ep, Message: msg, Elapsed: time.Since(r.start), Err: err})
+		e.Elapsed = time.Since(r.start)
+		r.fn(e)
 	}
 }

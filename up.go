@@ -173,7 +173,7 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter)
 		if built {
 			how = "built"
 		}
-		rep.report(StepImage, "", fmt.Sprintf("image %s %s: %s", slug, how, im.Dir), nil)
+		rep.event(Event{Step: StepImage, Image: slug, Message: fmt.Sprintf("image %s %s: %s", slug, how, im.Dir)})
 	}
 	if p.model, err = endpoint.Build(l, p.images); err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", l.File, err)

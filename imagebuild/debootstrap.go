@@ -273,7 +273,7 @@ func (b *Builder) configureRoot(ctx context.Context, r *Recipe, in debootstrapIn
 	if err := files.writeDir(root); err != nil {
 		return nil, err
 	}
-	units := append([]string{"endpointkit-ready.service", "endpointkit-share.service", "ssh.service"}, after...)
+	units := append(append([]string{"endpointkit-ready.service", "endpointkit-share.service", "ssh.service"}, consoleLoginUnits()...), after...)
 	if err := ch.run("systemctl enable "+strings.Join(units, " "), "enable services"); err != nil {
 		return nil, err
 	}

@@ -152,4 +152,18 @@
 // the new one is complete. Options.NoCache forces a rebuild (downloads are
 // still reused). A debootstrap image's key does not follow the mirror: use
 // NoCache to pick up new Debian packages.
+//
+// # Container images
+//
+// [Builder.BuildOCI] turns an image directory into an OCI container image
+// (layout in DIR/oci) without a Docker engine: a QEMU runtime layer shared
+// by every endpoint image (composed from the exact Debian packages apt
+// resolves), the static endpoint launcher, and the VM artefacts under
+// /image; the config runs `endpoint run --image /image` and carries the
+// image's ports, APIs and users as labels ([SpecFor], also the source of the
+// generated Dockerfile's ENV, LABEL, EXPOSE and ENTRYPOINT). Layers are
+// reproducible and cached by their inputs; the runtime is boot-checked with
+// its own QEMU. [Push] sends the image to a registry (blobs the registry
+// has are not sent again), [Export] writes it as one tar for `ctr images
+// import` or `docker load`, [LoadOCI] reads a layout back. See docs/oci.md.
 package imagebuild

@@ -29,6 +29,8 @@ func commands() map[string]command {
 	return map[string]command{
 		"build":      {"build RECIPE into an image directory", runBuild},
 		"dockerfile": {"regenerate the Dockerfile and Makefile of an image directory", runDockerfile},
+		"export":     {"write an image directory's OCI image as a tarball (ctr images import, docker load)", runExport},
+		"push":       {"push an image directory's OCI image to a registry", runPush},
 		"test":       {"boot an image directory, wait until ready, log in over SSH, stop", runTest},
 	}
 }
@@ -109,6 +111,7 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	cache := fs.String("cache", "", "cache directory (default /var/cache/endpointkit as root, else ~/.cache/endpointkit)")
 	store := fs.String("store", "", "raw-image store of vendor disks, a bucket URL: file:///dir, s3://bucket?…, gs://bucket (default file://CACHE/disks)")
 	verbose := fs.Bool("v", false, "log every step (debug level)")
+	oci := addOCIFlags(fs)
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
@@ -116,6 +119,9 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if *out == "" {
 		fs.Usage()
 		return fmt.Errorf("%w: -o OUT_DIR is required", errUsage)
+	}
+	if err := oci.check(); err != nil {
+		return err
 	}
 	r, err := imagebuild.LoadRecipe(pos[0])
 	if err != nil {
@@ -133,7 +139,8 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		opts.Progress = f
 	}
-	res, err := imagebuild.New(opts).Build(ctx, r, *out)
+	b := imagebuild.New(opts)
+	res, err := b.Build(ctx, r, *out)
 	if err != nil {
 		return err
 	}
@@ -143,7 +150,7 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	fmt.Fprintf(stdout, "%s: %s image %s in %s (%s)\n", res.Image.Manifest.Slug, res.Image.Manifest.Kind, res.Image.Dir,
 		res.Elapsed.Round(1e7), how)
-	return nil
+	return buildOCI(ctx, b, res.Image, oci, stdout, stderr)
 }
 
 func runDockerfile(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {

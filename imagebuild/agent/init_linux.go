@@ -176,10 +176,15 @@ func Init(cfg *Config) error {
 	tr.step("links and share set up")
 	power := make(chan struct{}, 1)
 	go watchPowerButton(power, log)
+	rawCmdline, _ := os.ReadFile("/proc/cmdline")
+	loginTTY := ConsoleTTY(string(rawCmdline))
+	gettyLate := time.After(gettyFallback)
 
 	sshReady, announced := false, false
 	for {
 		select {
+		case <-gettyLate:
+			sup.startGetty(loginTTY)
 		case <-ready:
 			tr.step("ssh server listening")
 			sshReady, ready = true, nil
@@ -204,6 +209,7 @@ func Init(cfg *Config) error {
 			announced = true
 			tr.step("ready")
 			say("ready hostname=%s addr=%s", name, ifaceAddr(firstOr(cfg.DHCP, "eth0")))
+			sup.startGetty(loginTTY)
 		}
 	}
 }
@@ -282,6 +288,10 @@ type supervisor struct {
 	log       *slog.Logger
 	serverPID int
 	stopping  bool
+	// the console login (getty_linux.go)
+	gettyPID, gettyFails int
+	gettyTTY             string
+	gettyStarted         time.Time
 }
 
 func (s *supervisor) start(argv []string, extra []*os.File) (int, error) {
@@ -331,6 +341,7 @@ func (s *supervisor) reap() {
 		if pid <= 0 || err != nil {
 			return
 		}
+		s.gettyEnded(pid)
 		if pid == s.serverPID && !s.stopping {
 			s.log.Warn("ssh server ended; restarting", "status", ws.ExitStatus())
 			time.Sleep(200 * time.Millisecond)

@@ -96,14 +96,23 @@ func (s *Server) user(name string) (User, bool) {
 	return User{}, false
 }
 
+// passwordOK reports whether name is one of users, with a password, and
+// password is it.
+func passwordOK(users []User, name, password string) bool {
+	for _, u := range users {
+		if u.Name == name && u.PasswordHash != "" {
+			ok, _ := CheckPassword(u.PasswordHash, password)
+			return ok
+		}
+	}
+	return false
+}
+
 func (s *Server) config() *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
 		PasswordCallback: func(md ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
-			u, ok := s.user(md.User())
-			if ok && u.PasswordHash != "" {
-				if match, _ := CheckPassword(u.PasswordHash, string(pw)); match {
-					return nil, nil
-				}
+			if passwordOK(s.Users, md.User(), string(pw)) {
+				return nil, nil
 			}
 			return nil, fmt.Errorf("password rejected for %q", md.User())
 		},

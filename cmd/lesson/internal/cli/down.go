@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/endpointkit/endpointkit"
 )
@@ -23,10 +24,14 @@ state directory. It works from the state directory alone, also after a crash.
 An instance that does not exist is not an error.`,
 		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			inf := addInstanceFlags(fs)
+			inf.addLogFormat(fs)
 			all := fs.Bool("all", false, "remove every instance under --state-root")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected arguments %q (give --instance NAME)", ErrUsage, args)
+				}
+				if err := inf.checkLogFormat(); err != nil {
+					return err
 				}
 				if os.Geteuid() != 0 {
 					return errors.New("needs root (network namespaces): run it with sudo")
@@ -53,7 +58,11 @@ An instance that does not exist is not an error.`,
 				var errs []error
 				for _, d := range dirs {
 					_, statErr := os.Stat(d)
-					if err := endpointkit.Teardown(ctx, d, inf.options(env)); err != nil {
+					opts := inf.options(env)
+					v := inf.startView(env, &opts, "lesson down "+filepath.Base(d), "stopped", downRows(ctx, d, opts))
+					err := endpointkit.Teardown(ctx, d, opts)
+					v.stop()
+					if err != nil {
 						errs = append(errs, err)
 						continue
 					}

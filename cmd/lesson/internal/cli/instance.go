@@ -8,9 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"text/tabwriter"
-	"time"
 
 	"github.com/endpointkit/endpointkit"
 	"github.com/endpointkit/endpointkit/configure"
@@ -23,6 +21,7 @@ import (
 type instanceFlags struct {
 	root, name string
 	verbose    bool
+	logFormat  string // --log-format, on commands that report progress (view.go)
 	python     string // --python, on the commands that configure
 }
 
@@ -61,15 +60,15 @@ func (f *instanceFlags) open(env *Env) (*endpointkit.Instance, error) {
 	return endpointkit.Open(dir, f.options(env))
 }
 
-// options are the library options for progress and logging: on a
-// terminal, one line per step on stderr; otherwise structured records on
-// stderr (with --verbose also the library's details).
+// options are the library options for progress and logging: structured
+// records on stderr (with --verbose also the library's details); a command
+// that reports progress may draw a live view instead (startView).
 func (f *instanceFlags) options(env *Env) endpointkit.Options {
 	opts := endpointkit.Options{StateRoot: f.root, Instance: f.name}
 	if f.verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	opts.Progress = progressPrinter(env.Stderr)
+	opts.Progress = f.structuredProgress(env.Stderr)
 	if f.python != "" {
 		opts.Configurators = map[endpoint.Method]configure.Configurator{endpoint.MethodPython: &configure.Python{Interpreter: f.python}}
 	}
@@ -86,35 +85,6 @@ func addPythonFlag(fs *flag.FlagSet, f *instanceFlags) {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
-}
-
-// progressPrinter draws progress events: human lines on a terminal,
-// slog records otherwise.
-func progressPrinter(w io.Writer) func(endpointkit.Event) {
-	var mu sync.Mutex
-	if !isTerminal(w) {
-		log := slog.New(slog.NewTextHandler(w, nil))
-		return func(e endpointkit.Event) {
-			attrs := []any{"step", string(e.Step), "elapsed", e.Elapsed.Round(time.Millisecond)}
-			if e.Endpoint != "" {
-				attrs = append(attrs, "endpoint", e.Endpoint)
-			}
-			if e.Err != nil {
-				log.Error(e.Message, append(attrs, "err", e.Err.Error())...)
-				return
-			}
-			log.Info(e.Message, attrs...)
-		}
-	}
-	return func(e endpointkit.Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		mark := "  "
-		if e.Err != nil {
-			mark = "✗ "
-		}
-		fmt.Fprintf(w, "%6.1fs %s%s\n", e.Elapsed.Seconds(), mark, e.Message)
-	}
 }
 
 // writeInstance prints an instance: one row per endpoint with its state and

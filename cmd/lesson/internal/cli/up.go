@@ -34,6 +34,7 @@ the lesson stays up and the failure is shown (exit status 1); fix it and run
 ` + "`lesson configure`" + `, or ` + "`lesson down`" + `. Needs root.`,
 		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			inf := addInstanceFlags(fs)
+			inf.addLogFormat(fs)
 			addPythonFlag(fs, inf)
 			stage := fs.Int("stage", 0, "stage to configure (-1: none)")
 			var images, recipes stringList
@@ -48,6 +49,9 @@ the lesson stays up and the failure is shown (exit status 1); fix it and run
 				if len(args) != 1 {
 					return fmt.Errorf("%w: give one lesson DIR", ErrUsage)
 				}
+				if err := inf.checkLogFormat(); err != nil {
+					return err
+				}
 				opts := inf.options(env)
 				opts.Stage, opts.Replace, opts.Launcher, opts.ReadyTimeout = *stage, *replace, *launcher, *timeout
 				opts.Accel = qemulaunch.Accel(*accel)
@@ -56,18 +60,24 @@ the lesson stays up and the failure is shown (exit status 1); fix it and run
 				if isTerminal(env.Stderr) {
 					opts.Images.Build.Progress = env.Stderr
 				}
-				return runUp(ctx, env, args[0], opts, *check)
+				return runUp(ctx, env, inf, args[0], opts, *check)
 			}
 		},
 	}
 }
 
-func runUp(ctx context.Context, env *Env, dir string, opts endpointkit.Options, check bool) error {
+func runUp(ctx context.Context, env *Env, inf *instanceFlags, dir string, opts endpointkit.Options, check bool) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, TAPs): run it with sudo")
 	}
+	title, rows := upRows(dir)
+	v := inf.startView(env, &opts, title, upGoal(opts.Stage), rows)
+	if v != nil {
+		opts.Images.Build.Progress, opts.Images.Build.Logger = nil, v.buildLogger()
+	}
 	t0 := time.Now()
 	inst, err := endpointkit.Up(ctx, dir, opts)
+	v.stop()
 	var cerr *endpointkit.ConfigureError
 	if err != nil && !errors.As(err, &cerr) {
 		return err
