@@ -60,7 +60,7 @@ func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target
 // returns a *ConfigureError naming the failed ones. ctx bounds the call.
 func (i *Instance) Configure(ctx context.Context, stage int) error {
 	rep := reporter{fn: i.opts.Progress, start: time.Now()}
-	l, m, images, err := loadModel(i.LessonDir, i.imageDirs())
+	l, m, images, err := loadModel(i.LessonDir, i.Name, i.imageDirs())
 	if err != nil {
 		return err
 	}
@@ -164,9 +164,9 @@ func (i *Instance) imageDirs() map[string]string {
 	return dirs
 }
 
-// loadModel reads the lesson again and derives its endpoint model with the
-// given image directories.
-func loadModel(lessonDir string, imageDirs map[string]string) (*lessonmeta.Lesson, *endpoint.Model, imageMetas, error) {
+// loadModel reads the lesson again and derives the endpoint model of
+// instance with the given image directories.
+func loadModel(lessonDir, instance string, imageDirs map[string]string) (*lessonmeta.Lesson, *endpoint.Model, imageMetas, error) {
 	l, err := lessonmeta.Load(lessonDir, lessonmeta.Options{})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("lesson %s: %w", lessonDir, err)
@@ -179,7 +179,7 @@ func loadModel(lessonDir string, imageDirs map[string]string) (*lessonmeta.Lesso
 		}
 		images[slug] = im
 	}
-	m, err := endpoint.Build(l, images)
+	m, err := (endpoint.Options{Instance: instance}).Build(l, images)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}

@@ -90,7 +90,7 @@ func (i *Instance) sshTarget(ctx context.Context, name string) (configure.Target
 	if !ok {
 		return configure.Target{}, fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, name, i.endpointNames())
 	}
-	_, m, images, err := loadModel(i.LessonDir, i.imageDirs())
+	_, m, images, err := loadModel(i.LessonDir, i.Name, i.imageDirs())
 	if err != nil {
 		return configure.Target{}, err
 	}
@@ -132,7 +132,7 @@ type LinkCheck struct {
 // over SSH. It returns one check per direction, in link order; err is only
 // for failures to read the lesson.
 func (i *Instance) CheckLinks(ctx context.Context) ([]LinkCheck, error) {
-	_, m, _, err := loadModel(i.LessonDir, i.imageDirs())
+	_, m, _, err := loadModel(i.LessonDir, i.Name, i.imageDirs())
 	if err != nil {
 		return nil, err
 	}

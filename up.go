@@ -175,7 +175,8 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter)
 		}
 		rep.report(StepImage, "", fmt.Sprintf("image %s %s: %s", slug, how, im.Dir), nil)
 	}
-	if p.model, err = endpoint.Build(l, p.images); err != nil {
+	// The instance seeds the MACs: two instances never collide on one L2.
+	if p.model, err = (endpoint.Options{Instance: p.name}).Build(l, p.images); err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}
 	if p.plan, err = wiring.NewPlan(p.model, wiring.Options{Instance: p.name}); err != nil {

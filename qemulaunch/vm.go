@@ -199,7 +199,7 @@ func (vm *VM) start(ctx context.Context) error {
 			}
 			return nil
 		})
-		if err := createOverlay(ctx, plan.BaseDisk, plan.BaseFormat, plan.Overlay); err != nil {
+		if err := createOverlay(ctx, plan.BaseDisk, plan.BaseFormat, plan.Overlay, cfg.reuseOverlay); err != nil {
 			return err
 		}
 	}
