@@ -60,6 +60,7 @@ func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target
 // returns a *ConfigureError naming the failed ones. ctx bounds the call.
 func (i *Instance) Configure(ctx context.Context, stage int) error {
 	rep := reporter{fn: i.opts.Progress, start: time.Now()}
+	i.reload()
 	l, m, images, err := loadModel(i.LessonDir, i.Name, i.imageDirs())
 	if err != nil {
 		return err
@@ -67,20 +68,32 @@ func (i *Instance) Configure(ctx context.Context, stage int) error {
 	if err := l.CheckStage(stage); err != nil {
 		return err
 	}
+	if err := i.notAbandoned(); err != nil {
+		return err
+	}
 	var cts []configTarget
+	var results []configure.Result
 	for _, rec := range i.Endpoints {
 		ep := m.Endpoint(rec.Name)
 		if ep == nil {
 			return fmt.Errorf("lesson %s: endpoint %s is running but no longer in the lesson; Down and Up again", i.Lesson, rec.Name)
 		}
+		// An endpoint that is not running fails now, naming its state,
+		// instead of after the reachability deadline.
+		if err := i.ready(ctx, rec); err != nil {
+			meth := endpoint.Method(methodOf(*ep, stage))
+			results = append(results, configure.Result{Endpoint: rec.Name, Stage: stage, Method: meth,
+				Err: &configure.Error{Endpoint: rec.Name, Stage: stage, Method: meth, Err: err}})
+			rep.report(StepFailed, rec.Name, fmt.Sprintf("%s: stage %d not applied", rec.Name, stage), err)
+			continue
+		}
 		cts = append(cts, configTarget{*ep, rec, images[rec.Image]})
 	}
-	i.Stage = stage
-	results := i.configure(ctx, stage, cts, rep)
-	if err := ctx.Err(); err != nil {
+	if err := i.mutate(func(d *Instance) { d.Stage = stage }); err != nil {
 		return err
 	}
-	if err := i.save(); err != nil {
+	results = append(results, i.configure(ctx, stage, cts, rep)...)
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	return configureError(stage, results)

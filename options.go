@@ -58,6 +58,12 @@ type Options struct {
 	// processes on this machine. Open and Teardown must be given the
 	// runtime the instance was placed with.
 	Runtime Runtime
+	// Restart is the instance's restart policy (default on-failure): an
+	// endpoint whose VM ends unasked is started again — by its launcher
+	// in place, or by the instance's healer (see Heal) when the launcher
+	// or the namespace is gone — and the current stage configured on it;
+	// never leaves it down.
+	Restart qemulaunch.RestartPolicy
 	// Replace tears down an existing instance of the same name first;
 	// otherwise Up fails with ErrInstanceExists.
 	Replace bool
@@ -82,6 +88,7 @@ const (
 	StepConfigured Step = "configured" // an endpoint's stage configuration succeeded
 	StepFailed     Step = "failed"     // an endpoint failed (Err says why)
 	StepTeardown   Step = "teardown"   // the instance is being removed
+	StepRestart    Step = "restart"    // an endpoint is being started again
 	StepDone       Step = "done"       // the operation finished
 )
 

@@ -82,18 +82,35 @@ func Up(ctx context.Context, lessonDir string, opts Options) (*Instance, error) 
 	if err := inst.reachable(ctx, p); err != nil {
 		return nil, err
 	}
-	if err := inst.readyAndConfigure(ctx, p, rep); err != nil {
-		var cerr *ConfigureError
-		if errors.As(err, &cerr) && ctx.Err() == nil {
-			keep = true
-			rep.report(StepDone, "", cerr.Error(), nil)
-			return inst, err
-		}
+	err = inst.readyAndConfigure(ctx, p, rep)
+	var cerr *ConfigureError
+	if err != nil && (!errors.As(err, &cerr) || ctx.Err() != nil) {
+		return nil, err
+	}
+	if err := inst.placed(p.rt); err != nil {
 		return nil, err
 	}
 	keep = true
+	if cerr != nil {
+		rep.report(StepDone, "", cerr.Error(), nil)
+		return inst, err
+	}
 	rep.report(StepDone, "", fmt.Sprintf("instance %s up", inst.Name), nil)
 	return inst, nil
+}
+
+// placed ends Up's part: the record stops saying "placing", and on this
+// machine the instance's healer starts (unless the policy is never).
+func (i *Instance) placed(rt Runtime) error {
+	healer := 0
+	if _, local := rt.(*localRuntime); local && i.Restart != qemulaunch.RestartNever {
+		pid, err := startHealer(i.Dir, i.opts)
+		if err != nil {
+			return err
+		}
+		healer = pid
+	}
+	return i.mutate(func(d *Instance) { d.Placing, d.HealerPID = false, healer })
 }
 
 // prepared is everything Up knows before it creates anything.
@@ -179,13 +196,18 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter)
 	if p.model, err = (endpoint.Options{Instance: p.name}).Build(l, p.images); err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}
-	if p.plan, err = wiring.NewPlan(p.model, wiring.Options{Instance: p.name}); err != nil {
+	if p.plan, err = planWiring(p.model, p.name); err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}
 	if p.accel, err = qemulaunch.ResolveAccel(ctx, opts.accel(), "", opts.log()); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// planWiring plans the instance's namespaces and links.
+func planWiring(m *endpoint.Model, instance string) (*wiring.Plan, error) {
+	return wiring.NewPlan(m, wiring.Options{Instance: instance})
 }
 
 // claim makes sure the instance's state directory is free: an existing
@@ -202,7 +224,8 @@ func claim(ctx context.Context, dir string, opts Options) error {
 
 func newInstance(p *prepared, dir string, opts Options) *Instance {
 	inst := &Instance{Name: p.name, Lesson: p.lesson.Slug, LessonDir: p.lesson.Dir, Dir: dir, Accel: p.accel,
-		Stage: -1, Created: time.Now().UTC().Truncate(time.Second), opts: opts, rt: p.rt}
+		Stage: -1, Created: time.Now().UTC().Truncate(time.Second), opts: opts, rt: p.rt,
+		Restart: opts.Restart, Placing: true, UpPID: os.Getpid()}
 	for _, ep := range p.model.Endpoints {
 		im := p.images[ep.Image]
 		var ports []Port
@@ -235,7 +258,7 @@ func (i *Instance) placement(p *prepared, rep reporter) *Placement {
 	for _, ep := range p.model.Endpoints {
 		im := p.images[ep.Image]
 		l := qemulaunch.LaunchFor(ep, im)
-		l.Lesson, l.Accel, l.Grace = i.LessonDir, p.accel, grace
+		l.Lesson, l.Accel, l.Grace, l.Restart = i.LessonDir, p.accel, grace, i.Restart
 		pl.Endpoints = append(pl.Endpoints, EndpointLaunch{Endpoint: ep, Image: im, Launch: l})
 	}
 	return pl
@@ -286,7 +309,9 @@ func (i *Instance) reachable(ctx context.Context, p *prepared) error {
 func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, rep reporter) error {
 	stage := i.opts.Stage
 	if stage >= 0 {
-		i.Stage = stage
+		if err := i.mutate(func(d *Instance) { d.Stage = stage }); err != nil {
+			return err
+		}
 	}
 	var mu sync.Mutex
 	var results []configure.Result
@@ -308,7 +333,8 @@ func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, rep repor
 				return err
 			}
 			boot := time.Since(t0)
-			_ = i.update(rec.Name, func(e *RunningEndpoint) { e.State, e.Boot = StateReady, boot })
+			bootID := i.runtime().Observe(gctx, rec).Boot
+			_ = i.update(rec.Name, func(e *RunningEndpoint) { e.State, e.Boot, e.BootID = StateReady, boot, bootID })
 			rep.report(StepReady, rec.Name, fmt.Sprintf("%s ready in %.1fs", rec.Name, boot.Seconds()), nil)
 			if stage < 0 {
 				return nil
@@ -324,9 +350,6 @@ func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, rep repor
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := i.save(); err != nil {
 		return err
 	}
 	return configureError(stage, results)

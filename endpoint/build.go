@@ -149,9 +149,9 @@ func (o Options) Build(l *lessonmeta.Lesson, images Images) (*Model, error) {
 }
 
 type builder struct {
-	m      *Model
-	instance string // seeds the MACs
-	macs   map[string]string // MAC → owner, to catch collisions
+	m        *Model
+	instance string            // seeds the MACs
+	macs     map[string]string // MAC → owner, to catch collisions
 }
 
 func (b *builder) warnf(format string, args ...any) {

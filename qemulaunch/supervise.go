@@ -111,7 +111,7 @@ func Supervise(ctx context.Context, cfg Config, o SuperviseOptions) error {
 	cfg.KeepOverlay = true // across restarts; removed at the end
 	dir := StateDir(cfg.withDefaults().StateDir)
 	bo := newRestartBackoff()
-	var rec Restarts
+	rec, _ := ReadRestarts(dir) // a launcher started again in the same place counts on
 	err := func() error {
 		for {
 			r := superviseOnce(ctx, cfg, o)

@@ -59,6 +59,7 @@ func commands() []*Command {
 		configureCommand(),
 		consoleCommand(),
 		sshCommand(),
+		restartCommand(),
 		downCommand(),
 	}
 }
