@@ -3,6 +3,7 @@ package endpointkit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -123,12 +124,14 @@ func TestSupervision(t *testing.T) {
 		t.Errorf("ssh while restarting: %v after %v; want ErrNotRunning saying restarting within 2 s", err, time.Since(t0))
 	}
 	took, a2 := waitHealed(t, inst.Dir, "a", a.BootID, opts, 3*time.Minute)
-	took += time.Since(t0) - took // from the kill (give or take the polling above)
-	budget := a.Boot + a.Configure + time.Second
-	t.Logf("QEMU killed → configured again in %v (first boot %v + configure %v + 1 s = %v); restarts %d, last exit %q",
-		took.Round(time.Millisecond), a.Boot.Round(time.Millisecond), a.Configure.Round(time.Millisecond), budget.Round(time.Millisecond), a2.Restarts, a2.LastExit)
-	if took > 2*budget+5*time.Second { // the goal is budget; a loaded CI machine gets a margin
-		t.Errorf("killed → configured again took %v, far over %v", took, budget)
+	took = time.Since(t0) // from the kill (give or take the polling above)
+	boot := lastBoot(t, a2)
+	over := took - boot - a2.Configure
+	t.Logf("QEMU killed → configured again in %v: its boot %v + its configure %v + %v (goal ≤ 1 s; first boot was %v); restarts %d, last exit %q",
+		took.Round(time.Millisecond), boot.Round(time.Millisecond), a2.Configure.Round(time.Millisecond), over.Round(time.Millisecond),
+		a.Boot.Round(time.Millisecond), a2.Restarts, a2.LastExit)
+	if over > 3*time.Second { // the goal is 1 s; a loaded CI machine gets a margin
+		t.Errorf("killed → configured again took %v over its boot and configure time", over)
 	}
 	if a2.Restarts != 1 || !strings.Contains(a2.LastExit, "died") || a2.Stage != 0 {
 		t.Errorf("after the kill: restarts %d, last exit %q, stage %d", a2.Restarts, a2.LastExit, a2.Stage)
@@ -189,6 +192,23 @@ func TestSupervision(t *testing.T) {
 		t.Fatalf("Down: %v", err)
 	}
 	assertClean(t, opts, hostLink)
+}
+
+// lastBoot is how long the endpoint's last boot took, as its launcher
+// reported it ("ready in Xs").
+func lastBoot(t *testing.T, e RunningEndpoint) time.Duration {
+	t.Helper()
+	raw, err := os.ReadFile(e.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.LastIndex(string(raw), ": ready in ")
+	if i < 0 {
+		t.Fatalf("no boot time in %s", e.Log)
+	}
+	var secs float64
+	fmt.Sscanf(string(raw[i+len(": ready in "):]), "%fs", &secs)
+	return time.Duration(secs * float64(time.Second))
 }
 
 func linkExists(ns, name string) bool {

@@ -2,6 +2,8 @@ package endpointkit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit/internal/nsutil"
+	"github.com/vishvananda/netlink"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/wiring"
 )
@@ -56,10 +59,10 @@ func (r *localRuntime) Place(ctx context.Context, p *Placement) error {
 	for _, el := range p.Endpoints {
 		name := el.Endpoint.Name
 		es, _ := st.Endpoint(name)
-		sd := filepath.Join(p.Dir, name)
+		sd := launcherDir(p.Dir, name)
 		err := p.Record(name, func(e *RunningEndpoint) {
 			e.Namespace, e.Address = es.Namespace, es.MgmtAddress.Addr()
-			e.StateDir, e.ConsoleSocket, e.Log = sd, qemulaunch.StateDir(sd).ConsoleSocket(), sd+".log"
+			e.StateDir, e.ConsoleSocket, e.Log = sd, qemulaunch.StateDir(sd).ConsoleSocket(), filepath.Join(p.Dir, name+".log")
 		})
 		if err != nil {
 			return err
@@ -74,6 +77,25 @@ func (r *localRuntime) Place(ctx context.Context, p *Placement) error {
 	return nil
 }
 
+// maxSocketPath is the longest unix socket path the kernel binds
+// (sizeof(sun_path) - 1).
+const maxSocketPath = 107
+
+// launcherDir is the launcher state directory of endpoint name in the
+// instance directory dir: dir/name, unless its sockets' paths would be too
+// long for the kernel (a 63-character endpoint name under a long state
+// root), then dir/<start of name>~<hash>, as long as fits.
+func launcherDir(dir, name string) string {
+	sd := filepath.Join(dir, name)
+	if len(qemulaunch.StateDir(sd).ConsoleSocket()) <= maxSocketPath {
+		return sd
+	}
+	sum := sha256.Sum256([]byte(name))
+	tag := "~" + hex.EncodeToString(sum[:4])
+	keep := maxSocketPath - len(qemulaunch.StateDir(filepath.Join(dir, tag)).ConsoleSocket())
+	return filepath.Join(dir, name[:max(0, min(keep, len(name)))]+tag)
+}
+
 // start runs one endpoint's launcher in its namespace.
 func (r *localRuntime) start(st *wiring.State, p *Placement, el EndpointLaunch) error {
 	name := el.Endpoint.Name
@@ -81,11 +103,11 @@ func (r *localRuntime) start(st *wiring.State, p *Placement, el EndpointLaunch) 
 	// The instance's directory is the orchestration's: a launcher that
 	// ends cleanly leaves its part (and a per-instance identity) for the
 	// next launcher or for Teardown.
-	l.State, l.KeepState = filepath.Join(p.Dir, name), true
+	l.State, l.KeepState = launcherDir(p.Dir, name), true
 	if err := os.MkdirAll(l.State, 0o755); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(l.State+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(filepath.Join(p.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -276,7 +298,24 @@ func (r *localRuntime) Restart(ctx context.Context, p *Placement, ep RunningEndp
 	if err != nil {
 		return err
 	}
+	// The new eth0 has a new MAC: the host's neighbour entry for the
+	// management address would hold traffic to it until it went stale.
+	forgetNeighbour(st.HostLink, ep.Address)
 	return r.start(st, p, *el)
+}
+
+// forgetNeighbour deletes the host's neighbour entries for addr on link.
+func forgetNeighbour(link string, addr netip.Addr) {
+	l, err := netlink.LinkByName(link)
+	if err != nil || !addr.IsValid() {
+		return
+	}
+	neighs, _ := netlink.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+	for _, n := range neighs {
+		if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == addr {
+			_ = netlink.NeighDel(&n)
+		}
+	}
 }
 
 // Repair applies the wiring plan again: wiring.Local.Apply converges.

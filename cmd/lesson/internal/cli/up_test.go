@@ -18,7 +18,7 @@ func TestInstanceUsageErrors(t *testing.T) {
 	root := t.TempDir()
 	for _, args := range [][]string{
 		{"up"}, {"up", "a", "b"}, {"configure", "--state-root", root}, {"configure", "--stage", "1", "a", "b"},
-		{"console", "--state-root", root}, {"ssh", "--state-root", root}, {"status", "extra"}, {"down", "extra"},
+		{"console", "--state-root", root}, {"ssh", "--state-root", root}, {"status", "extra"}, {"down", "a", "b"}, {"restart"},
 	} {
 		_, errOut, code := run(t, args...)
 		if code != 2 || errOut == "" {
@@ -103,9 +103,15 @@ func TestUpCommand(t *testing.T) {
 		t.Errorf("ssh b -- exit 3: code %d, want 1", code)
 	}
 
-	out, _, code = run(t, append([]string{"down"}, common...)...)
+	out, errOut, code = run(t, append(append([]string{"restart"}, common...), "a")...)
+	if code != 0 || strings.Count(out, "configured (stage 0)") != 2 || !strings.Contains(out, "1 (last: restart requested)") {
+		t.Errorf("restart a: code %d\n%s\n%s", code, out, errOut)
+	}
+
+	// down DIR, as up DIR: the instance started from DIR.
+	out, _, code = run(t, "down", "--state-root", root, lesson)
 	if code != 0 || !strings.Contains(out, "removed") {
-		t.Errorf("down: code %d, %q", code, out)
+		t.Errorf("down DIR: code %d, %q", code, out)
 	}
 	if _, err := os.Stat(filepath.Join(root, name)); err == nil {
 		t.Errorf("state dir left after down")
