@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit/internal/nsutil"
-	"github.com/vishvananda/netlink"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/wiring"
+	"github.com/vishvananda/netlink"
 )
 
 // LauncherName is the launcher binary's name (cmd/endpoint).
