@@ -9,6 +9,7 @@ import (
 	"github.com/endpointkit/endpointkit/configure"
 	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/lessonmeta"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
@@ -26,7 +27,8 @@ type configTarget struct {
 
 // target is how package configure reaches the endpoint: where the runtime
 // reaches its SSH and NETCONF ports (both at the SSH port's address), the
-// image's pinned host keys. The address stays usable until ctx ends.
+// guest's pinned host keys (its image's, or those its launcher learned from
+// its console). The address stays usable until ctx ends.
 func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target, error) {
 	m := c.image.Manifest
 	ssh, err := i.runtime().Reach(ctx, c.rec, sshGuestPort(m))
@@ -49,7 +51,7 @@ func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target
 		Address:     ssh.Addr().String(),
 		SSHPort:     int(ssh.Port()),
 		NetconfPort: int(netconf.Port()),
-		HostKeys:    m.HostKeys,
+		HostKeys:    qemulaunch.PinnedHostKeys(qemulaunch.StateDir(c.rec.StateDir), m),
 	}), nil
 }
 

@@ -231,6 +231,9 @@ func (i *Instance) reconfigure(ctx context.Context, name string, o Observation) 
 	if ep == nil {
 		return fmt.Errorf("endpoint %s is no longer in the lesson", name)
 	}
+	if err := i.writeKnownHosts(ctx, images); err != nil { // a fresh disk may bring new keys
+		return err
+	}
 	i.configure(ctx, i.Stage, []configTarget{{*ep, rec, images[rec.Image]}}, rep)
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/vmimage"
 	"github.com/endpointkit/endpointkit/wiring"
+	"github.com/google/renameio/v2"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -265,13 +266,11 @@ func (i *Instance) placement(p *prepared, rep reporter) *Placement {
 }
 
 // reachable records how this machine reaches each endpoint: the access
-// line of each presentation and the pinned host keys in known_hosts, by
-// the address and port the runtime gives for the guest port.
+// line of each presentation, by the address and port the runtime gives
+// for the guest port, and the pinned host keys in known_hosts.
 func (i *Instance) reachable(ctx context.Context, p *prepared) error {
-	var hosts []byte
 	for k, ep := range p.model.Endpoints {
 		rec := i.Endpoints[k]
-		im := p.images[ep.Image]
 		var prs []Presentation
 		for _, pr := range ep.Presentations {
 			ap, err := i.runtime().Reach(ctx, rec, pr.Port)
@@ -290,17 +289,32 @@ func (i *Instance) reachable(ctx context.Context, p *prepared) error {
 		if err := i.update(ep.Name, func(e *RunningEndpoint) { e.Presentations = prs }); err != nil {
 			return err
 		}
+	}
+	return i.writeKnownHosts(ctx, p.images)
+}
+
+// writeKnownHosts writes every endpoint's pinned SSH host keys to the
+// instance's known_hosts, by the address and port the runtime reaches its
+// SSH at: its image's, or those its launcher learned from its console
+// (qemulaunch.PinnedHostKeys; rewritten once they are known).
+func (i *Instance) writeKnownHosts(ctx context.Context, images imageMetas) error {
+	var hosts []byte
+	for _, rec := range i.Endpoints {
+		im, ok := images[rec.Image]
+		if !ok {
+			continue
+		}
 		ap, err := i.runtime().Reach(ctx, rec, sshGuestPort(im.Manifest))
 		if err != nil {
 			return err
 		}
-		for _, key := range im.Manifest.HostKeys {
+		for _, key := range qemulaunch.PinnedHostKeys(qemulaunch.StateDir(rec.StateDir), im.Manifest) {
 			if key.PublicKey != "" {
 				hosts = fmt.Appendf(hosts, "%s %s\n", knownHostsName(ap), key.PublicKey)
 			}
 		}
 	}
-	return os.WriteFile(filepath.Join(i.Dir, KnownHostsFile), hosts, 0o644)
+	return renameio.WriteFile(filepath.Join(i.Dir, KnownHostsFile), hosts, 0o644)
 }
 
 // readyAndConfigure waits for every endpoint in parallel and configures
@@ -352,6 +366,9 @@ func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, rep repor
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := i.writeKnownHosts(ctx, p.images); err != nil { // with keys learned at boot
+		return err
+	}
 	return configureError(stage, results)
 }
 
@@ -381,9 +398,10 @@ func (i *Instance) bootError(rec RunningEndpoint, reason string) *BootError {
 }
 
 // sshCommand is the OpenSSH command line that logs in to an endpoint at
-// addr, trusting exactly its pinned host keys.
+// addr, trusting exactly its pinned host keys (and no other: strict
+// checking, so an unknown or changed key is refused, never asked about).
 func sshCommand(user string, addr netip.AddrPort, knownHosts string) string {
-	cmd := "ssh -o UserKnownHostsFile=" + knownHosts
+	cmd := "ssh -o UserKnownHostsFile=" + knownHosts + " -o StrictHostKeyChecking=yes"
 	if addr.Port() != 22 {
 		cmd += fmt.Sprintf(" -p %d", addr.Port())
 	}

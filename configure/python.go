@@ -15,9 +15,12 @@ import (
 // runs in its directory with Antidote's environment —
 // ANTIDOTE_TARGET_HOST, ANTIDOTE_TARGET_USERNAME, ANTIDOTE_TARGET_PASSWORD
 // and, for older lessons, SYRINGE_TARGET_HOST — plus ANTIDOTE_TARGET_PORT
-// (an endpointkit addition: endpoints may answer SSH on a forwarded port).
-// The script verifies host keys itself, if at all (Antidote's scripts use
-// paramiko's AutoAddPolicy).
+// (an endpointkit addition: endpoints may answer SSH on a forwarded port)
+// and ANTIDOTE_TARGET_KNOWN_HOSTS, a known_hosts file with the target's
+// pinned host keys (see [KnownHostsEnv]) for the script to verify the
+// server against (Antidote's scripts used paramiko's AutoAddPolicy, which
+// trusts anything: point them at this file and RejectPolicy). A target
+// without a host-key policy is refused, as by every method.
 type Python struct {
 	// Interpreter is the Python program (default python3 from PATH).
 	Interpreter string
@@ -31,6 +34,11 @@ func (p *Python) Configure(ctx context.Context, t Target, sc endpoint.StageConfi
 	if py == "" {
 		py = "python3"
 	}
+	kh, cleanup, err := scriptKnownHosts(ctx, t)
+	if err != nil {
+		return Report{}, err
+	}
+	defer cleanup()
 	out := newTail(tailSize)
 	cmd := exec.CommandContext(ctx, py, filepath.Base(sc.File))
 	cmd.Dir = filepath.Dir(sc.File)
@@ -40,9 +48,10 @@ func (p *Python) Configure(ctx context.Context, t Target, sc endpoint.StageConfi
 		"ANTIDOTE_TARGET_USERNAME="+t.User,
 		"ANTIDOTE_TARGET_PASSWORD="+t.Password.Reveal(),
 		"SYRINGE_TARGET_HOST="+t.Address,
+		KnownHostsEnv+"="+kh,
 		"PYTHONUNBUFFERED=1",
 	)
-	err := runLocal(ctx, cmd, sc.File, out)
+	err = runLocal(ctx, cmd, sc.File, out)
 	rep := Report{Output: out.String()}
 	status := 0
 	if ee, ok := err.(*ExitError); ok {

@@ -267,7 +267,7 @@ func removeStateDir(dir StateDir, keepOverlay bool) {
 	if !keepOverlay {
 		os.Remove(dir.Overlay())
 	}
-	for _, f := range []string{dir.Health(), dir.Restarts(), dir.ConsoleLog(), dir.ConsoleLog() + ".1",
+	for _, f := range []string{dir.Health(), dir.Restarts(), dir.HostKeys(), dir.ConsoleLog(), dir.ConsoleLog() + ".1",
 		dir.LauncherPID(), dir.QEMUPID(), dir.Argv(), dir.QMPSocket(), dir.ConsoleSocket(), dir.Health() + ".tmp",
 		dir.join("identity.json"), dir.join("identity.fwcfg")} { // a per-instance identity (images with one)
 		os.Remove(f)

@@ -199,6 +199,7 @@ func Init(cfg *Config) error {
 		if bound == nil && sshReady && !announced {
 			announced = true
 			tr.step("ready")
+			announceHostKeys(con, cfg.SSH.HostKeys)
 			say("ready hostname=%s addr=%s", name, ifaceAddr(firstOr(cfg.DHCP, "eth0")))
 		}
 	}
