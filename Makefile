@@ -30,6 +30,8 @@ DEB_PACKAGES := \
 	openssh-client \
 	openssh-server \
 	python3 \
+	python3-netmiko \
+	python3-paramiko \
 	qemu-system-x86 \
 	qemu-utils \
 	runc \
@@ -63,7 +65,7 @@ FUZZ_TARGETS := \
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .
 
-.PHONY: all deps deps-deb deps-go build bin lint test unit fuzz bench demo demo-down clean
+.PHONY: all deps deps-deb deps-go build bin lint test unit fuzz bench soak demo demo-down clean
 
 all: build
 
@@ -115,6 +117,16 @@ fuzz:
 		echo "fuzz: $$pkg $$target for $(FUZZTIME)"; \
 		$(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) $$pkg; \
 	done
+
+# The fault soak: SOAK_N cycles of up → one random fault (QEMU, launcher
+# or `lesson up` SIGKILLed, a namespace or a veth deleted, the guest's sshd
+# killed) → recovery or down, asserting nothing is left after each.
+# `make test` runs it with 3 cycles (EK_SOAK_N unset); SOAK_SEED repeats a
+# sequence. The summary line ("soak: N cycles in …") goes to
+# docs/performance.md.
+SOAK_N ?= 100
+soak:
+	set -o pipefail; EK_SOAK_N=$(SOAK_N) EK_SOAK_SEED=$(SOAK_SEED) $(GO) test -run '^TestSoak$$' -count=1 -timeout 10h -v . 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|soak|left behind'
 
 bench:
 	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -count=1 -timeout 60m ./...
