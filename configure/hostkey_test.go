@@ -93,7 +93,7 @@ func TestWrongHostKeyRefusedEverywhere(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			ctx := ctxT(t, 2*time.Minute)
 			tg := sshTarget("r1", s, u, l, p.sc)
-			tg.NetconfPort = s.Port // the handshake, where the key is checked, is the same
+			tg.NetconfPort = s.Port  // the handshake, where the key is checked, is the same
 			if p.name != "netconf" { // a plain sshd has no netconf subsystem: only the refusal is shown
 				rep, err := p.c.Configure(ctx, tg, p.sc)
 				if err != nil || !strings.Contains(rep.Output, "logged-in") {

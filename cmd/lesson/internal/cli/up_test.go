@@ -76,7 +76,7 @@ func TestUpCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("up: code %d\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"configured (stage 0)", "a eth1 → b 10.9.0.3  ok", "b eth1 → a 10.9.0.2  ok", "UserKnownHostsFile=" + root + "/" + name + "/known_hosts antidote@"} {
+	for _, want := range []string{"configured (stage 0)", "a eth1 → b 10.9.0.3  ok", "b eth1 → a 10.9.0.2  ok", "UserKnownHostsFile=" + root + "/" + name + "/known_hosts -o StrictHostKeyChecking=yes antidote@"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("up output lacks %q:\n%s", want, out)
 		}
