@@ -56,7 +56,7 @@ func ExampleOpen() {
 		// A damaged record: Teardown still removes everything.
 		log.Fatal(endpointkit.Teardown(context.Background(), dir, endpointkit.Options{}))
 	}
-	for _, e := range inst.Status() { // from the launcher processes and health files
+	for _, e := range inst.Status(context.Background()) { // from the runtime: launcher processes and health files
 		fmt.Println(e.Name, e.State, e.Error)
 	}
 	if err := inst.Down(context.Background()); err != nil {

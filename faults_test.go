@@ -165,7 +165,7 @@ func TestUpConfigFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := map[string]RunningEndpoint{}
-	for _, e := range reopened.Status() {
+	for _, e := range reopened.Status(context.Background()) {
 		st[e.Name] = e
 	}
 	if st["a"].State != StateConfigured || st["b"].State != StateConfigFailed || !strings.Contains(st["b"].Error, "b.sh") {

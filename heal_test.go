@@ -24,7 +24,7 @@ func endpointNow(t *testing.T, dir, name string, opts Options) RunningEndpoint {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range inst.Status() {
+	for _, e := range inst.Status(context.Background()) {
 		if e.Name == name {
 			return e
 		}

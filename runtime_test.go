@@ -116,7 +116,7 @@ func TestUpThroughRuntime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range reopened.Status() {
+	for _, e := range reopened.Status(context.Background()) {
 		if e.State != StateReady {
 			t.Errorf("status of %s: %s", e.Name, e.State)
 		}

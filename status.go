@@ -20,13 +20,14 @@ import (
 // …), or is StateReady when its VM booted again and the stage was not yet
 // applied to the new boot. Restarts and LastExit count every restart so
 // far. An abandoned instance (see Abandoned) has every endpoint
-// StateFailed with Error saying how to remove it.
-func (i *Instance) Status() []RunningEndpoint {
+// StateFailed with Error saying how to remove it. ctx bounds what the
+// runtime does to look.
+func (i *Instance) Status(ctx context.Context) []RunningEndpoint {
 	i.reload()
 	abandoned := i.notAbandoned()
 	for k := range i.Endpoints {
 		e := &i.Endpoints[k]
-		o := i.runtime().Observe(context.Background(), *e)
+		o := i.runtime().Observe(ctx, *e)
 		if r := o.Restarts + e.Replaced; r > e.Restarts {
 			e.Restarts, e.LastExit = r, firstNonEmpty(o.LastExit, e.LastExit)
 		}

@@ -69,7 +69,7 @@ func TestLinuxTriangle(t *testing.T) {
 	if _, err := again.Run(ctx, "r1", "ping -c 1 -W 1 10.12.0.3"); err == nil {
 		t.Errorf("stage 1: r1 still reaches r2 at its stage-0 address")
 	}
-	for _, e := range again.Status() {
+	for _, e := range again.Status(ctx) {
 		if e.State != StateConfigured || e.Stage != 1 {
 			t.Errorf("after stage 1: %s: %s stage %d", e.Name, e.State, e.Stage)
 		}

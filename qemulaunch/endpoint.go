@@ -11,16 +11,19 @@ import (
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
-// FromEndpoint is the launcher config for one endpoint of the lesson model:
-// its name, the ports [ExposedPorts] decides, its management MAC and its
-// data interfaces (names, MACs, MTUs) in model order. The lesson
-// directory, state dir and accelerator are left for the caller. (Across a
-// process boundary, [LaunchFor] is the same endpoint as a [Launch].)
+// FromEndpoint is the launcher config for one endpoint of the lesson model,
+// in-process: what [LaunchFor] says (name, the ports [ExposedPorts]
+// decides, management and data-interface MACs) plus each data interface's
+// MTU, in model order. The lesson directory, state dir and accelerator are
+// left for the caller.
 func FromEndpoint(ep endpoint.Endpoint, im *vmimage.Image) Config {
-	c := Config{Name: ep.Name, Image: im, Management: Management{MAC: ep.ManagementMAC}}
-	c.Forwards = ExposedPorts(ep.Ports, im.Manifest)
-	for _, it := range ep.Interfaces {
-		c.Interfaces = append(c.Interfaces, Interface{Name: it.Name, MAC: it.MAC, MTU: it.MTU})
+	c := LaunchFor(ep, im).config(im)
+	for k := range c.Interfaces {
+		for _, it := range ep.Interfaces {
+			if it.Name == c.Interfaces[k].Name {
+				c.Interfaces[k].MTU = it.MTU
+			}
+		}
 	}
 	return c
 }

@@ -258,26 +258,32 @@ func (l Launch) Config(log *slog.Logger) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("--image %s: %w", l.Image, err)
 	}
-	name := l.Name
-	if name == "" {
-		if name, err = os.Hostname(); err != nil {
+	if l.Name == "" {
+		if l.Name, err = os.Hostname(); err != nil {
 			return Config{}, fmt.Errorf("%w: --name not given and no hostname: %v", ErrUsage, err)
 		}
 	}
+	cfg := l.config(im)
+	cfg.Logger = log
+	if len(cfg.Interfaces) > 0 && l.Interfaces > len(cfg.Interfaces) {
+		return cfg, fmt.Errorf("%w: --macs names %d data interfaces but --interfaces is %d", ErrUsage, len(cfg.Interfaces), l.Interfaces)
+	}
+	return cfg, nil
+}
+
+// config maps the launch onto a Config for the loaded image im (no I/O).
+func (l Launch) config(im *vmimage.Image) Config {
 	fwd := l.Forwards
 	if fwd == nil {
 		fwd = ExposedPorts(nil, im.Manifest)
 	}
 	cfg := Config{
-		Name: name, Image: im, LessonDir: l.Lesson, StateDir: l.State, NetNS: l.NetNS,
+		Name: l.Name, Image: im, LessonDir: l.Lesson, StateDir: l.State, NetNS: l.NetNS,
 		Accel: l.Accel, Stitch: l.Stitch, Forwards: fwd, DataInterfaces: l.Interfaces,
-		KeepOverlay: l.KeepOverlay, Timeouts: Timeouts{StopGrace: l.Grace}, Logger: log,
+		KeepOverlay: l.KeepOverlay, Timeouts: Timeouts{StopGrace: l.Grace},
 	}
 	cfg.applyMACs(l.MACs)
-	if len(cfg.Interfaces) > 0 && l.Interfaces > len(cfg.Interfaces) {
-		return cfg, fmt.Errorf("%w: --macs names %d data interfaces but --interfaces is %d", ErrUsage, len(cfg.Interfaces), l.Interfaces)
-	}
-	return cfg, nil
+	return cfg
 }
 
 // LaunchFor is the launch of one endpoint of the lesson model with its

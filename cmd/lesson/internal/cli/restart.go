@@ -39,7 +39,7 @@ instance's current stage is configured on it.`,
 				if err != nil && !errors.Is(err, endpointkit.ErrConfigure) && !errors.As(err, &cerr) {
 					return err
 				}
-				inst.Status()
+				inst.Status(ctx)
 				if werr := writeInstance(env.Stdout, inst); werr != nil {
 					return werr
 				}

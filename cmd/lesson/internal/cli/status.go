@@ -27,13 +27,13 @@ health file. Exits 1 when an endpoint is failed, down or not configured.`,
 				if len(args) > 0 {
 					return fmt.Errorf("%w: unexpected arguments %q", ErrUsage, args)
 				}
-				return runStatus(env, inf, *asJSON)
+				return runStatus(ctx, env, inf, *asJSON)
 			}
 		},
 	}
 }
 
-func runStatus(env *Env, inf *instanceFlags, asJSON bool) error {
+func runStatus(ctx context.Context, env *Env, inf *instanceFlags, asJSON bool) error {
 	names := []string{inf.name}
 	if inf.name == "" {
 		var err error
@@ -48,7 +48,7 @@ func runStatus(env *Env, inf *instanceFlags, asJSON bool) error {
 		if err != nil {
 			return err
 		}
-		for _, e := range inst.Status() {
+		for _, e := range inst.Status(ctx) {
 			unhealthy = unhealthy || (e.State != endpointkit.StateConfigured && !(inst.Stage < 0 && e.State == endpointkit.StateReady))
 		}
 		out.Instances = append(out.Instances, inst)
