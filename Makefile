@@ -57,6 +57,7 @@ FUZZ_TARGETS := \
 	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \
 	./qemulaunch:FuzzLaunchRoundTrip \
+	./qemulaunch:FuzzParseHostKeyBlock \
 	./qemulaunch:FuzzParsePorts \
 	./wiring:FuzzNewPlan \
 	./wiring:FuzzParseState \
@@ -126,7 +127,7 @@ fuzz:
 # docs/performance.md.
 SOAK_N ?= 100
 soak:
-	set -o pipefail; EK_SOAK_N=$(SOAK_N) EK_SOAK_SEED=$(SOAK_SEED) $(GO) test -run '^TestSoak$$' -count=1 -timeout 10h -v . 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|soak|left behind'
+	set -o pipefail; EK_SOAK_N=$(SOAK_N) EK_SOAK_SEED=$(SOAK_SEED) $(GO) test -run '^TestSoak$$' -count=1 -timeout 10h -v . 2>&1 | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok)|soak|left behind'
 
 bench:
 	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -count=1 -timeout 60m ./...

@@ -63,14 +63,14 @@ func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target
 func (i *Instance) Configure(ctx context.Context, stage int) error {
 	rep := reporter{fn: i.opts.Progress, start: time.Now()}
 	i.reload()
+	if err := i.notAbandoned(); err != nil {
+		return err
+	}
 	l, m, images, err := loadModel(i.LessonDir, i.Name, i.imageDirs())
 	if err != nil {
 		return err
 	}
 	if err := l.CheckStage(stage); err != nil {
-		return err
-	}
-	if err := i.notAbandoned(); err != nil {
 		return err
 	}
 	var cts []configTarget
