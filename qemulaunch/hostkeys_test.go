@@ -60,3 +60,19 @@ func FuzzParseHostKeyBlock(f *testing.F) {
 		}
 	})
 }
+
+// With no keys to pin, every key is refused: nothing is taken on trust.
+func TestHostKeyCallbackRefusesWithoutKeys(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	sp, _ := ssh.NewPublicKey(pub)
+	if err := HostKeyCallback(nil)("10.0.0.1:22", nil, sp); !errors.Is(err, ErrNoHostKeys) {
+		t.Errorf("no pinned keys: %v; want ErrNoHostKeys", err)
+	}
+	keys, err := parseHostKeyBlock([]byte(HostKeysBegin + "\n" + string(ssh.MarshalAuthorizedKey(sp)) + HostKeysEnd + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := HostKeyCallback(keys)("10.0.0.1:22", nil, sp); err != nil {
+		t.Errorf("the pinned key: %v", err)
+	}
+}
