@@ -106,7 +106,7 @@ func (h *healer) round(ctx context.Context, inst *Instance) {
 			continue
 		}
 		o := inst.runtime().Observe(ctx, e)
-		act, wiring := h.decide(inst, e, o, t)
+		act, wiring := h.decide(ctx, inst, e, o, t)
 		if act == nil {
 			continue
 		}
@@ -132,8 +132,7 @@ func (h *healer) round(ctx context.Context, inst *Instance) {
 
 // decide returns what endpoint e needs now, or nil, and whether it changes
 // the wiring (such actions run one at a time).
-func (h *healer) decide(inst *Instance, e RunningEndpoint, o Observation, t *healTrack) (func() error, bool) {
-	ctx := context.Background()
+func (h *healer) decide(ctx context.Context, inst *Instance, e RunningEndpoint, o Observation, t *healTrack) (func() error, bool) {
 	gone := !o.Running && o.Health != qemulaunch.HealthFailed && o.Health != qemulaunch.HealthStopped && o.Health != qemulaunch.HealthStopping
 	switch {
 	case inst.Restart == qemulaunch.RestartNever:
