@@ -116,6 +116,10 @@ func (i *Instance) adoptRecord(o *Instance) {
 	i.adopt(o)
 }
 
+// HealerRunning reports whether the instance's healer (see Heal) runs on
+// this machine.
+func (i *Instance) HealerRunning() bool { return healerAlive(i) }
+
 // healerAlive reports whether the instance's healer process runs.
 func healerAlive(i *Instance) bool {
 	return i.HealerPID > 0 && syscall.Kill(i.HealerPID, 0) == nil && len(HealerProcesses(i.Dir)) > 0

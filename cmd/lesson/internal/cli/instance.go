@@ -123,6 +123,8 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 	fmt.Fprintf(w, "lesson %s, instance %s (%s, %s, restart %s)\n\n", inst.Lesson, inst.Name, stage, inst.Accel, restartPolicy(inst))
 	if inst.Abandoned() {
 		fmt.Fprintf(w, "  ✗ `lesson up` (pid %d) ended before this instance was up: it is only good for removing: lesson down --instance %s\n\n", inst.UpPID, inst.Name)
+	} else if inst.HealerPID > 0 && !inst.HealerRunning() {
+		fmt.Fprintf(w, "  ✗ the instance's healer (pid %d) is not running: an endpoint whose launcher dies stays down until `lesson restart ENDPOINT`\n\n", inst.HealerPID)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ENDPOINT\tIMAGE\tSTATE\tADDRESS\tBOOT\tRESTARTS\tREACH")
