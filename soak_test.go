@@ -107,6 +107,14 @@ func TestSoak(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed>>1))
 	faults := soakFaults()
 	base := testOptions(t, tinyImages(t))
+	// A private TMPDIR for everything the cycles start (Up, launchers,
+	// healers, configurators inherit it): what is left in it is ours.
+	tmp, err := os.MkdirTemp("", "ek-soak-tmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	t.Setenv("TMPDIR", tmp)
 	t.Logf("soak: %d cycles, seed %d (EK_SOAK_SEED)", n, seed)
 	recoveries, leaks := map[string]int{}, 0
 	counts := map[string]int{}
@@ -275,12 +283,11 @@ func qemuPIDOf(e RunningEndpoint) int {
 	return pid
 }
 
-// soakTemporaries lists the temporary files that configuration and image
-// handling may leave: known_hosts directories of scripts, temporaries in
-// the image cache.
+// soakTemporaries lists the temporary files the cycles' processes may
+// leave: anything in the private TMPDIR, temporaries in the image cache.
 func soakTemporaries() map[string]bool {
 	out := map[string]bool{}
-	for _, pat := range []string{"/tmp/ek-knownhosts-*", "/tmp/ekt-ansible*", filepath.Join(os.TempDir(), "endpointkit-*"),
+	for _, pat := range []string{filepath.Join(os.TempDir(), "*"),
 		"/var/tmp/endpointkit-test-cache/imagebuild/*/.*", "/var/tmp/endpointkit-test-cache/imagebuild/*/*.tmp"} {
 		ms, _ := filepath.Glob(pat)
 		for _, m := range ms {
