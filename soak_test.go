@@ -107,6 +107,7 @@ func TestSoak(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed>>1))
 	faults := soakFaults()
 	base := testOptions(t, tinyImages(t))
+	base.Images.Build.CacheDir = filepath.Join(base.StateRoot, "no-images", "cache") // private: only the cycles' own temporaries count
 	// A private TMPDIR for everything the cycles start (Up, launchers,
 	// healers, configurators inherit it): what is left in it is ours.
 	tmp, err := os.MkdirTemp("", "ek-soak-tmp-")
@@ -128,7 +129,7 @@ func TestSoak(t *testing.T) {
 		opts := base
 		opts.Instance = ektest.Name("eks")
 		s := &soakCycle{opts: opts, dir: InstanceDir(opts.StateRoot, opts.Instance)}
-		before := soakTemporaries()
+		before := soakTemporaries(opts.Images.Build.CacheDir)
 		t0 := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		recovered, err := s.cycle(ctx, t, f)
@@ -284,11 +285,11 @@ func qemuPIDOf(e RunningEndpoint) int {
 }
 
 // soakTemporaries lists the temporary files the cycles' processes may
-// leave: anything in the private TMPDIR, temporaries in the image cache.
-func soakTemporaries() map[string]bool {
+// leave: anything in the private TMPDIR, temporaries in the (private)
+// image cache. (The shared test cache would count other engineers' builds.)
+func soakTemporaries(cacheDir string) map[string]bool {
 	out := map[string]bool{}
-	for _, pat := range []string{filepath.Join(os.TempDir(), "*"),
-		"/var/tmp/endpointkit-test-cache/imagebuild/*/.*", "/var/tmp/endpointkit-test-cache/imagebuild/*/*.tmp"} {
+	for _, pat := range []string{filepath.Join(os.TempDir(), "*"), filepath.Join(cacheDir, "*", ".*"), filepath.Join(cacheDir, "*", "*.tmp*")} {
 		ms, _ := filepath.Glob(pat)
 		for _, m := range ms {
 			out[m] = true
@@ -327,7 +328,7 @@ func soakLeftovers(opts Options, before map[string]bool) []string {
 			left = append(left, "host link "+l.Attrs().Name)
 		}
 	}
-	for f := range soakTemporaries() {
+	for f := range soakTemporaries(opts.Images.Build.CacheDir) {
 		if !before[f] {
 			left = append(left, "temporary "+f)
 		}
