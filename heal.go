@@ -141,7 +141,16 @@ func (h *healer) decide(ctx context.Context, inst *Instance, e RunningEndpoint, 
 		if !t.readyAt.IsZero() && time.Since(t.readyAt) > qemulaunch.StableAfter {
 			t.inRow = 0
 		}
-		if t.inRow >= qemulaunch.DefaultMaxRestarts || time.Now().Before(t.next) {
+		if t.inRow >= qemulaunch.DefaultMaxRestarts {
+			if e.State == StateFailed {
+				return nil, false
+			}
+			msg := fmt.Sprintf("gave up after %d restarts in a row; last: %s; `lesson restart %s` tries again", t.inRow, firstNonEmpty(o.Wiring, e.LastExit), e.Name)
+			return func() error {
+				return inst.update(e.Name, func(r *RunningEndpoint) { r.State, r.Error = StateFailed, msg })
+			}, false
+		}
+		if time.Now().Before(t.next) {
 			return nil, false
 		}
 		why := o.Wiring
