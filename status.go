@@ -43,8 +43,9 @@ func (i *Instance) Status(ctx context.Context) []RunningEndpoint {
 			// Up, Configure or the healer recorded the rest.
 		case o.Running && o.Health == qemulaunch.HealthRestarting, o.Running && rebooted && e.State != StateStarting:
 			e.State, e.Error = StateRestarting, o.Detail
-		case e.State == StateRestarting && !o.Running && o.Health != qemulaunch.HealthFailed:
-			// The healer is placing it anew: its record says so.
+		case e.State == StateRestarting && !o.Running && o.Health != qemulaunch.HealthFailed,
+			e.State == StateFailed && !o.Running:
+			// The healer is placing it anew, or gave up: its record says so.
 		case o.Running && (o.Health == "" || o.Health == qemulaunch.HealthStarting):
 			e.State = StateStarting
 		case o.Health == qemulaunch.HealthFailed:
