@@ -11,17 +11,28 @@ export PATH := $(GOBIN):/usr/local/go/bin:/usr/sbin:/sbin:$(PATH)
 
 # Debian packages the tests, the demo and the image builds need. One list;
 # append to it (keep it sorted) instead of adding apt-get calls elsewhere.
+# The python3-* ones are the libraries NRE Labs lesson scripts import (the
+# python configuration method); they are Debian's /usr/bin/python3's, which
+# the tests name explicitly (ektest.DebianPython): a python3 earlier on
+# PATH (pyenv, a virtualenv) may lack them — point `lesson up --python` or
+# $ENDPOINTKIT_PYTHON at an interpreter that has them.
 DEB_PACKAGES := \
 	ansible \
 	binutils \
 	busybox-static \
 	ca-certificates \
 	containerd \
+	containernetworking-plugins \
+	debian-installer-12-netboot-amd64 \
 	debootstrap \
 	docker-registry \
+	docker.io \
 	e2fsprogs \
+	etcd-server \
+	fish \
 	iproute2 \
 	iputils-ping \
+	isolinux \
 	kmod \
 	netconfd \
 	netconfd-module-ietf-interfaces \
@@ -30,14 +41,22 @@ DEB_PACKAGES := \
 	openssh-client \
 	openssh-server \
 	python3 \
+	python3-jinja2 \
+	python3-ncclient \
 	python3-netmiko \
 	python3-paramiko \
+	python3-requests \
+	python3-scp \
+	python3-yaml \
 	qemu-system-x86 \
 	qemu-utils \
 	runc \
 	sshpass \
 	sudo \
-	xz-utils
+	syslinux-common \
+	xorriso \
+	xz-utils \
+	zsh
 
 # Go tools, as module@version.
 GO_TOOLS := \
@@ -49,11 +68,15 @@ FUZZTIME ?= 30s
 FUZZMINTIME ?= 3s
 # Fuzz targets run by `make fuzz` (and so by `make test`): package:Target.
 FUZZ_TARGETS := \
+	./cmd/lesson/internal/cli:FuzzComplete \
 	./configure:FuzzJunosLoadRPC \
 	./configure:FuzzParseAnsibleJSON \
 	./configure:FuzzParseNetconfConfig \
 	./configure:FuzzSplitScriptOutput \
+	./imagebuild:FuzzParseAptDepends \
+	./imagebuild:FuzzParsePreseed \
 	./imagebuild:FuzzParseRecipe \
+	./internal/logtail:FuzzLastLines \
 	./internal/strictyaml:FuzzUnmarshal \
 	./lessonmeta:FuzzParse \
 	./qemulaunch:FuzzLaunchRoundTrip \
@@ -66,7 +89,7 @@ FUZZ_TARGETS := \
 TEST_FLAGS ?= -count=1 -timeout 40m
 BENCH ?= .
 
-.PHONY: all deps deps-deb deps-go build bin lint test unit fuzz bench soak demo demo-down clean
+.PHONY: all deps deps-deb deps-go build bin lint test unit fuzz bench soak demo demo-down kube-up kube-down kube-bin clean
 
 all: build
 
@@ -109,7 +132,10 @@ lint:
 # when it is missing; `make deps` installs everything, so here they run.
 test: unit fuzz
 
-unit:
+# kube-bin first: the Kubernetes and Multus binaries the tests need are built
+# once per version into the test cache (a cold build takes many minutes on 2
+# CPUs), alone and outside the tests' timeouts; afterwards it is a cache hit.
+unit: kube-bin
 	$(GO) test $(TEST_FLAGS) ./...
 
 fuzz:
@@ -145,6 +171,20 @@ demo: deps bin
 
 demo-down: bin
 	bin/lesson down --instance $(DEMO_INSTANCE)
+
+# A single-node Kubernetes control plane (etcd + kube-apiserver built from
+# the Go module proxy, cached in the test cache) for trying the Kubernetes
+# objects by hand; the tests start their own. KUBE_DIR holds its files and PIDs.
+KUBE_DIR ?= /var/tmp/endpointkit-kube
+
+kube-up: deps
+	$(GO) run ./internal/kubetest/cmd/kubecluster up -dir $(KUBE_DIR)
+
+kube-down:
+	$(GO) run ./internal/kubetest/cmd/kubecluster down -dir $(KUBE_DIR)
+
+kube-bin:
+	$(GO) run ./internal/kubetest/cmd/kubecluster build
 
 clean:
 	$(GO) clean -testcache

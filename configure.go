@@ -31,6 +31,10 @@ type configTarget struct {
 // its console). The address stays usable until ctx ends.
 func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target, error) {
 	m := c.image.Manifest
+	keys, err := qemulaunch.InstanceHostKeys(c.rec.StateDir, c.rec.Name, m)
+	if err != nil {
+		return configure.Target{}, fmt.Errorf("endpoint %s: %w", c.rec.Name, err)
+	}
 	ssh, err := i.runtime().Reach(ctx, c.rec, sshGuestPort(m))
 	if err != nil {
 		return configure.Target{}, err
@@ -51,7 +55,7 @@ func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target
 		Address:     ssh.Addr().String(),
 		SSHPort:     int(ssh.Port()),
 		NetconfPort: int(netconf.Port()),
-		HostKeys:    qemulaunch.PinnedHostKeys(qemulaunch.StateDir(c.rec.StateDir), m),
+		HostKeys:    keys,
 	}), nil
 }
 
@@ -124,8 +128,9 @@ func (i *Instance) configure(ctx context.Context, stage int, cts []configTarget,
 		Timeout: i.opts.ConfigTimeout,
 		// The launcher has seen SSH answer already; from the host it is one
 		// bridge away, so a long wait means the management path is broken.
-		Reach:  &configure.ReachOptions{Timeout: reachTimeout, Scale: float64(i.Accel.SlowDown()), Logger: log},
-		Logger: log,
+		Reach:         &configure.ReachOptions{Timeout: reachTimeout, Scale: float64(i.Accel.SlowDown()), Logger: log},
+		Configurators: i.opts.Configurators,
+		Logger:        log,
 	})...)
 	for _, r := range results {
 		_ = i.update(r.Endpoint, func(e *RunningEndpoint) {

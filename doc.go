@@ -126,6 +126,10 @@
 //	EP.log          endpoint EP's launcher output
 //	heal.log        the healer's output
 //
+// Instance.WriteLog prints an endpoint's console or launcher log (and
+// follows it); Instance.Console connects to its serial console, where every
+// example image offers a login.
+//
 // Open reattaches to an instance from it (another process, after a
 // restart); Teardown removes an instance from it alone, also after a crash,
 // with the record damaged or the whole directory deleted: the local

@@ -60,7 +60,8 @@ func teardown(ctx context.Context, dir string, opts Options, graceful bool) erro
 	}
 	rep.report(StepTeardown, "", "removing instance "+name, nil)
 	grace := opts.stopGrace()
-	if inst, err := Open(dir, opts); err == nil && inst.Accel != "" {
+	inst, err := Open(dir, opts)
+	if err == nil && inst.Accel != "" {
 		grace *= time.Duration(inst.Accel.SlowDown())
 	} else {
 		grace *= qemulaunch.TCGSlowDown // unknown: assume the slow case
@@ -72,7 +73,10 @@ func teardown(ctx context.Context, dir string, opts Options, graceful bool) erro
 	}
 	stopHealers(dir) // nothing may start an endpoint again meanwhile
 	var errs []error
-	if err := opts.runtime().Remove(ctx, dir, grace); err != nil {
+	stopped := watchStops(ctx, opts.runtime(), inst, rep)
+	err = opts.runtime().Remove(ctx, dir, grace)
+	stopped(err == nil)
+	if err != nil {
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/endpointkit/endpointkit/configure"
+	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 )
 
@@ -67,6 +69,11 @@ type Options struct {
 	// Replace tears down an existing instance of the same name first;
 	// otherwise Up fails with ErrInstanceExists.
 	Replace bool
+	// Configurators replace package configure's built-in configurator of
+	// a method, e.g. the python method's interpreter:
+	// {endpoint.MethodPython: &configure.Python{Interpreter: "/usr/bin/python3"}}
+	// (`lesson up --python`). Default: configure.DefaultConfigurators.
+	Configurators map[endpoint.Method]configure.Configurator
 	// Logger receives structured details (debug and info); nil discards.
 	Logger *slog.Logger
 	// Progress, when set, is called for each step of Up, Configure and
@@ -87,7 +94,8 @@ const (
 	StepConfigure  Step = "configure"  // an endpoint's stage configuration started
 	StepConfigured Step = "configured" // an endpoint's stage configuration succeeded
 	StepFailed     Step = "failed"     // an endpoint failed (Err says why)
-	StepTeardown   Step = "teardown"   // the instance is being removed
+	StepTeardown   Step = "teardown"   // the instance (or, with Endpoint, one endpoint) is being removed
+	StepStopped    Step = "stopped"    // an endpoint's VM and launcher have ended (teardown)
 	StepRestart    Step = "restart"    // an endpoint is being started again
 	StepDone       Step = "done"       // the operation finished
 )
@@ -96,6 +104,7 @@ const (
 type Event struct {
 	Step     Step
 	Endpoint string        // "" for instance-wide steps
+	Image    string        // for StepImage: the image slug
 	Message  string        // one human line
 	Elapsed  time.Duration // since the operation began
 	Err      error         // for StepFailed
@@ -154,7 +163,13 @@ type reporter struct {
 }
 
 func (r reporter) report(step Step, ep, msg string, err error) {
+	r.event(Event{Step: step, Endpoint: ep, Message: msg, Err: err})
+}
+
+// event sends e stamped with the elapsed time.
+func (r reporter) event(e Event) {
 	if r.fn != nil {
-		r.fn(Event{Step: step, Endpoint: ep, Message: msg, Elapsed: time.Since(r.start), Err: err})
+		e.Elapsed = time.Since(r.start)
+		r.fn(e)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/endpointkit/endpointkit/configure"
@@ -71,12 +72,16 @@ func (i *Instance) Console(ctx context.Context, endpoint string) (io.ReadWriteCl
 	i.reload()
 	rec, ok := i.Endpoint(endpoint)
 	if !ok {
-		return nil, fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, endpoint, i.endpointNames())
+		return nil, i.noEndpoint(endpoint)
 	}
 	if err := i.ready(ctx, rec); err != nil {
 		return nil, err
 	}
-	return i.runtime().Console(ctx, rec)
+	conn, err := i.runtime().Console(ctx, rec)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s: console: %w (endpoint %s)", endpoint, err, i.consoleState(ctx, endpoint))
+	}
+	return conn, nil
 }
 
 // Logs returns the tails of the endpoint's serial console and launcher
@@ -85,7 +90,7 @@ func (i *Instance) Logs(ctx context.Context, endpoint string) (Logs, error) {
 	i.reload()
 	rec, ok := i.Endpoint(endpoint)
 	if !ok {
-		return Logs{}, fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, endpoint, i.endpointNames())
+		return Logs{}, i.noEndpoint(endpoint)
 	}
 	return i.runtime().Logs(ctx, rec), nil
 }
@@ -119,7 +124,7 @@ func (i *Instance) sshTarget(ctx context.Context, name string) (configure.Target
 	i.reload()
 	rec, ok := i.Endpoint(name)
 	if !ok {
-		return configure.Target{}, fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, name, i.endpointNames())
+		return configure.Target{}, i.noEndpoint(name)
 	}
 	_, m, images, err := loadModel(i.LessonDir, i.Name, i.imageDirs())
 	if err != nil {
@@ -141,14 +146,16 @@ func (i *Instance) sshTarget(ctx context.Context, name string) (configure.Target
 }
 
 func (i *Instance) endpointNames() string {
-	s := ""
+	names := make([]string, len(i.Endpoints))
 	for k, e := range i.Endpoints {
-		if k > 0 {
-			s += ", "
-		}
-		s += e.Name
+		names[k] = e.Name
 	}
-	return s
+	return strings.Join(names, ", ")
+}
+
+// noEndpoint is the error for an endpoint the instance does not have.
+func (i *Instance) noEndpoint(name string) error {
+	return fmt.Errorf("instance %s: no endpoint %q (endpoints: %s)", i.Name, name, i.endpointNames())
 }
 
 // LinkCheck is the outcome of one ping across a link.

@@ -191,11 +191,14 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter)
 		if built {
 			how = "built"
 		}
-		rep.report(StepImage, "", fmt.Sprintf("image %s %s: %s", slug, how, im.Dir), nil)
+		rep.event(Event{Step: StepImage, Image: slug, Message: fmt.Sprintf("image %s %s: %s", slug, how, im.Dir)})
 	}
 	// The instance seeds the MACs: two instances never collide on one L2.
 	if p.model, err = (endpoint.Options{Instance: p.name}).Build(l, p.images); err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", l.File, err)
+	}
+	if err := checkNICs(l, p.model, p.images); err != nil {
+		return nil, err
 	}
 	if p.plan, err = planWiring(p.model, p.name); err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", l.File, err)
@@ -308,7 +311,13 @@ func (i *Instance) writeKnownHosts(ctx context.Context, images imageMetas) error
 		if err != nil {
 			return err
 		}
-		for _, key := range qemulaunch.PinnedHostKeys(qemulaunch.StateDir(rec.StateDir), im.Manifest) {
+		// The image's keys, or this instance's own identity's (made in its
+		// state directory if the launcher has not made it yet).
+		keys, err := qemulaunch.InstanceHostKeys(rec.StateDir, rec.Name, im.Manifest)
+		if err != nil {
+			return fmt.Errorf("endpoint %s: %w", rec.Name, err)
+		}
+		for _, key := range keys {
 			if key.PublicKey != "" {
 				hosts = fmt.Appendf(hosts, "%s %s\n", knownHostsName(ap), key.PublicKey)
 			}

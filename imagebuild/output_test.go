@@ -55,7 +55,11 @@ func TestGoldenGeneratedFiles(t *testing.T) {
 			}
 			golden(t, slug+".image.meta.yaml", meta)
 			dir := t.TempDir()
-			if err := writeContainerFiles(dir, containerFilesFor(m, "../examples/images/"+slug)); err != nil {
+			c, err := containerFilesFor(m, "../examples/images/"+slug)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := writeContainerFiles(dir, c); err != nil {
 				t.Fatal(err)
 			}
 			for _, f := range []string{DockerfileFile, MakefileFile} {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"regexp"
 	"sync"
+
+	"github.com/endpointkit/endpointkit/internal/logtail"
 )
 
 // Console sizes.
@@ -18,6 +20,9 @@ const (
 	consoleRing    = 64 << 10 // in-memory tail kept for late attachers and error reports
 	consoleLogMax  = 1 << 20  // console.log rotates to console.log.1 beyond this
 	consoleBacklog = 256      // chunks queued per attached client before it is dropped
+	// consoleReplay is how many of the last console lines an attaching
+	// client gets first: a screenful, with the prompt waiting at its end.
+	consoleReplay = 24
 )
 
 // ErrConsoleClosed is returned by WaitFor when the console output ended
@@ -214,7 +219,8 @@ func (c *Console) Write(p []byte) (int, error) {
 func (c *Console) Done() <-chan struct{} { return c.done }
 
 // serve accepts clients on a unix socket at path. Each client first gets
-// the ring's contents, then live output; what it sends goes to the guest.
+// the last consoleReplay lines, then live output; what it sends goes to
+// the guest.
 func (c *Console) serve(path string) error {
 	os.Remove(path)
 	l, err := net.Listen("unix", path)
@@ -245,14 +251,14 @@ func (c *Console) serve(path string) error {
 func (c *Console) attach(conn net.Conn) {
 	cl := &consoleClient{conn: conn, out: make(chan []byte, consoleBacklog)}
 	c.mu.Lock()
+	replay := append([]byte(nil), logtail.LastLines(c.ring, consoleReplay)...)
 	if c.ended {
-		tail := append([]byte(nil), c.ring...)
 		c.mu.Unlock()
-		conn.Write(tail)
+		conn.Write(replay)
 		conn.Close()
 		return
 	}
-	cl.out <- append([]byte(nil), c.ring...)
+	cl.out <- replay
 	c.clients[cl] = struct{}{}
 	c.mu.Unlock()
 	c.wg.Add(2)

@@ -2,7 +2,9 @@
 // and (re)generates their container files. See package
 // github.com/endpointkit/endpointkit/imagebuild.
 //
-//	imagebuild build [--no-cache] [--cache DIR] -o OUT_DIR RECIPE_DIR_OR_FILE
+//	imagebuild build [--no-cache] [--cache DIR] [--no-oci | --push REF [--ca FILE] [--insecure]] -o OUT_DIR RECIPE_DIR_OR_FILE
+//	imagebuild export [--tag NAME] IMAGE_DIR FILE.tar
+//	imagebuild push [--ca FILE] [--insecure] IMAGE_DIR REF
 //	imagebuild dockerfile OUT_DIR
 //	imagebuild test [--accel auto|kvm|tcg] [--timeout 10m] [-v] IMAGE_DIR
 package main

@@ -10,8 +10,10 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/endpointkit/endpointkit/imagebuild"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/mattn/go-isatty"
 )
 
@@ -29,7 +31,9 @@ func commands() map[string]command {
 	return map[string]command{
 		"build":      {"build RECIPE into an image directory", runBuild},
 		"dockerfile": {"regenerate the Dockerfile and Makefile of an image directory", runDockerfile},
-		"test":       {"boot an image directory, wait until ready, log in over SSH, stop", runTest},
+		"export":     {"write an image directory's OCI image as a tarball (ctr images import, docker load)", runExport},
+		"push":       {"push an image directory's OCI image to a registry", runPush},
+		"test":       {"boot an image directory, wait until ready, log in over SSH, run its self-tests, stop", runTest},
 	}
 }
 
@@ -109,6 +113,9 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	cache := fs.String("cache", "", "cache directory (default /var/cache/endpointkit as root, else ~/.cache/endpointkit)")
 	store := fs.String("store", "", "raw-image store of vendor disks, a bucket URL: file:///dir, s3://bucket?…, gs://bucket (default file://CACHE/disks)")
 	verbose := fs.Bool("v", false, "log every step (debug level)")
+	test := fs.Bool("test", false, "then boot the image and run its self-tests (as `imagebuild test`)")
+	accel := fs.String("accel", "auto", "accelerator for --test: auto, kvm or tcg")
+	oci := addOCIFlags(fs)
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
@@ -116,6 +123,9 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if *out == "" {
 		fs.Usage()
 		return fmt.Errorf("%w: -o OUT_DIR is required", errUsage)
+	}
+	if err := oci.check(); err != nil {
+		return err
 	}
 	r, err := imagebuild.LoadRecipe(pos[0])
 	if err != nil {
@@ -133,7 +143,8 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if f, ok := stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		opts.Progress = f
 	}
-	res, err := imagebuild.New(opts).Build(ctx, r, *out)
+	b := imagebuild.New(opts)
+	res, err := b.Build(ctx, r, *out)
 	if err != nil {
 		return err
 	}
@@ -143,7 +154,10 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	fmt.Fprintf(stdout, "%s: %s image %s in %s (%s)\n", res.Image.Manifest.Slug, res.Image.Manifest.Kind, res.Image.Dir,
 		res.Elapsed.Round(1e7), how)
-	return nil
+	if err := buildOCI(ctx, b, res.Image, oci, stdout, stderr); err != nil || !*test {
+		return err
+	}
+	return testImage(ctx, res.Image, qemulaunch.Accel(*accel), 10*time.Minute, nil, stdout)
 }
 
 func runDockerfile(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {

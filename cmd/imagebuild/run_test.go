@@ -11,6 +11,7 @@ import (
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/imagetest"
+	"github.com/endpointkit/endpointkit/internal/registrytest"
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
@@ -38,6 +39,28 @@ func TestBuildAndDockerfile(t *testing.T) {
 	if err != nil || im.Manifest.Slug != "tiny" {
 		t.Fatalf("Load = %v, %+v", err, im)
 	}
+	if !strings.Contains(stdout, "tiny: OCI image "+filepath.Join(out, "oci")+" sha256:") {
+		t.Errorf("stdout lacks the OCI image line: %q", stdout)
+	}
+	// export and push of what build wrote.
+	tar := filepath.Join(t.TempDir(), "tiny.tar")
+	if stdout, stderr, err := run(t, "export", "--tag", "example.test/tiny:v1", out, tar); err != nil || !strings.Contains(stdout, "wrote "+tar) {
+		t.Errorf("export: %q %v\n%s", stdout, err, stderr)
+	}
+	reg := registrytest.Start(t, registrytest.Options{})
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	ref := reg.Host + "/endpoints/tiny:v1"
+	if stdout, stderr, err := run(t, "push", out, ref); err != nil || !strings.HasPrefix(stdout, "pushed "+reg.Host+"/endpoints/tiny@sha256:") {
+		t.Errorf("push: %q %v\n%s", stdout, err, stderr)
+	}
+	// build --push: a cached rebuild pushed under another tag, same digest.
+	stdout2, stderr, err := run(t, "build", "--cache", cache, "--push", reg.Host+"/endpoints/tiny:v2", "-o", out, filepath.Join(root, "examples", "images", "tiny"))
+	if err != nil || !strings.Contains(stdout2, "pushed "+reg.Host+"/endpoints/tiny@sha256:") {
+		t.Errorf("build --push: %q %v\n%s", stdout2, err, stderr)
+	}
+	if tags, _ := reg.Tags("endpoints/tiny"); len(tags) != 2 {
+		t.Errorf("registry tags after push and build --push: %v", tags)
+	}
 	os.Remove(filepath.Join(out, "Dockerfile"))
 	if _, stderr, err := run(t, "dockerfile", out); err != nil {
 		t.Fatalf("dockerfile: %v\n%s", err, stderr)
@@ -57,6 +80,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"build", "examples/images/tiny"}, "-o OUT_DIR is required"},
 		{[]string{"build", "-o", "x"}, "want 1 argument"},
+		{[]string{"push", "x"}, "want 2 argument"},
+		{[]string{"build", "--no-oci", "--push", "r/x:1", "-o", "x", "examples/images/tiny"}, "--push needs the OCI image"},
+		{[]string{"export", "x"}, "want 2 argument"},
 		{[]string{"build", "--bogus", "-o", "x", "y"}, "flag provided but not defined"},
 		{[]string{"dockerfile"}, "want 1 argument"},
 	} {

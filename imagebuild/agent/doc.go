@@ -15,8 +15,10 @@
 //     once SSH listens and eth0 has its lease; reaps orphans; and on the
 //     ACPI power button (QMP system_powerdown) or SIGUSR2/SIGTERM (busybox
 //     poweroff and reboot) stops every process, syncs, unmounts and powers
-//     off. With endpointkit.debug on the kernel command line it prints each
-//     boot step with the kernel's uptime;
+//     off. Once ready (or after 15 s regardless) it keeps a console login
+//     running on the kernel's console terminal ([Getty]). With
+//     endpointkit.debug on the kernel command line it prints each boot step
+//     with the kernel's uptime;
 //   - the stage-one init of debootstrap images (Config.Mode "stage1"): loads
 //     the modules, mounts the root disk named by root= and switches to its
 //     /sbin/init;
@@ -27,6 +29,9 @@
 //     running as the logged-in user;
 //   - "ekagent sftp-server": an sftp server on stdin/stdout, started by the
 //     SSH server as the logged-in user;
+//   - "ekagent getty TTY": the console login ([Getty]): a login prompt on
+//     the serial console, the users' SSH passwords, their login shell on
+//     the terminal;
 //   - sudo (when invoked under that name, the binary being set-uid root): a
 //     minimal sudo that lets root and members of the group "sudo" run a
 //     command as root (or -u USER) without a password, the equivalent of

@@ -151,6 +151,10 @@ func Init(cfg *Config) error {
 	}
 
 	ctx := context.Background()
+	namer := newNICNamer(cfg.NICNames, log)
+	if err := namer.watch(ctx); err != nil {
+		log.Warn("name NICs", "err", err)
+	}
 	bound := startDHCP(ctx, cfg.DHCP, name, log, tr)
 	if err := loadModules(cfg.Modules, tr); err != nil {
 		log.Warn("modules", "err", err)
@@ -161,7 +165,7 @@ func Init(cfg *Config) error {
 		}
 	}
 	tr.step("modules loaded")
-	if err := linksUp(); err != nil {
+	if err := linksUp(namer); err != nil {
 		log.Warn("links", "err", err)
 	}
 	if cfg.Share9PTag != "" && has9PTag(cfg.Share9PTag) {
@@ -172,10 +176,15 @@ func Init(cfg *Config) error {
 	tr.step("links and share set up")
 	power := make(chan struct{}, 1)
 	go watchPowerButton(power, log)
+	rawCmdline, _ := os.ReadFile("/proc/cmdline")
+	loginTTY := ConsoleTTY(string(rawCmdline))
+	gettyLate := time.After(gettyFallback)
 
 	sshReady, announced := false, false
 	for {
 		select {
+		case <-gettyLate:
+			sup.startGetty(loginTTY)
 		case <-ready:
 			tr.step("ssh server listening")
 			sshReady, ready = true, nil
@@ -201,6 +210,7 @@ func Init(cfg *Config) error {
 			tr.step("ready")
 			announceHostKeys(con, cfg.SSH.HostKeys)
 			say("ready hostname=%s addr=%s", name, ifaceAddr(firstOr(cfg.DHCP, "eth0")))
+			sup.startGetty(loginTTY)
 		}
 	}
 }
@@ -279,6 +289,10 @@ type supervisor struct {
 	log       *slog.Logger
 	serverPID int
 	stopping  bool
+	// the console login (getty_linux.go)
+	gettyPID, gettyFails int
+	gettyTTY             string
+	gettyStarted         time.Time
 }
 
 func (s *supervisor) start(argv []string, extra []*os.File) (int, error) {
@@ -328,6 +342,7 @@ func (s *supervisor) reap() {
 		if pid <= 0 || err != nil {
 			return
 		}
+		s.gettyEnded(pid)
 		if pid == s.serverPID && !s.stopping {
 			s.log.Warn("ssh server ended; restarting", "status", ws.ExitStatus())
 			time.Sleep(200 * time.Millisecond)

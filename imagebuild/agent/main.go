@@ -53,6 +53,16 @@ func Main(args []string, stdin io.Reader, stdout io.WriteCloser, stderr io.Write
 			return 1
 		}
 		return 0
+	case mode == "getty" && len(args) == 3:
+		cfg, err := LoadConfig(ConfigFile)
+		if err == nil {
+			err = Getty(cfg, args[2])
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "ekagent:", err)
+			return 1
+		}
+		return 0
 	case mode == "sftp-server":
 		if err := ServeSFTP(stdin, stdout); err != nil {
 			fmt.Fprintln(stderr, "ekagent sftp-server:", err)
@@ -60,7 +70,7 @@ func Main(args []string, stdin io.Reader, stdout io.WriteCloser, stderr io.Write
 		}
 		return 0
 	}
-	fmt.Fprintln(stderr, "usage: ekagent serve | sftp-server (as /init: PID 1; as sudo: sudo)")
+	fmt.Fprintln(stderr, "usage: ekagent serve | sftp-server | getty TTY (as /init: PID 1; as sudo: sudo)")
 	return 2
 }
 

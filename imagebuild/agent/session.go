@@ -197,19 +197,26 @@ func statusOf(err error) (exitStatus, error) {
 
 // command prepares path/argv to run as the session's user in its home.
 func (s *session) command(path string, argv []string) (*exec.Cmd, error) {
-	cmd := &exec.Cmd{Path: path, Args: argv, Dir: s.acct.home}
 	s.mu.Lock()
-	cmd.Env = append(append([]string{}, s.acct.env...), s.env...)
+	env := append([]string{}, s.env...)
 	if s.term != "" {
-		cmd.Env = append(cmd.Env, "TERM="+s.term)
+		env = append(env, "TERM="+s.term)
 	}
 	s.mu.Unlock()
+	return s.acct.command(path, argv, env)
+}
+
+// command prepares path/argv to run as the account in its home (or /),
+// in a session of its own, with env added to the account's environment.
+func (a *account) command(path string, argv, env []string) (*exec.Cmd, error) {
+	cmd := &exec.Cmd{Path: path, Args: argv, Dir: a.home}
+	cmd.Env = append(append([]string{}, a.env...), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if uint32(os.Geteuid()) != s.acct.uid || uint32(os.Getegid()) != s.acct.gid {
+	if uint32(os.Geteuid()) != a.uid || uint32(os.Getegid()) != a.gid {
 		if os.Geteuid() != 0 {
-			return nil, fmt.Errorf("cannot run as %s: the agent is not root", s.acct.name)
+			return nil, fmt.Errorf("cannot run as %s: the agent is not root", a.name)
 		}
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: s.acct.uid, Gid: s.acct.gid, Groups: s.acct.groups}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: a.uid, Gid: a.gid, Groups: a.groups}
 		// Raw sockets for the user's ping and tcpdump (busybox ping has
 		// no ICMP datagram-socket fallback); inherited as an ambient
 		// capability, since an initramfs carries no file capabilities.

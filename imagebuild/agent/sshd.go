@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/ssh"
@@ -95,14 +96,23 @@ func (s *Server) user(name string) (User, bool) {
 	return User{}, false
 }
 
+// passwordOK reports whether name is one of users, with a password, and
+// password is it.
+func passwordOK(users []User, name, password string) bool {
+	for _, u := range users {
+		if u.Name == name && u.PasswordHash != "" {
+			ok, _ := CheckPassword(u.PasswordHash, password)
+			return ok
+		}
+	}
+	return false
+}
+
 func (s *Server) config() *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
 		PasswordCallback: func(md ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
-			u, ok := s.user(md.User())
-			if ok && u.PasswordHash != "" {
-				if match, _ := CheckPassword(u.PasswordHash, string(pw)); match {
-					return nil, nil
-				}
+			if passwordOK(s.Users, md.User(), string(pw)) {
+				return nil, nil
 			}
 			return nil, fmt.Errorf("password rejected for %q", md.User())
 		},
@@ -199,17 +209,26 @@ func (s *Server) handleConn(c net.Conn, cfg *ssh.ServerConfig) {
 	}
 	u := newAccount(uu)
 	u.env = append(u.env, "SSH_CONNECTION="+connString(sc))
+	var open atomic.Int32 // sessions of this connection
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			nc.Reject(ssh.UnknownChannelType, "only session channels are supported")
+			continue
+		}
+		if open.Load() >= MaxSessions {
+			nc.Reject(ssh.ResourceShortage, fmt.Sprintf("too many sessions on this connection (at most %d at once)", MaxSessions))
 			continue
 		}
 		ch, creqs, err := nc.Accept()
 		if err != nil {
 			continue
 		}
+		open.Add(1)
 		sess := &session{srv: s, acct: u, ch: ch}
-		go sess.serve(creqs)
+		go func() {
+			defer open.Add(-1)
+			sess.serve(creqs)
+		}()
 	}
 }
 

@@ -81,4 +81,13 @@ func TestCRIPlugin(t *testing.T) {
 	if log := d.LogTail(200); !strings.Contains(log, "RestrictOOMScoreAdj:true") {
 		t.Errorf("the CRI plugin did not log restrict_oom_score_adj on:\n%s", log)
 	}
+	// The sandbox image, imported where the CRI plugin looks for it.
+	tar := filepath.Join(t.TempDir(), "pause.tar")
+	containerdtest.WriteImageTar(t, containerdtest.BusyboxImage(t, "/bin/busybox", "sleep", "2147483647"), "example.test/pause:1", tar)
+	if out, err := d.Ctr(ctx, containerdtest.K8sNamespace, "images", "import", tar); err != nil {
+		t.Fatalf("import into %s: %v\n%s", containerdtest.K8sNamespace, err, out)
+	}
+	if out, err := d.Ctr(ctx, containerdtest.K8sNamespace, "images", "ls", "-q"); err != nil || !strings.Contains(out, "example.test/pause:1") {
+		t.Errorf("%s images: %q %v", containerdtest.K8sNamespace, out, err)
+	}
 }

@@ -86,14 +86,20 @@ func SharedDir(tb testing.TB) string {
 // /var/tmp/endpointkit-test-cache. Never inside the repository.
 func CacheDir(tb testing.TB) string {
 	tb.Helper()
-	dir := os.Getenv("ENDPOINTKIT_TEST_CACHE")
-	if dir == "" {
-		dir = "/var/tmp/endpointkit-test-cache"
-	}
+	dir := CachePath()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		tb.Fatalf("ektest: cache dir: %v", err)
 	}
 	return dir
+}
+
+// CachePath is the directory CacheDir uses, for programs outside tests
+// (make kube-up): $ENDPOINTKIT_TEST_CACHE, or /var/tmp/endpointkit-test-cache.
+func CachePath() string {
+	if dir := os.Getenv("ENDPOINTKIT_TEST_CACHE"); dir != "" {
+		return dir
+	}
+	return "/var/tmp/endpointkit-test-cache"
 }
 
 // Name returns prefix followed by random hex, at most 15 bytes long (the
@@ -224,4 +230,24 @@ func AssertClean(tb testing.TB, prefix string, procSubs ...string) {
 			tb.Errorf("leaked processes matching %q: %v", procSubs, pids)
 		}
 	}
+}
+
+// DebianPython is Debian's Python interpreter, /usr/bin/python3: `make
+// deps` installs the libraries NRE Labs lesson scripts import
+// (python3-paramiko, python3-scp, …) for it, while the first python3 on a
+// developer's PATH (pyenv, a virtualenv) may lack them. Tests that run
+// lesson scripts pass it explicitly (configure.Python.Interpreter). It
+// skips unless the interpreter imports every named module.
+func DebianPython(tb testing.TB, modules ...string) string {
+	tb.Helper()
+	const py = "/usr/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		tb.Skipf("needs Debian's %s: run `make deps`", py)
+	}
+	if len(modules) > 0 {
+		if out, err := exec.Command(py, "-c", "import "+strings.Join(modules, ", ")).CombinedOutput(); err != nil {
+			tb.Skipf("%s lacks a module of %v: run `make deps`: %s", py, modules, strings.TrimSpace(string(out)))
+		}
+	}
+	return py
 }

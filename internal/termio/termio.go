@@ -41,6 +41,7 @@ func Attach(ctx context.Context, conn io.ReadWriter, stdin io.Reader, stdout, st
 	defer restore()
 	if isTerm {
 		fmt.Fprint(stderr, "[attached; Ctrl-] detaches]\r\n")
+		defer fmt.Fprint(stderr, "\r\n[detached]\r\n") // the remote's last line may be a prompt
 	}
 	done := make(chan error, 2)
 	go func() {

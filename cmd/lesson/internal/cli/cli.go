@@ -45,6 +45,9 @@ type Command struct {
 	// Setup declares the command's flags on fs and returns the function
 	// that runs it with the positional arguments once flags are parsed.
 	Setup func(fs *flag.FlagSet) func(ctx context.Context, env *Env, args []string) error
+	// Operand is what the first positional argument is, for shell
+	// completion (completion.go); the zero value offers the shell's files.
+	Operand Operand
 }
 
 // commands lists every subcommand, in help order.
@@ -59,8 +62,10 @@ func commands() []*Command {
 		configureCommand(),
 		consoleCommand(),
 		sshCommand(),
+		logsCommand(),
 		restartCommand(),
 		downCommand(),
+		completionCommand(),
 	}
 }
 
@@ -76,6 +81,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	name := args[0]
 	switch name {
+	case completeVerb:
+		return complete(env, cmds, args[1:])
 	case "-h", "-help", "--help":
 		writeOverview(stdout, cmds)
 		return nil

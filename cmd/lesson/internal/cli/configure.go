@@ -24,6 +24,8 @@ the new stage. The instance is --instance NAME, else the one started from
 DIR (named after its slug), else the only one running.`,
 		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			inf := addInstanceFlags(fs)
+			inf.addLogFormat(fs)
+			addPythonFlag(fs, inf)
 			stage := fs.Int("stage", -1, "the stage to apply (required)")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if *stage < 0 {
@@ -31,6 +33,9 @@ DIR (named after its slug), else the only one running.`,
 				}
 				if len(args) > 1 {
 					return fmt.Errorf("%w: give at most one lesson DIR", ErrUsage)
+				}
+				if err := inf.checkLogFormat(); err != nil {
+					return err
 				}
 				return runConfigure(ctx, env, inf, args, *stage)
 			}
@@ -61,7 +66,12 @@ func runConfigure(ctx context.Context, env *Env, inf *instanceFlags, args []stri
 	if dir != "" && dir != inst.LessonDir {
 		return fmt.Errorf("instance %s runs the lesson in %s, not %s (its VMs share that directory)", inst.Name, inst.LessonDir, dir)
 	}
-	err = inst.Configure(ctx, stage)
+	opts := inf.options(env)
+	v := inf.startView(env, &opts, fmt.Sprintf("lesson configure --stage %d %s", stage, inst.Name), "configured", instanceRows(ctx, inst))
+	if inst, err = endpointkit.Open(inst.Dir, opts); err == nil { // reporting to the view
+		err = inst.Configure(ctx, stage)
+	}
+	v.stop()
 	var cerr *endpointkit.ConfigureError
 	if err != nil && !errors.As(err, &cerr) {
 		return err

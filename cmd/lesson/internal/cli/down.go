@@ -59,6 +59,7 @@ state directory. It works from the state directory alone, also after a crash.
 An instance that does not exist is not an error.`,
 		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			inf := addInstanceFlags(fs)
+			inf.addLogFormat(fs)
 			all := fs.Bool("all", false, "remove every instance under --state-root")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) > 1 {
@@ -70,6 +71,9 @@ An instance that does not exist is not an error.`,
 						return err
 					}
 					inf.name = name
+				}
+				if err := inf.checkLogFormat(); err != nil {
+					return err
 				}
 				if os.Geteuid() != 0 {
 					return errors.New("needs root (network namespaces): run it with sudo")
@@ -96,7 +100,11 @@ An instance that does not exist is not an error.`,
 				var errs []error
 				for _, d := range dirs {
 					_, statErr := os.Stat(d)
-					if err := endpointkit.Teardown(ctx, d, inf.options(env)); err != nil {
+					opts := inf.options(env)
+					v := inf.startView(env, &opts, "lesson down "+filepath.Base(d), "stopped", downRows(ctx, d, opts))
+					err := endpointkit.Teardown(ctx, d, opts)
+					v.stop()
+					if err != nil {
 						errs = append(errs, err)
 						continue
 					}

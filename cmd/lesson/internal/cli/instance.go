@@ -8,11 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"text/tabwriter"
-	"time"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/configure"
+	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/lessonmeta"
 	"github.com/mattn/go-isatty"
 )
@@ -21,6 +21,8 @@ import (
 type instanceFlags struct {
 	root, name string
 	verbose    bool
+	logFormat  string // --log-format, on commands that report progress (view.go)
+	python     string // --python, on the commands that configure
 }
 
 func addInstanceFlags(fs *flag.FlagSet) *instanceFlags {
@@ -58,51 +60,31 @@ func (f *instanceFlags) open(env *Env) (*endpointkit.Instance, error) {
 	return endpointkit.Open(dir, f.options(env))
 }
 
-// options are the library options for progress and logging: on a
-// terminal, one line per step on stderr; otherwise structured records on
-// stderr (with --verbose also the library's details).
+// options are the library options for progress and logging: structured
+// records on stderr (with --verbose also the library's details); a command
+// that reports progress may draw a live view instead (startView).
 func (f *instanceFlags) options(env *Env) endpointkit.Options {
 	opts := endpointkit.Options{StateRoot: f.root, Instance: f.name}
 	if f.verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	opts.Progress = progressPrinter(env.Stderr)
+	opts.Progress = f.structuredProgress(env.Stderr)
+	if f.python != "" {
+		opts.Configurators = map[endpoint.Method]configure.Configurator{endpoint.MethodPython: &configure.Python{Interpreter: f.python}}
+	}
 	return opts
+}
+
+// addPythonFlag adds --python to a command that configures endpoints.
+func addPythonFlag(fs *flag.FlagSet, f *instanceFlags) {
+	fs.StringVar(&f.python, "python", "", "the Python interpreter of python-configured endpoints (`PATH` or name; default $"+
+		configure.PythonEnv+", else the first python3 on PATH)")
 }
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
-}
-
-// progressPrinter draws progress events: human lines on a terminal,
-// slog records otherwise.
-func progressPrinter(w io.Writer) func(endpointkit.Event) {
-	var mu sync.Mutex
-	if !isTerminal(w) {
-		log := slog.New(slog.NewTextHandler(w, nil))
-		return func(e endpointkit.Event) {
-			attrs := []any{"step", string(e.Step), "elapsed", e.Elapsed.Round(time.Millisecond)}
-			if e.Endpoint != "" {
-				attrs = append(attrs, "endpoint", e.Endpoint)
-			}
-			if e.Err != nil {
-				log.Error(e.Message, append(attrs, "err", e.Err.Error())...)
-				return
-			}
-			log.Info(e.Message, attrs...)
-		}
-	}
-	return func(e endpointkit.Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		mark := "  "
-		if e.Err != nil {
-			mark = "✗ "
-		}
-		fmt.Fprintf(w, "%6.1fs %s%s\n", e.Elapsed.Seconds(), mark, e.Message)
-	}
 }
 
 // restartPolicy names the instance's restart policy.

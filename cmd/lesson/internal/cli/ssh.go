@@ -27,6 +27,7 @@ Opens a shell on an endpoint as its image's SSH user, over its management
 address, verifying the host keys the image was built with; no password to
 type. With a COMMAND (after --), runs it instead, prints its output and exits
 with its status.`,
+		Operand: OperandEndpoint,
 		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			inf := addInstanceFlags(fs)
 			return func(ctx context.Context, env *Env, args []string) error {

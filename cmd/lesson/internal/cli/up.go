@@ -41,6 +41,8 @@ its own, ` + "`endpoint heal`" + `) restarts endpoints whose launcher or namespa
 is gone and repairs deleted links, with no lesson command running.`,
 		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			inf := addInstanceFlags(fs)
+			inf.addLogFormat(fs)
+			addPythonFlag(fs, inf)
 			stage := fs.Int("stage", 0, "stage to configure (-1: none)")
 			var images, recipes stringList
 			fs.Var(&images, "images", "a directory of built images (`DIR`/<slug>/manifest.json); repeatable")
@@ -55,6 +57,9 @@ is gone and repairs deleted links, with no lesson command running.`,
 				if len(args) != 1 {
 					return fmt.Errorf("%w: give one lesson DIR", ErrUsage)
 				}
+				if err := inf.checkLogFormat(); err != nil {
+					return err
+				}
 				opts := inf.options(env)
 				opts.Stage, opts.Replace, opts.Launcher, opts.ReadyTimeout = *stage, *replace, *launcher, *timeout
 				opts.Accel = qemulaunch.Accel(*accel)
@@ -68,18 +73,24 @@ is gone and repairs deleted links, with no lesson command running.`,
 				if isTerminal(env.Stderr) {
 					opts.Images.Build.Progress = env.Stderr
 				}
-				return runUp(ctx, env, args[0], opts, *check)
+				return runUp(ctx, env, inf, args[0], opts, *check)
 			}
 		},
 	}
 }
 
-func runUp(ctx context.Context, env *Env, dir string, opts endpointkit.Options, check bool) error {
+func runUp(ctx context.Context, env *Env, inf *instanceFlags, dir string, opts endpointkit.Options, check bool) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, TAPs): run it with sudo")
 	}
+	title, rows := upRows(dir)
+	v := inf.startView(env, &opts, title, upGoal(opts.Stage), rows)
+	if v != nil {
+		opts.Images.Build.Progress, opts.Images.Build.Logger = nil, v.buildLogger()
+	}
 	t0 := time.Now()
 	inst, err := endpointkit.Up(ctx, dir, opts)
+	v.stop()
 	var cerr *endpointkit.ConfigureError
 	if err != nil && !errors.As(err, &cerr) {
 		return err
