@@ -165,7 +165,7 @@ func runCorpusLesson(ctx context.Context, t *testing.T, cl corpusLesson, images 
 	}
 	up := time.Since(t0)
 	hostLink := hostLinkOf(t, opts)
-	_, m, _, err := loadModel(inst.LessonDir, inst.imageDirs())
+	_, m, _, err := loadModel(inst.LessonDir, inst.Name, inst.imageDirs())
 	if err != nil {
 		t.Fatal(err)
 	}

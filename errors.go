@@ -32,6 +32,13 @@ var (
 	// ErrConfigure: configuring a stage failed on some endpoints (see
 	// [*ConfigureError]); the instance stays up.
 	ErrConfigure = errors.New("stage configuration failed")
+	// ErrNotRunning: an endpoint's VM is not running (down, restarting,
+	// still starting, stopping), so it cannot be configured, logged in to
+	// or attached to now; the error names its state and what to do.
+	ErrNotRunning = errors.New("endpoint not running")
+	// ErrAbandoned: the instance's Up ended before it finished (killed):
+	// remove it with Teardown (`lesson down`).
+	ErrAbandoned = errors.New("instance abandoned mid-way by lesson up")
 	// ErrBadStage: the stage does not exist in the lesson
 	// (lessonmeta.ErrNoStage, the same error value).
 	ErrBadStage = lessonmeta.ErrNoStage

@@ -31,7 +31,7 @@ func TestNamedNICs(t *testing.T) {
 		t.Fatalf("Up: %v", err)
 	}
 	hostLink := hostLinkOf(t, opts)
-	_, m, _, err := loadModel(inst.LessonDir, inst.imageDirs())
+	_, m, _, err := loadModel(inst.LessonDir, inst.Name, inst.imageDirs())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,6 +60,12 @@ type Options struct {
 	// processes on this machine. Open and Teardown must be given the
 	// runtime the instance was placed with.
 	Runtime Runtime
+	// Restart is the instance's restart policy (default on-failure): an
+	// endpoint whose VM ends unasked is started again — by its launcher
+	// in place, or by the instance's healer (see Heal) when the launcher
+	// or the namespace is gone — and the current stage configured on it;
+	// never leaves it down.
+	Restart qemulaunch.RestartPolicy
 	// Replace tears down an existing instance of the same name first;
 	// otherwise Up fails with ErrInstanceExists.
 	Replace bool
@@ -90,6 +96,7 @@ const (
 	StepFailed     Step = "failed"     // an endpoint failed (Err says why)
 	StepTeardown   Step = "teardown"   // the instance (or, with Endpoint, one endpoint) is being removed
 	StepStopped    Step = "stopped"    // an endpoint's VM and launcher have ended (teardown)
+	StepRestart    Step = "restart"    // an endpoint is being started again
 	StepDone       Step = "done"       // the operation finished
 )
 

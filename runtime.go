@@ -50,6 +50,20 @@ type Runtime interface {
 	Logs(ctx context.Context, ep RunningEndpoint) Logs
 	// Observe reports what runs of the endpoint now.
 	Observe(ctx context.Context, ep RunningEndpoint) Observation
+	// Restart starts the endpoint's VM again, with a fresh overlay (its
+	// disk as the image has it) when reset. When its launcher runs in its
+	// namespace, the launcher restarts the VM in place (locally: SIGUSR1,
+	// SIGUSR2 to reset), which leaves the endpoint's interfaces and so its
+	// peers' links alone. When the launcher or the namespace is gone, the
+	// endpoint is placed anew from p: whatever of it is left is stopped,
+	// its namespace and links are repaired and its launcher started,
+	// recorded through p.Record (a cluster runtime deletes the pod and
+	// lets its controller make a new one).
+	Restart(ctx context.Context, p *Placement, ep RunningEndpoint, reset bool) error
+	// Repair recreates what is missing of the instance's namespaces and
+	// links (locally, wiring.Local.Apply converges); launchers stitch
+	// their VMs to recreated interfaces by themselves.
+	Repair(ctx context.Context, p *Placement) error
 	// Remove removes everything of the instance whose state directory is
 	// dir — from the directory's name alone when its records are gone (a
 	// crash). Launchers get grace to power their guests off (0: killed at
@@ -101,4 +115,17 @@ type Observation struct {
 	// Health is the launcher's health word (qemulaunch.Health*), "" when
 	// there is none to read; Detail its reason.
 	Health, Detail string
+	// Restarts counts the restarts the launcher made (qemulaunch
+	// Restarts.Count, kept across launchers of one state directory);
+	// LastExit says how the VM ended before the last one.
+	Restarts int
+	LastExit string
+	// Boot names the guest's current boot (locally: launcher pid and
+	// restarts); it changes whenever the VM starts again.
+	Boot string
+	// Wiring says what is missing of the endpoint's namespace and
+	// interfaces ("" when all is there); NamespaceGone when the namespace
+	// itself is.
+	Wiring        string
+	NamespaceGone bool
 }

@@ -26,6 +26,8 @@ type fakeRuntime struct {
 	notReady map[string]string // endpoint → why Ready fails
 	removed  []time.Duration   // grace of each Remove
 	reached  []string
+	// restarted lists the Restart calls.
+	restarted []string
 }
 
 func (f *fakeRuntime) Place(_ context.Context, p *Placement) error {
@@ -64,6 +66,15 @@ func (f *fakeRuntime) Logs(_ context.Context, ep RunningEndpoint) Logs {
 func (f *fakeRuntime) Observe(_ context.Context, ep RunningEndpoint) Observation {
 	return Observation{Running: true, Health: qemulaunch.HealthReady}
 }
+
+func (f *fakeRuntime) Restart(_ context.Context, p *Placement, ep RunningEndpoint, reset bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restarted = append(f.restarted, fmt.Sprintf("%s reset=%v", ep.Name, reset))
+	return nil
+}
+
+func (f *fakeRuntime) Repair(context.Context, *Placement) error { return nil }
 
 func (f *fakeRuntime) Remove(_ context.Context, dir string, grace time.Duration) error {
 	f.mu.Lock()

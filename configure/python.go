@@ -23,9 +23,12 @@ const PythonEnv = "ENDPOINTKIT_PYTHON"
 // runs in its directory with Antidote's environment —
 // ANTIDOTE_TARGET_HOST, ANTIDOTE_TARGET_USERNAME, ANTIDOTE_TARGET_PASSWORD
 // and, for older lessons, SYRINGE_TARGET_HOST — plus ANTIDOTE_TARGET_PORT
-// (an endpointkit addition: endpoints may answer SSH on a forwarded port).
-// The script verifies host keys itself, if at all (Antidote's scripts use
-// paramiko's AutoAddPolicy).
+// (an endpointkit addition: endpoints may answer SSH on a forwarded port)
+// and ANTIDOTE_TARGET_KNOWN_HOSTS, a known_hosts file with the target's
+// pinned host keys (see [KnownHostsEnv]) for the script to verify the
+// server against (Antidote's scripts used paramiko's AutoAddPolicy, which
+// trusts anything: point them at this file and RejectPolicy). A target
+// without a host-key policy is refused, as by every method.
 //
 // Lesson scripts import libraries (paramiko, scp, requests, jinja2, yaml
 // in the NRE Labs curriculum) that only some interpreters have, so which
@@ -60,6 +63,11 @@ func (p *Python) Configure(ctx context.Context, t Target, sc endpoint.StageConfi
 		return Report{Steps: []Step{{Name: prog + " " + filepath.Base(sc.File), Status: -1}}}, perr
 	}
 	perr.Path = path
+	kh, cleanup, err := scriptKnownHosts(ctx, t)
+	if err != nil {
+		return Report{}, err
+	}
+	defer cleanup()
 	out := newTail(tailSize)
 	cmd := exec.CommandContext(ctx, path, filepath.Base(sc.File))
 	cmd.Dir = filepath.Dir(sc.File)
@@ -69,6 +77,7 @@ func (p *Python) Configure(ctx context.Context, t Target, sc endpoint.StageConfi
 		"ANTIDOTE_TARGET_USERNAME="+t.User,
 		"ANTIDOTE_TARGET_PASSWORD="+t.Password.Reveal(),
 		"SYRINGE_TARGET_HOST="+t.Address,
+		KnownHostsEnv+"="+kh,
 		"PYTHONUNBUFFERED=1",
 	)
 	err = runLocal(ctx, cmd, sc.File, out)

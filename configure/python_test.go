@@ -30,7 +30,8 @@ func TestPythonScript(t *testing.T) {
 	t.Setenv("OUT", out)
 	l.config(0, "helper.py", "NAME = 'from-helper'\n")
 	file := l.config(0, "vqfx1.py", pyEnv)
-	tg := Target{Name: "vqfx1", Address: "10.9.8.7", Port: 2222, User: "antidote", Password: "antidotepassword"}
+	tg := Target{Name: "vqfx1", Address: "10.9.8.7", Port: 2222, User: "antidote", Password: "antidotepassword",
+		HostKeys: HostKeyPolicy{InsecureIgnore: true}} // nothing connects here
 	rep, err := (&Python{}).Configure(ctxT(t, 30*time.Second), tg, endpoint.StageConfig{Method: endpoint.MethodPython, File: file})
 	if err != nil {
 		t.Fatalf("Configure: %v\n%s", err, rep.Output)

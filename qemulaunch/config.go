@@ -207,6 +207,10 @@ type Config struct {
 	Timeouts    Timeouts
 	// Logger receives progress and diagnostics; nil discards them.
 	Logger *slog.Logger
+
+	// reuseOverlay keeps an overlay already in the state directory
+	// (Supervise restarting a guest on the disk it wrote).
+	reuseOverlay bool
 }
 
 // Config errors. Validation errors wrap ErrConfig and name the field.

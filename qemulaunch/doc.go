@@ -46,6 +46,19 @@
 // [Processes] and [StopProcesses] find and stop the launchers (and QEMU)
 // of a state directory on this machine.
 //
+// # Restarts and host keys
+//
+// [Supervise] restarts a VM that ended unasked in place, as its
+// [RestartPolicy] says, with a backoff (none before the first restart in a
+// row) and [DefaultMaxRestarts] in a row; the namespace and its interfaces
+// stay, the TAPs are stitched again, the guest keeps its overlay (a
+// [RestartRequest] with Reset gives it a fresh one). [ReadRestarts] reads
+// the record other programs show. An image that lists no SSH host keys
+// has its guest's learned from the serial console at every boot (between
+// [HostKeysBegin] and [HostKeysEnd]) and pinned ([PinnedHostKeys]); a
+// guest that prints none never becomes ready, and [HostKeyCallback]
+// refuses every key when there is none to pin.
+//
 // # Contexts
 //
 //   - Start(ctx): bounds start-up only; cancelling later does nothing to

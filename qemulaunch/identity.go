@@ -14,14 +14,16 @@ import (
 const identityFWCfgFile = "identity.fwcfg"
 
 // InstanceHostKeys returns the SSH host keys to pin for an instance of m
-// whose state directory is stateDir: the manifest's, or, for an image
-// that takes a per-instance identity (vmimage.IdentityFWCfg), the keys of
-// the identity kept in stateDir — made now if the instance has none yet,
-// and the same ones [Start] gives the guest. Callers that pin keys before
-// the launch (a lesson's known_hosts) use it.
+// whose state directory is stateDir: for an image that takes a
+// per-instance identity (vmimage.IdentityFWCfg), the keys of the identity
+// kept in stateDir — made now if the instance has none yet, and the same
+// ones [Start] gives the guest; otherwise [PinnedHostKeys]: the manifest's,
+// else those learned from the guest's console (none before its first
+// boot). Callers that pin keys before the launch (a lesson's known_hosts)
+// use it, and again once the guests are up.
 func InstanceHostKeys(stateDir, name string, m vmimage.Manifest) ([]vmimage.HostKey, error) {
 	if m.Identity != vmimage.IdentityFWCfg {
-		return m.HostKeys, nil
+		return PinnedHostKeys(StateDir(stateDir), m), nil
 	}
 	id, err := vmimage.LoadOrCreateIdentity(stateDir, name)
 	if err != nil {

@@ -72,6 +72,9 @@ func TestImage(ctx context.Context, im *vmimage.Image, accel Accel, log *slog.Lo
 		return rep, fmt.Errorf("%w\nconsole tail:\n%s", err, vm.Console().Tail(2000))
 	}
 	rep.Ready = time.Since(t0)
+	vm.mu.Lock()
+	m.HostKeys = vm.hostKeys // the manifest's, or those learned from the console
+	vm.mu.Unlock()
 	addr, _ := vm.hostAddr(sshPort)
 	if rep.Login, err = sshOutput(ctx, addr, m, "id -un"); err != nil {
 		return rep, fmt.Errorf("ssh as %s to %s: %w", m.Users.SSHUser, addr, err)

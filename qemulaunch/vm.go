@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/endpointkit/endpointkit/vmimage"
 	"github.com/vishvananda/netlink"
 )
 
@@ -45,6 +46,9 @@ type VM struct {
 	exited   chan struct{} // reaped and cleaned up; exit is final
 	exit     Exit
 	readyAt  time.Time
+	// hostKeys are the guest's SSH host keys readiness pins: the
+	// manifest's, or those learned from the console.
+	hostKeys []vmimage.HostKey
 }
 
 // Start resolves the accelerator, waits for the container interfaces,
@@ -204,7 +208,7 @@ func (vm *VM) start(ctx context.Context) error {
 			}
 			return nil
 		})
-		if err := createOverlay(ctx, plan.BaseDisk, plan.BaseFormat, plan.Overlay); err != nil {
+		if err := createOverlay(ctx, plan.BaseDisk, plan.BaseFormat, plan.Overlay, cfg.reuseOverlay); err != nil {
 			return err
 		}
 	}

@@ -5,9 +5,21 @@
 //	endpoint run --image DIR [--lesson DIR] [--name NAME] [--forward 22,830]
 //	             [--accel auto|kvm|tcg] [--stitch mirred|bridge] [--state DIR]
 //	             [--interfaces N] [--macs eth0=MAC,eth1=MAC] [--grace 60s]
-//	             [--keep-overlay] [--netns NAME]
+//	             [--keep-overlay] [--keep-state] [--netns NAME]
+//	             [--restart on-failure|always|never] [--max-restarts N]
 //	endpoint console [--name NAME | --state DIR]
 //	endpoint health  [--name NAME | --state DIR]
+//	endpoint heal    --dir INSTANCE-STATE-DIR
+//
+// run restarts a VM that ended unasked as --restart says (see
+// qemulaunch.Supervise); SIGUSR1 restarts it on demand, SIGUSR2 on a
+// fresh overlay; SIGTERM or SIGINT stop it. After a clean stop the state
+// directory is removed unless --keep-state.
+//
+// heal is a lesson instance's healer (endpointkit.Heal), which `lesson up`
+// starts beside the launchers: it restarts endpoints whose launcher or
+// namespace is gone, repairs links and configures the current stage on
+// endpoints that booted again.
 //
 // Every run flag can also be given as an ENDPOINT_* environment variable
 // (ENDPOINT_IMAGE, ENDPOINT_FORWARD, …); flags win. Exit status of run: 0

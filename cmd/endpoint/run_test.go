@@ -201,7 +201,7 @@ func assertStateClean(t *testing.T, dir qemulaunch.StateDir) {
 	ents, _ := os.ReadDir(string(dir))
 	for _, e := range ents {
 		switch e.Name() {
-		case "console.log", "console.log.1", "health":
+		case "console.log", "console.log.1", "health", "restarts":
 		default:
 			t.Errorf("state dir: %s left behind", e.Name())
 		}
@@ -399,12 +399,13 @@ func TestRunProcessGroupInterrupt(t *testing.T) {
 	}
 }
 
-// kill -9 of QEMU: endpoint notices, exits with "died" and cleans up.
+// kill -9 of QEMU with --restart never: endpoint notices, exits with
+// "died" and cleans up.
 func TestRunQEMUKilled(t *testing.T) {
 	ektest.RequireQEMU(t)
 	im := imagetest.Tiny(t)
 	c := qemulaunchtest.NewContainer(t, 1)
-	l := startLauncher(t, c.NS, "--image", im.Dir, "--name", "ep-kill", "--forward", "22")
+	l := startLauncher(t, c.NS, "--image", im.Dir, "--name", "ep-kill", "--forward", "22", "--restart", "never")
 	l.waitReady(t)
 	b, err := os.ReadFile(l.state.QEMUPID())
 	if err != nil {
@@ -419,6 +420,9 @@ func TestRunQEMUKilled(t *testing.T) {
 		t.Errorf("stderr does not explain:\n%s", l.stderr)
 	}
 	qemulaunchtest.AssertClean(t, c.NS)
+	if _, err := os.Stat(l.state.ConsoleLog()); err != nil {
+		t.Errorf("after a failure the state directory keeps the console log: %v", err)
+	}
 }
 
 func TestMain(m *testing.M) {

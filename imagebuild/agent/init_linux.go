@@ -208,6 +208,7 @@ func Init(cfg *Config) error {
 		if bound == nil && sshReady && !announced {
 			announced = true
 			tr.step("ready")
+			announceHostKeys(con, cfg.SSH.HostKeys)
 			say("ready hostname=%s addr=%s", name, ifaceAddr(firstOr(cfg.DHCP, "eth0")))
 			sup.startGetty(loginTTY)
 		}

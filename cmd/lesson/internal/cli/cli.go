@@ -63,6 +63,7 @@ func commands() []*Command {
 		consoleCommand(),
 		sshCommand(),
 		logsCommand(),
+		restartCommand(),
 		downCommand(),
 		completionCommand(),
 	}

@@ -87,6 +87,14 @@ func isTerminal(w io.Writer) bool {
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
+// restartPolicy names the instance's restart policy.
+func restartPolicy(inst *endpointkit.Instance) string {
+	if inst.Restart == "" {
+		return "on-failure"
+	}
+	return string(inst.Restart)
+}
+
 // writeInstance prints an instance: one row per endpoint with its state and
 // how to reach each presentation.
 func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
@@ -94,9 +102,14 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 	if inst.Stage >= 0 {
 		stage = fmt.Sprintf("stage %d", inst.Stage)
 	}
-	fmt.Fprintf(w, "lesson %s, instance %s (%s, %s)\n\n", inst.Lesson, inst.Name, stage, inst.Accel)
+	fmt.Fprintf(w, "lesson %s, instance %s (%s, %s, restart %s)\n\n", inst.Lesson, inst.Name, stage, inst.Accel, restartPolicy(inst))
+	if inst.Abandoned() {
+		fmt.Fprintf(w, "  ✗ `lesson up` (pid %d) ended before this instance was up: it is only good for removing: lesson down --instance %s\n\n", inst.UpPID, inst.Name)
+	} else if inst.HealerPID > 0 && !inst.HealerRunning() {
+		fmt.Fprintf(w, "  ✗ the instance's healer (pid %d) is not running: an endpoint whose launcher dies stays down until `lesson restart ENDPOINT`\n\n", inst.HealerPID)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENDPOINT\tIMAGE\tSTATE\tADDRESS\tBOOT\tREACH")
+	fmt.Fprintln(tw, "ENDPOINT\tIMAGE\tSTATE\tADDRESS\tBOOT\tRESTARTS\tREACH")
 	var problems []string
 	for _, e := range inst.Endpoints {
 		state := string(e.State)
@@ -114,14 +127,18 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 		if len(reach) == 0 {
 			reach = append(reach, "-")
 		}
+		restarts := fmt.Sprint(e.Restarts)
+		if e.Restarts > 0 && e.LastExit != "" {
+			restarts += " (last: " + e.LastExit + ")"
+		}
 		for k, r := range reach {
 			if k == 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Image, state, e.Address, boot, r)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Image, state, e.Address, boot, restarts, r)
 			} else {
-				fmt.Fprintf(tw, "\t\t\t\t\t%s\n", r)
+				fmt.Fprintf(tw, "\t\t\t\t\t\t%s\n", r)
 			}
 		}
-		if e.Error != "" {
+		if e.Error != "" && !inst.Abandoned() {
 			problems = append(problems, fmt.Sprintf("%s: %s", e.Name, e.Error))
 		}
 	}

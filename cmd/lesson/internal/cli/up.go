@@ -31,7 +31,14 @@ lesson's lessons/ folder, e.g. examples/images) into the image cache.
 
 Ctrl-C removes everything started. If an endpoint's configuration fails,
 the lesson stays up and the failure is shown (exit status 1); fix it and run
-` + "`lesson configure`" + `, or ` + "`lesson down`" + `. Needs root.`,
+` + "`lesson configure`" + `, or ` + "`lesson down`" + `. Needs root.
+
+An endpoint whose VM ends unasked (killed, crashed, powered off) is started
+again and the stage configured on it (--restart on-failure, the default;
+always also retries VMs that failed to boot; never leaves it down): its
+launcher restarts the VM in place, and the instance's healer (a process of
+its own, ` + "`endpoint heal`" + `) restarts endpoints whose launcher or namespace
+is gone and repairs deleted links, with no lesson command running.`,
 		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			inf := addInstanceFlags(fs)
 			inf.addLogFormat(fs)
@@ -45,6 +52,7 @@ the lesson stays up and the failure is shown (exit status 1); fix it and run
 			accel := fs.String("accel", "", "accelerator: auto, kvm or tcg (default auto; $ENDPOINTKIT_ACCEL overrides)")
 			launcher := fs.String("launcher", "", "the endpoint launcher binary (default: `endpoint` beside lesson, else on PATH)")
 			timeout := fs.Duration("ready-timeout", endpointkit.DefaultReadyTimeout, "how long each endpoint may take to boot")
+			restart := fs.String("restart", "on-failure", "when an endpoint whose VM ended unasked is started again and configured: on-failure, always or never")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {
 					return fmt.Errorf("%w: give one lesson DIR", ErrUsage)
@@ -55,6 +63,11 @@ the lesson stays up and the failure is shown (exit status 1); fix it and run
 				opts := inf.options(env)
 				opts.Stage, opts.Replace, opts.Launcher, opts.ReadyTimeout = *stage, *replace, *launcher, *timeout
 				opts.Accel = qemulaunch.Accel(*accel)
+				policy, err := qemulaunch.ParseRestartPolicy(*restart)
+				if err != nil {
+					return fmt.Errorf("%w: --restart: %v", ErrUsage, err)
+				}
+				opts.Restart = policy
 				opts.Images.Dirs, opts.Images.Recipes = images, recipes
 				opts.Images.Build.Logger = opts.Logger
 				if isTerminal(env.Stderr) {

@@ -21,7 +21,7 @@ func TestInstanceUsageErrors(t *testing.T) {
 	root := t.TempDir()
 	for _, args := range [][]string{
 		{"up"}, {"up", "a", "b"}, {"configure", "--state-root", root}, {"configure", "--stage", "1", "a", "b"},
-		{"console", "--state-root", root}, {"ssh", "--state-root", root}, {"status", "extra"}, {"down", "extra"},
+		{"console", "--state-root", root}, {"ssh", "--state-root", root}, {"status", "extra"}, {"down", "a", "b"}, {"restart"},
 	} {
 		_, errOut, code := run(t, args...)
 		if code != 2 || errOut == "" {
@@ -79,7 +79,7 @@ func TestUpCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("up: code %d\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"configured (stage 0)", "a eth1 → b 10.9.0.3  ok", "b eth1 → a 10.9.0.2  ok", "UserKnownHostsFile=" + root + "/" + name + "/known_hosts antidote@"} {
+	for _, want := range []string{"configured (stage 0)", "a eth1 → b 10.9.0.3  ok", "b eth1 → a 10.9.0.2  ok", "UserKnownHostsFile=" + root + "/" + name + "/known_hosts -o StrictHostKeyChecking=yes antidote@"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("up output lacks %q:\n%s", want, out)
 		}
@@ -106,9 +106,15 @@ func TestUpCommand(t *testing.T) {
 		t.Errorf("ssh b -- exit 3: code %d, want 1", code)
 	}
 
-	out, _, code = run(t, append([]string{"down"}, common...)...)
+	out, errOut, code = run(t, append(append([]string{"restart"}, common...), "a")...)
+	if code != 0 || strings.Count(out, "configured (stage 0)") != 2 || !strings.Contains(out, "1 (last: restart requested)") {
+		t.Errorf("restart a: code %d\n%s\n%s", code, out, errOut)
+	}
+
+	// down DIR, as up DIR: the instance started from DIR.
+	out, _, code = run(t, "down", "--state-root", root, lesson)
 	if code != 0 || !strings.Contains(out, "removed") {
-		t.Errorf("down: code %d, %q", code, out)
+		t.Errorf("down DIR: code %d, %q", code, out)
 	}
 	if _, err := os.Stat(filepath.Join(root, name)); err == nil {
 		t.Errorf("state dir left after down")
