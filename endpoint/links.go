@@ -74,7 +74,7 @@ func (m *Model) NewLink(a, b string, subnet netip.Prefix, seed string) (LinkSpec
 	}
 	s := LinkSpec{A: EndSpec{Endpoint: a, Interface: m.Endpoints[ia].freeInterface()},
 		B: EndSpec{Endpoint: b, Interface: m.Endpoints[ib].freeInterface()}, MTU: DefaultMTU}
-	if len(m.Links) > 0 {
+	if len(m.Links) > 0 && m.Links[0].MTU > 0 {
 		s.MTU = m.Links[0].MTU
 	}
 	if subnet.IsValid() {
