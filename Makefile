@@ -18,6 +18,7 @@ DEB_PACKAGES := \
 	ca-certificates \
 	containerd \
 	containernetworking-plugins \
+	debian-installer-12-netboot-amd64 \
 	debootstrap \
 	docker-registry \
 	docker.io \
@@ -26,6 +27,7 @@ DEB_PACKAGES := \
 	fish \
 	iproute2 \
 	iputils-ping \
+	isolinux \
 	kmod \
 	netconfd \
 	netconfd-module-ietf-interfaces \
@@ -39,6 +41,8 @@ DEB_PACKAGES := \
 	runc \
 	sshpass \
 	sudo \
+	syslinux-common \
+	xorriso \
 	xz-utils \
 	zsh
 
@@ -58,6 +62,7 @@ FUZZ_TARGETS := \
 	./configure:FuzzParseNetconfConfig \
 	./configure:FuzzSplitScriptOutput \
 	./imagebuild:FuzzParseAptDepends \
+	./imagebuild:FuzzParsePreseed \
 	./imagebuild:FuzzParseRecipe \
 	./internal/logtail:FuzzLastLines \
 	./internal/strictyaml:FuzzUnmarshal \

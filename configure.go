@@ -9,6 +9,7 @@ import (
 	"github.com/endpointkit/endpointkit/configure"
 	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/lessonmeta"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
@@ -29,6 +30,10 @@ type configTarget struct {
 // image's pinned host keys. The address stays usable until ctx ends.
 func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target, error) {
 	m := c.image.Manifest
+	keys, err := qemulaunch.InstanceHostKeys(c.rec.StateDir, c.rec.Name, m)
+	if err != nil {
+		return configure.Target{}, fmt.Errorf("endpoint %s: %w", c.rec.Name, err)
+	}
 	ssh, err := i.runtime().Reach(ctx, c.rec, sshGuestPort(m))
 	if err != nil {
 		return configure.Target{}, err
@@ -49,7 +54,7 @@ func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target
 		Address:     ssh.Addr().String(),
 		SSHPort:     int(ssh.Port()),
 		NetconfPort: int(netconf.Port()),
-		HostKeys:    m.HostKeys,
+		HostKeys:    keys,
 	}), nil
 }
 

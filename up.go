@@ -270,7 +270,13 @@ func (i *Instance) reachable(ctx context.Context, p *prepared) error {
 		if err != nil {
 			return err
 		}
-		for _, key := range im.Manifest.HostKeys {
+		// The image's keys, or this instance's own identity's (made in its
+		// state directory if the launcher has not made it yet).
+		keys, err := qemulaunch.InstanceHostKeys(rec.StateDir, rec.Name, im.Manifest)
+		if err != nil {
+			return fmt.Errorf("endpoint %s: %w", rec.Name, err)
+		}
+		for _, key := range keys {
 			if key.PublicKey != "" {
 				hosts = fmt.Appendf(hosts, "%s %s\n", knownHostsName(ap), key.PublicKey)
 			}

@@ -113,7 +113,7 @@ func (b *Builder) buildDebootstrap(ctx context.Context, r *Recipe, in debootstra
 	m := baseManifest(r)
 	m.Kernel, m.KernelFormat, m.Initrd, m.KernelVersion = KernelFile, vmimage.KernelPVH, InitrdFile, in.kernel.Version
 	m.Disk, m.DiskFormat = DiskFile, "qcow2"
-	m.Cmdline = joinCmdline(debianCmdline, r.Kernel.Cmdline)
+	m.Cmdline = joinCmdline(debianCmdline+" "+strings.Join(DebianBootTrim(), " "), r.Kernel.Cmdline)
 	m.Share9P = true
 	m.HostKeys = keys
 	if m.QEMU.MemoryMiB == 0 {
@@ -131,7 +131,7 @@ func (b *Builder) buildDebootstrap(ctx context.Context, r *Recipe, in debootstra
 // debootstrap runs debootstrap (minbase + base and recipe packages),
 // keeping downloaded packages in the cache.
 func (b *Builder) debootstrap(ctx context.Context, r *Recipe, root string) error {
-	pkgs := append(basePackages(), r.Packages...)
+	pkgs := append(append(basePackages(), r.Packages...), r.apis().Packages...)
 	sort.Strings(pkgs)
 	cache := filepath.Join(b.opts.CacheDir, "debootstrap", r.Suite)
 	if err := os.MkdirAll(cache, 0o755); err != nil {
@@ -228,7 +228,7 @@ func interfacesFile(dhcp bool) []byte {
 func (b *Builder) configureRoot(ctx context.Context, r *Recipe, in debootstrapInputs, root string) ([]vmimage.HostKey, error) {
 	b.progress.Step("configure the root file system")
 	var after []string
-	for _, s := range r.Services {
+	for _, s := range append(r.Services, r.apis().Services...) {
 		after = append(after, unitName(s))
 	}
 	fstab := "# endpointkit\n/dev/vda / ext4 rw,errors=remount-ro 0 1\n"
@@ -245,6 +245,7 @@ func (b *Builder) configureRoot(ctx context.Context, r *Recipe, in debootstrapIn
 		fileEntry("/etc/systemd/system/endpointkit-share.service", 0o644, []byte(shareUnit)),
 		fileEntry("/etc/machine-id", 0o444, nil),
 	}
+	plan = append(plan, r.apis().plan()...)
 	if err := plan.writeDir(root); err != nil {
 		return nil, err
 	}
@@ -302,6 +303,12 @@ func unitName(s string) string {
 // createUsers adds the recipe's groups and users with their passwords and
 // authorized keys.
 func (b *Builder) createUsers(ch *chroot, r *Recipe) error {
+	return ch.run(usersScript(r), "create users")
+}
+
+// usersScript is the shell script that adds the recipe's groups and users
+// with their passwords and authorized keys (users that exist are updated).
+func usersScript(r *Recipe) string {
 	var script strings.Builder
 	for _, u := range r.Users {
 		for _, g := range u.Groups {
@@ -319,7 +326,7 @@ func (b *Builder) createUsers(ch *chroot, r *Recipe) error {
 				u.Name, text.ShellQuoteAll(u.AuthorizedKeys))
 		}
 	}
-	return ch.run(script.String(), "create users")
+	return script.String()
 }
 
 // recipeFiles plans the recipe's files with owners looked up in the

@@ -2,12 +2,14 @@ package imagebuild_test
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/endpointkit/endpointkit/internal/imagetest"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -42,6 +44,7 @@ func TestFRRBoots(t *testing.T) {
 	if o, _, _ := imagetest.Run(c, "cat /proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(o) != "1" {
 		t.Errorf("ip_forward = %q; want 1", o)
 	}
+	runSelfTests(t, vm)
 }
 
 // TestNetconfBoots: sshd's netconf subsystem on port 830 reaches netconfd,
@@ -52,7 +55,7 @@ func TestNetconfBoots(t *testing.T) {
 	addr := vm.Forwarded(830)
 	cfg := imagetest.ClientConfig(im)
 	var hello string
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute) // margin for a loaded host
 	for {
 		h, err := netconfHello(addr, cfg)
 		if err == nil {
@@ -66,6 +69,24 @@ func TestNetconfBoots(t *testing.T) {
 	}
 	if !strings.Contains(hello, "urn:ietf:params:netconf:base:1.0") {
 		t.Errorf("hello = %q", hello)
+	}
+	runSelfTests(t, vm)
+}
+
+// runSelfTests runs the image's self-tests in the booted VM.
+func runSelfTests(t *testing.T, vm *imagetest.VM) {
+	t.Helper()
+	if len(vm.Image.Manifest.Tests) == 0 {
+		t.Fatalf("image %s has no self-tests", vm.Image.Manifest.Slug)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := qemulaunch.RunSelfTests(ctx, vm.SSHAddr, vm.Image.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		t.Logf("self-test %q passed in %s", r.Name, r.Elapsed.Round(time.Millisecond))
 	}
 }
 

@@ -168,7 +168,7 @@ func initramfsPlan(r *Recipe, in initramfsInputs, key *hostKey) (fsPlan, error) 
 		Share9PPath:  DefaultSharePath,
 		// Lets non-root users ping without a set-uid ping (ICMP sockets).
 		Sysctls: map[string]string{"net.ipv4.ping_group_range": "0 2147483647"},
-		SSH:     agent.SSHConfig{Port: r.APIs.SSH, HostKeys: []string{"/etc/ssh/ssh_host_ed25519_key"}},
+		SSH:     agent.SSHConfig{Port: r.APIs.SSH.Port, HostKeys: []string{"/etc/ssh/ssh_host_ed25519_key"}},
 	}
 	if *r.DHCP {
 		cfg.DHCP = []string{"eth0"}

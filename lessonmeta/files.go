@@ -169,8 +169,11 @@ func (c *checker) images(l *Lesson, src ImageSource) {
 		users[ep.Image] = append(users[ep.Image], i)
 	}
 	for _, slug := range order {
-		_, err := src.Image(slug)
+		im, err := src.Image(slug)
 		if err == nil {
+			if im.APIs != nil {
+				c.checkAPIs(l, slug, im.APIs)
+			}
 			continue
 		}
 		var names []string

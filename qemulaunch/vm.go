@@ -87,10 +87,15 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	if err := claimStateDir(dir); err != nil {
 		return nil, err
 	}
+	cfg, err := withIdentity(cfg)
+	if err != nil {
+		os.Remove(dir.LauncherPID())
+		return nil, err
+	}
 	vm := &VM{cfg: cfg, log: log, procDone: make(chan struct{}), started: make(chan struct{}), exited: make(chan struct{})}
 	vm.undo = append(vm.undo, func() error { os.Remove(dir.LauncherPID()); return nil })
 	writeHealth(dir.Health(), HealthStarting, "")
-	err := vm.start(ctx)
+	err = vm.start(ctx)
 	close(vm.started)
 	if err != nil {
 		if vm.cmd != nil && vm.cmd.Process != nil {
