@@ -65,7 +65,7 @@ func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target
 // returns a *ConfigureError naming the failed ones. ctx bounds the call.
 func (i *Instance) Configure(ctx context.Context, stage int) error {
 	rep := reporter{fn: i.opts.Progress, start: time.Now()}
-	l, m, images, err := loadModel(i.LessonDir, i.imageDirs())
+	l, m, images, err := i.model()
 	if err != nil {
 		return err
 	}

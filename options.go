@@ -83,6 +83,7 @@ const (
 	StepFailed     Step = "failed"     // an endpoint failed (Err says why)
 	StepTeardown   Step = "teardown"   // the instance (or, with Endpoint, one endpoint) is being removed
 	StepStopped    Step = "stopped"    // an endpoint's VM and launcher have ended (teardown)
+	StepLink       Step = "link"       // a link is being added to or removed from the running instance
 	StepDone       Step = "done"       // the operation finished
 )
 

@@ -45,6 +45,10 @@ type Instance struct {
 	Stage     int               `json:"stage"`
 	Created   time.Time         `json:"created"`
 	Endpoints []RunningEndpoint `json:"endpoints"`
+	// Links are the links added to the running instance and the lesson's
+	// links removed from it (AddLink, RemoveLink): the instance's links are
+	// the lesson's with these changes.
+	Links LinkChanges `json:"links,omitzero"`
 
 	opts Options
 	rt   Runtime

@@ -95,7 +95,7 @@ func (i *Instance) sshTarget(ctx context.Context, name string) (configure.Target
 	if !ok {
 		return configure.Target{}, i.noEndpoint(name)
 	}
-	_, m, images, err := loadModel(i.LessonDir, i.imageDirs())
+	_, m, images, err := i.model()
 	if err != nil {
 		return configure.Target{}, err
 	}
@@ -103,12 +103,7 @@ func (i *Instance) sshTarget(ctx context.Context, name string) (configure.Target
 	if ep == nil {
 		return configure.Target{}, fmt.Errorf("lesson %s: no endpoint %q any more", i.Lesson, name)
 	}
-	t, err := i.target(ctx, configTarget{*ep, rec, images[rec.Image]})
-	if err != nil {
-		return configure.Target{}, err
-	}
-	t.User, t.Password = ep.Credentials.SSHUser, configure.Secret(ep.Credentials.SSHPassword)
-	return t, nil
+	return i.learnerTarget(ctx, *ep, rec, images[rec.Image])
 }
 
 func (i *Instance) endpointNames() string {
@@ -139,7 +134,7 @@ type LinkCheck struct {
 // over SSH. It returns one check per direction, in link order; err is only
 // for failures to read the lesson.
 func (i *Instance) CheckLinks(ctx context.Context) ([]LinkCheck, error) {
-	_, m, _, err := loadModel(i.LessonDir, i.imageDirs())
+	_, m, _, err := i.model()
 	if err != nil {
 		return nil, err
 	}

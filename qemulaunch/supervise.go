@@ -91,6 +91,11 @@ func Supervise(ctx context.Context, cfg Config, o SuperviseOptions) error {
 	}
 	cancelStart()
 	fmt.Fprintf(stdout, "endpoint %s: QEMU started (pid %d, %s)\n", cfg.Name, vm.PID(), vm.Plan().Accel)
+	if ctl, err := serveControl(vm.Plan().Dir, vm.log, func() nicChanger { return runningVM(vm) }); err != nil {
+		fmt.Fprintf(stderr, "endpoint %s: %v: NICs cannot be added or removed while it runs\n", cfg.Name, err)
+	} else {
+		defer ctl.close(vm.Plan().Dir)
+	}
 	readyc := make(chan error, 1)
 	readyCtx, cancelReady := context.WithCancel(ctx)
 	defer cancelReady()
@@ -148,4 +153,15 @@ func exitFor(vm *VM, name string, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "QEMU stderr:\n%s\n", ex.Stderr)
 	}
 	return &SuperviseError{code, msg}
+}
+
+// runningVM is vm while QEMU runs, else nil (the control socket answers
+// ErrBusy).
+func runningVM(vm *VM) nicChanger {
+	select {
+	case <-vm.Done():
+		return nil
+	default:
+		return vm
+	}
 }
