@@ -36,17 +36,17 @@ type VM struct {
 	stderr  *tailBuffer
 	stdin   *os.File
 
-	mu       sync.Mutex
-	mon      *monitor
-	stopReq  ExitReason // what Stop/Kill asked for last ("" = nothing)
-	undo     []func() error
+	mu      sync.Mutex
+	mon     *monitor
+	stopReq ExitReason // what Stop/Kill asked for last ("" = nothing)
+	undo    []func() error
 	// nics are the data NICs by container interface, boot and added,
 	// each with its own undo (run by cleanup before undo); hot serialises
 	// AddNIC and RemoveNIC; watching is set once links are watched.
 	nics     map[string]*nicState
 	hot      sync.Mutex
 	watching bool
-	cleaned  bool // cleanup ran: a NIC added now must undo itself
+	cleaned  bool          // cleanup ran: a NIC added now must undo itself
 	procDone chan struct{} // QEMU reaped
 	started  chan struct{} // Start finished (cleanup must not race it)
 	exited   chan struct{} // reaped and cleaned up; exit is final
