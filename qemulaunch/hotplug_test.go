@@ -125,27 +125,27 @@ func TestHotplugNICGuestWithoutHotplug(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer vm.Kill()
-	qemulaunchtest.VethPair(t, c.NS, "eth2", c.PeerNS, "p2")
-	qemulaunchtest.VethPair(t, c.NS, "eth3", c.PeerNS, "p3")
+	qemulaunchtest.VethPair(t, c.NS, "eth5", c.PeerNS, "p5")
+	qemulaunchtest.VethPair(t, c.NS, "eth6", c.PeerNS, "p6")
 	ctx := timeoutCtx(t, time.Minute)
 
-	// A link named tap3 that is not ours: the add of eth3 fails, leaves
+	// A link named tap6 that is not ours: the add of eth6 fails, leaves
 	// nothing and the slot free.
 	h, _ := nsutil.Handle(c.NS)
 	defer h.Close()
-	qemulaunchtest.VethPair(t, c.NS, "tap3", c.PeerNS, "q3")
-	if _, err := vm.AddNIC(ctx, Interface{Name: "eth3", MAC: DeriveMAC("x", 3)}); !errors.Is(err, ErrConfig) {
-		t.Errorf("AddNIC over a foreign tap3: %v; want ErrConfig", err)
+	qemulaunchtest.VethPair(t, c.NS, "tap6", c.PeerNS, "q6")
+	if _, err := vm.AddNIC(ctx, Interface{Name: "eth6", MAC: DeriveMAC("x", 6)}); !errors.Is(err, ErrConfig) {
+		t.Errorf("AddNIC over a foreign tap6: %v; want ErrConfig", err)
 	}
-	h.LinkDel(mustLink(t, h, "tap3"))
-	if qs, _ := h.QdiscList(mustLink(t, h, "eth3")); len(qs) > 0 && hasIngress(qs) {
-		t.Error("a failed add left an ingress qdisc on eth3")
+	h.LinkDel(mustLink(t, h, "tap6"))
+	if qs, _ := h.QdiscList(mustLink(t, h, "eth6")); len(qs) > 0 && hasIngress(qs) {
+		t.Error("a failed add left an ingress qdisc on eth6")
 	}
 	if got := len(vm.NICs()); got != 1 {
 		t.Errorf("after a failed add the VM has %d NICs; want 1", got)
 	}
 
-	nic, err := vm.AddNIC(ctx, Interface{Name: "eth2", MAC: DeriveMAC("x", 2)})
+	nic, err := vm.AddNIC(ctx, Interface{Name: "eth5", MAC: DeriveMAC("x", 5)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestHotplugNICGuestWithoutHotplug(t *testing.T) {
 		t.Errorf("QEMU has no device %s in slot %d: %+v", nic.Device, nic.Slot, pci)
 	}
 	t0 := time.Now()
-	err = vm.RemoveNIC(ctx, "eth2")
+	err = vm.RemoveNIC(ctx, "eth5")
 	if !errors.Is(err, ErrNoHotplug) || !strings.Contains(err.Error(), "did not release the NIC within 10s") {
 		t.Errorf("RemoveNIC from a guest without hot-plug: %v; want ErrNoHotplug after 10s", err)
 	}
@@ -174,7 +174,7 @@ func TestHotplugNICGuestWithoutHotplug(t *testing.T) {
 		t.Errorf("RemoveNIC gave up after %v", d)
 	}
 	if got := len(vm.NICs()); got != 2 {
-		t.Errorf("after a failed removal the VM has %d NICs; want 2 (eth2 stays)", got)
+		t.Errorf("after a failed removal the VM has %d NICs; want 2 (eth5 stays)", got)
 	}
 	if err := vm.Stop(bg()); err != nil {
 		t.Fatal(err)
