@@ -8,12 +8,15 @@
 //	             [--keep-overlay] [--netns NAME]
 //	endpoint console [--name NAME | --state DIR]
 //	endpoint health  [--name NAME | --state DIR]
+//	endpoint nic add --interface ethN --mac MAC [--mtu N] [--name NAME | --state DIR]
+//	endpoint nic del --interface ethN [--name NAME | --state DIR]
 //
 // Every run flag can also be given as an ENDPOINT_* environment variable
 // (ENDPOINT_IMAGE, ENDPOINT_FORWARD, …); flags win. Exit status of run: 0
 // the guest powered off (asked or not), 1 start-up or readiness failed, 2
 // usage, 3 the guest ignored poweroff and QEMU was told to quit, 4 QEMU had
-// to be killed, 5 QEMU died unexpectedly.
+// to be killed, 5 QEMU died unexpectedly. `endpoint nic` asks the running
+// launcher to hot-plug or unplug a data NIC (its control socket).
 //
 // The command only reads flags: the launcher contract (qemulaunch.Launch,
 // qemulaunch.ParseLaunch) and the supervisor (qemulaunch.Supervise) are

@@ -18,9 +18,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"run":     runRun,
 		"console": runConsole,
 		"health":  runHealth,
+		"nic":     runNIC,
 	}
 	if len(args) == 0 || cmds[args[0]] == nil {
-		fmt.Fprintln(stderr, "usage: endpoint run|console|health [flags]  (endpoint COMMAND -h for flags)")
+		fmt.Fprintln(stderr, "usage: endpoint run|console|health|nic [flags]  (endpoint COMMAND -h for flags)")
 		if len(args) == 0 {
 			return fmt.Errorf("%w: no command", qemulaunch.ErrUsage)
 		}
