@@ -11,6 +11,11 @@ export PATH := $(GOBIN):/usr/local/go/bin:/usr/sbin:/sbin:$(PATH)
 
 # Debian packages the tests, the demo and the image builds need. One list;
 # append to it (keep it sorted) instead of adding apt-get calls elsewhere.
+# The python3-* ones are the libraries NRE Labs lesson scripts import (the
+# python configuration method); they are Debian's /usr/bin/python3's, which
+# the tests name explicitly (ektest.DebianPython): a python3 earlier on
+# PATH (pyenv, a virtualenv) may lack them — point `lesson up --python` or
+# $ENDPOINTKIT_PYTHON at an interpreter that has them.
 DEB_PACKAGES := \
 	ansible \
 	binutils \
@@ -36,6 +41,13 @@ DEB_PACKAGES := \
 	openssh-client \
 	openssh-server \
 	python3 \
+	python3-jinja2 \
+	python3-ncclient \
+	python3-netmiko \
+	python3-paramiko \
+	python3-requests \
+	python3-scp \
+	python3-yaml \
 	qemu-system-x86 \
 	qemu-utils \
 	runc \

@@ -114,8 +114,9 @@ func (i *Instance) configure(ctx context.Context, stage int, cts []configTarget,
 		Timeout: i.opts.ConfigTimeout,
 		// The launcher has seen SSH answer already; from the host it is one
 		// bridge away, so a long wait means the management path is broken.
-		Reach:  &configure.ReachOptions{Timeout: reachTimeout, Scale: float64(i.Accel.SlowDown()), Logger: log},
-		Logger: log,
+		Reach:         &configure.ReachOptions{Timeout: reachTimeout, Scale: float64(i.Accel.SlowDown()), Logger: log},
+		Configurators: i.opts.Configurators,
+		Logger:        log,
 	})...)
 	for _, r := range results {
 		_ = i.update(r.Endpoint, func(e *RunningEndpoint) {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/endpointkit/endpointkit/configure"
+	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 )
 
@@ -61,6 +63,11 @@ type Options struct {
 	// Replace tears down an existing instance of the same name first;
 	// otherwise Up fails with ErrInstanceExists.
 	Replace bool
+	// Configurators replace package configure's built-in configurator of
+	// a method, e.g. the python method's interpreter:
+	// {endpoint.MethodPython: &configure.Python{Interpreter: "/usr/bin/python3"}}
+	// (`lesson up --python`). Default: configure.DefaultConfigurators.
+	Configurators map[endpoint.Method]configure.Configurator
 	// Logger receives structured details (debug and info); nil discards.
 	Logger *slog.Logger
 	// Progress, when set, is called for each step of Up, Configure and

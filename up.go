@@ -178,6 +178,9 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter)
 	if p.model, err = endpoint.Build(l, p.images); err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}
+	if err := checkNICs(l, p.model, p.images); err != nil {
+		return nil, err
+	}
 	if p.plan, err = wiring.NewPlan(p.model, wiring.Options{Instance: p.name}); err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}

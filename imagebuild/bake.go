@@ -110,7 +110,7 @@ func (r *Recipe) bakeFiles() []apiFile {
 	return []apiFile{
 		{"/usr/lib/endpointkit/identity", 0o755, identityScript},
 		{"/etc/systemd/system/endpointkit-identity.service", 0o644, identityUnit},
-		{"/etc/systemd/system/endpointkit-ready.service", 0o644, fmt.Sprintf(readyUnit, strings.Join(after, " "))},
+		{"/etc/systemd/system/endpointkit-ready.service", 0o644, fmt.Sprintf(readyUnit, strings.Join(after, " "), r.layout().ManagementNIC().Name)},
 	}
 }
 

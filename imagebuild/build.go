@@ -32,7 +32,7 @@ func builderFingerprint() string {
 	enc := json.NewEncoder(h)
 	enc.Encode([]any{builderVersion, initramfsCmdline, debianCmdline, DebianBootTrim(), profile, bootModules(), shareModules(),
 		basePackages(), stage1Modules(), rootModuleDirs(), sshdConfig, sudoersFile, dataNICRule, readyUnit, shareUnit,
-		interfacesFile(true)})
+		interfacesFile(true, "eth0")})
 	return hex.EncodeToString(h.Sum(nil))
 }
 

@@ -14,8 +14,8 @@
 // keys work; booleans and whole numbers are read as yaml.v2 read them
 // (yes/no, 512.0). [Recipe.Resolve] fills the defaults (user
 // antidote / antidotepassword in group sudo with passwordless sudo, SSH on
-// 22, DHCP on eth0, suite bookworm, kernel linux-image-amd64) and reports
-// every invalid value the same way.
+// 22, DHCP on the management NIC, suite bookworm, kernel
+// linux-image-amd64) and reports every invalid value the same way.
 //
 // # Kinds
 //
@@ -157,6 +157,26 @@
 // Dockerfile and Makefile (build, push, nightly; IMAGE and TAG variables)
 // whose image runs `endpoint run --image /image`. [WriteContainerFiles]
 // regenerates the latter two.
+//
+// # NIC layout and guest interface names
+//
+// nics: ([RecipeNICs]) says where the guest's NICs sit on its root PCI bus
+// — the management NIC's slot and function, and the data NICs (the
+// lesson's links, the container's eth1, eth2, …) one per slot or as the
+// functions of consecutive slots, as NRE Labs' frr and cvx images and
+// vrnetlab lay them out — and, with networkInterfaces and
+// nics.managementName (or nics.naming: path, systemd's enp0sSfF names),
+// what the guest calls them. The manifest records the layout
+// ([vmimage.NICLayout]); the launcher places each NIC there and refuses a
+// lesson cabling more links than the layout holds. The image makes the
+// names true by PCI address, so they hold for every instance and for a NIC
+// added later: a debootstrap image gets a systemd .link file per renamed
+// NIC (10-endpointkit-NAME.link, Path=pci-0000:00:SS.F), the tiny agent
+// renames each NIC as it appears; the management NIC's name is the one its
+// DHCP client, ifupdown's interfaces file and the readiness marker use. A
+// disk image's names are declarative: its own OS names its NICs. Default:
+// the management NIC in slot 2, the data NICs in slots 3-26, named eth0,
+// eth1, … by the kernel.
 //
 // # Kernel command line and readiness
 //

@@ -28,7 +28,7 @@ kind: initramfs
 	fmt.Println(err)
 	// Output:
 	// tiny initramfs linux-image-amd64 antidote antidotepassword [sudo] 22
-	// image.yaml:3:1: memory: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, tests, qemu, readiness)
+	// image.yaml:3:1: memory: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, nics, tests, qemu, readiness)
 }
 
 // Build an image directory from a recipe directory (needs the Debian

@@ -173,9 +173,11 @@ func initramfsPlan(r *Recipe, in initramfsInputs, key *hostKey) (fsPlan, error) 
 		Sysctls: map[string]string{"net.ipv4.ping_group_range": "0 2147483647"},
 		SSH:     agent.SSHConfig{Port: r.APIs.SSH.Port, HostKeys: []string{"/etc/ssh/ssh_host_ed25519_key"}},
 	}
+	nics := r.layout()
 	if *r.DHCP {
-		cfg.DHCP = []string{"eth0"}
+		cfg.DHCP = []string{nics.ManagementNIC().Name}
 	}
+	cfg.NICNames = agentNICNames(nics)
 	for _, u := range acc.users {
 		au := agent.User{Name: u.Name}
 		if u.Password != "" {

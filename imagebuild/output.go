@@ -36,6 +36,7 @@ func baseManifest(r *Recipe) *vmimage.Manifest {
 			TCPPorts: r.Readiness.TCPPorts, BootSeconds: r.Readiness.BootSeconds},
 		APIs:              vmimage.APIs{SSH: r.APIs.SSH.Port, NETCONF: r.APIs.NETCONF.port(DefaultNETCONFPort), HTTP: r.APIs.httpPorts()},
 		NetworkInterfaces: r.NetworkInterfaces,
+		NICs:              r.NICs.layout(),
 	}
 	if m.QEMU.NICModel == "" {
 		m.QEMU.NICModel = "virtio-net-pci"

@@ -70,9 +70,14 @@ type Recipe struct {
 	// files; for disk with disk.cloudInit at the end of the first boot, as
 	// root, through cloud-init's runcmd.
 	Steps []string `yaml:"steps,omitempty" json:"steps,omitempty"`
-	// NetworkInterfaces are the guest's names of the data NICs, for
-	// image.meta.yaml (default eth1, eth2, … implied).
+	// NetworkInterfaces are the guest's names of the data NICs 1, 2, …
+	// (the container's eth1, eth2, …), written to image.meta.yaml and made
+	// true in the guest (default: the kernel's eth1, eth2, …, or the names
+	// nics.naming gives).
 	NetworkInterfaces []string `yaml:"networkInterfaces,omitempty" json:"networkInterfaces,omitempty"`
+	// NICs lays the guest's NICs out on the PCI bus (default: the
+	// management NIC in slot 2, the data NICs one per slot from slot 3).
+	NICs RecipeNICs `yaml:"nics,omitempty" json:"nics,omitzero"`
 
 	// Tests are the image's self-tests: shell scripts run as the first
 	// user over SSH after boot, each expected to exit 0 (`imagebuild test`,

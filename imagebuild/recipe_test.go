@@ -47,12 +47,12 @@ func TestParseRecipeErrors(t *testing.T) {
 			`9:5: users[0].pasword: unknown key; did you mean "password"?`,
 		}},
 		{"alias bomb", bomb, []string{
-			`1:1: m1: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, tests, qemu, readiness)`,
+			`1:1: m1: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, nics, tests, qemu, readiness)`,
 			// Where the expansion ran out of budget.
 			`1:34: aliases expand to far more nodes than the file holds; refusing to expand them (write the values out)`,
-			`2:1: m2: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, tests, qemu, readiness)`,
-			`3:1: m3: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, tests, qemu, readiness)`,
-			`4:1: m4: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, tests, qemu, readiness)`,
+			`2:1: m2: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, nics, tests, qemu, readiness)`,
+			`3:1: m3: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, nics, tests, qemu, readiness)`,
+			`4:1: m4: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, nics, tests, qemu, readiness)`,
 		}},
 		{"too large", "#" + strings.Repeat(" ", 1<<20), []string{` 1048577 bytes; an image recipe may be at most 1048576 bytes (1 MiB)`}},
 	} {

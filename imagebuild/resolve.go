@@ -237,6 +237,7 @@ func (r *Recipe) Resolve() error {
 	if r.Readiness.TCPPorts == nil {
 		r.Readiness.TCPPorts = r.APIs.httpPorts()
 	}
+	r.resolveNICs(bad)
 	switch r.QEMU.DiskBus {
 	case "", "virtio", "ide", "scsi":
 	default:

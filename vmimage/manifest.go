@@ -6,6 +6,11 @@
 // Antidote-compatible image.meta.yaml, and the artefacts the manifest names
 // by paths relative to the directory (kernel, initrd, disk). Readers must
 // reject a manifest whose Version they do not know ([ErrVersion]).
+//
+// The manifest also records the image's NIC layout ([NICLayout],
+// [Manifest.Layout]): where each NIC sits on the guest's PCI bus and the
+// name the guest gives it. Launchers place NICs there; the image makes the
+// names true.
 package vmimage
 
 import (
@@ -92,6 +97,10 @@ type Manifest struct {
 	// NIC order (the first is the guest's name for the container's eth1).
 	// Empty means eth1, eth2, … . The management NIC is never listed.
 	NetworkInterfaces []string `json:"networkInterfaces,omitempty"`
+	// NICs is where the NICs sit on the guest's PCI bus and what the
+	// management NIC is called; zero: the default layout (see [Layout],
+	// which also brings in NetworkInterfaces and QEMU.NICModel).
+	NICs NICLayout `json:"nics,omitzero"`
 
 	// Share9P says the guest mounts the 9p share tagged "antidote" (the
 	// lesson directory) at /antidote.

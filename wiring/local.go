@@ -319,7 +319,7 @@ func (a *applier) openNamespaces(ctx context.Context) error {
 		g.Go(func() error {
 			set := nsSettings{noIPv6: ns == a.fabric}
 			if e := a.endpointByNamespace(ns); e != nil {
-				set = nsSettings{forwarding: e.EnableForwarding, noIPv6: !a.l.AssignLinkAddresses}
+				set = nsSettings{forwarding: e.EnableForwarding, pinForwarding: true, noIPv6: !a.l.AssignLinkAddresses}
 			}
 			env, err := openEnv(ns, a.fresh[ns], set)
 			if errors.Is(err, nsutil.ErrNotExist) {

@@ -162,29 +162,46 @@ func Args(im *vmimage.Image, opts BootOptions, forwards map[int]string, qmpPath 
 			args = append(args, "-initrd", im.Path(m.Initrd))
 		}
 	}
+	// Devices sit where the product launcher puts them: the NICs where the
+	// image's NIC layout says (the guest names them by address), the
+	// drives and the share from vmimage.AuxSlot up.
+	aux := vmimage.AuxSlot
+	drive := func(spec string) {
+		id := fmt.Sprintf("d%d", aux)
+		args = append(args, "-drive", spec+",if=none,id="+id, "-device", fmt.Sprintf("virtio-blk-pci,drive=%s,addr=0x%x", id, aux))
+		aux++
+	}
 	if m.Disk != "" {
 		bus := m.QEMU.DiskBus
-		if bus == "" {
-			bus = "virtio"
+		switch bus {
+		case "", "virtio":
+			drive("file=" + im.Path(m.Disk) + ",format=" + m.DiskFormat + ",snapshot=on")
+		default:
+			args = append(args, "-drive", "file="+im.Path(m.Disk)+",format="+m.DiskFormat+",if="+bus+",snapshot=on")
 		}
-		args = append(args, "-drive", "file="+im.Path(m.Disk)+",format="+m.DiskFormat+",if="+bus+",snapshot=on")
 	}
 	if m.Seed != "" {
-		args = append(args, "-drive", "file="+im.Path(m.Seed)+",format=raw,if=virtio,readonly=on")
+		drive("file=" + im.Path(m.Seed) + ",format=raw,readonly=on")
 	}
 	for _, d := range opts.Drives {
-		args = append(args, "-drive", "file="+d+",format=raw,if=virtio,readonly=on")
+		drive("file=" + d + ",format=raw,readonly=on")
 	}
+	nics := m.Layout()
 	user := "user,id=n0"
 	for guest, local := range forwards {
 		user += fmt.Sprintf(",hostfwd=tcp:%s-:%d", local, guest)
 	}
-	args = append(args, "-netdev", user, "-device", nic+",netdev=n0")
+	args = append(args, "-netdev", user, "-device", nic+",netdev=n0,"+nics.ManagementNIC().QEMU())
 	for i := 1; i <= opts.DataNICs; i++ {
-		args = append(args, "-netdev", fmt.Sprintf("user,id=n%d,restrict=on,net=10.%d.0.0/24", i, 10+i), "-device", fmt.Sprintf("%s,netdev=n%d", nic, i))
+		at, err := nics.DataNIC(i)
+		if err != nil {
+			break // Boot checks DataNICs against the layout
+		}
+		args = append(args, "-netdev", fmt.Sprintf("user,id=n%d,restrict=on,net=10.%d.0.0/24", i, 10+i), "-device", fmt.Sprintf("%s,netdev=n%d,%s", nic, i, at.QEMU()))
 	}
 	if opts.Share != "" {
-		args = append(args, "-virtfs", "local,path="+opts.Share+",mount_tag=antidote,security_model=none,id=share0")
+		args = append(args, "-fsdev", "local,path="+opts.Share+",security_model=none,id=share0",
+			"-device", fmt.Sprintf("virtio-9p-pci,fsdev=share0,mount_tag=antidote,addr=0x%x", aux))
 	}
 	return args
 }

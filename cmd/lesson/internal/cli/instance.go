@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/configure"
+	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/lessonmeta"
 	"github.com/mattn/go-isatty"
 )
@@ -20,6 +22,7 @@ type instanceFlags struct {
 	root, name string
 	verbose    bool
 	logFormat  string // --log-format, on commands that report progress (view.go)
+	python     string // --python, on the commands that configure
 }
 
 func addInstanceFlags(fs *flag.FlagSet) *instanceFlags {
@@ -66,7 +69,16 @@ func (f *instanceFlags) options(env *Env) endpointkit.Options {
 		opts.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	opts.Progress = f.structuredProgress(env.Stderr)
+	if f.python != "" {
+		opts.Configurators = map[endpoint.Method]configure.Configurator{endpoint.MethodPython: &configure.Python{Interpreter: f.python}}
+	}
 	return opts
+}
+
+// addPythonFlag adds --python to a command that configures endpoints.
+func addPythonFlag(fs *flag.FlagSet, f *instanceFlags) {
+	fs.StringVar(&f.python, "python", "", "the Python interpreter of python-configured endpoints (`PATH` or name; default $"+
+		configure.PythonEnv+", else the first python3 on PATH)")
 }
 
 // isTerminal reports whether w is a terminal.

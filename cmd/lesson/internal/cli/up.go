@@ -35,6 +35,7 @@ the lesson stays up and the failure is shown (exit status 1); fix it and run
 		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			inf := addInstanceFlags(fs)
 			inf.addLogFormat(fs)
+			addPythonFlag(fs, inf)
 			stage := fs.Int("stage", 0, "stage to configure (-1: none)")
 			var images, recipes stringList
 			fs.Var(&images, "images", "a directory of built images (`DIR`/<slug>/manifest.json); repeatable")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/configure"
+	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/imagetest"
 	"github.com/endpointkit/endpointkit/lessonjson"
@@ -137,4 +140,23 @@ func TestUpCommand(t *testing.T) {
 		t.Errorf("state dir left after down")
 	}
 	ektest.AssertClean(t, "ek-"+name, "qemu-system", root+"/"+name+"/")
+}
+
+// TestPythonFlag: up and configure take --python, which picks the python
+// method's interpreter.
+func TestPythonFlag(t *testing.T) {
+	for _, cmd := range []string{"up", "configure"} {
+		out, errOut, _ := run(t, cmd, "--help")
+		if !strings.Contains(out+errOut, "-python PATH") || !strings.Contains(out+errOut, configure.PythonEnv) {
+			t.Errorf("%s --help lacks --python:\n%s%s", cmd, out, errOut)
+		}
+	}
+	env := &Env{Stdout: io.Discard, Stderr: io.Discard}
+	opts := (&instanceFlags{python: "/opt/py/bin/python3"}).options(env)
+	if py, ok := opts.Configurators[endpoint.MethodPython].(*configure.Python); !ok || py.Interpreter != "/opt/py/bin/python3" {
+		t.Errorf("--python /opt/py/bin/python3 gave configurators %v", opts.Configurators)
+	}
+	if opts := (&instanceFlags{}).options(env); opts.Configurators != nil {
+		t.Errorf("without --python: configurators %v; want the defaults", opts.Configurators)
+	}
 }
