@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/endpointkit/endpointkit/vmimage"
 )
 
 // ErrNoHotplug: a NIC cannot be added to or removed from the running VM:
@@ -62,11 +64,13 @@ func defaultTAP(name string) string {
 }
 
 // HotplugNIC says where a NIC added to the running VM behind container
-// interface name (ethN: data NIC N) goes, and refuses, wrapping
+// interface name (ethN: data NIC N) goes — where the image's NIC layout
+// puts data NIC N, with the layout's guest name — and refuses, wrapping
 // ErrNoHotplug, what cannot be hot-plugged: a machine type whose root bus
-// takes no hot-plugged devices (q35), ACPI turned off, a NIC model that is
-// not PCI. It reads nothing from the system; the orchestration checks with
-// it before it changes anything.
+// takes no hot-plugged devices (q35), ACPI turned off, a layout that puts
+// data NICs in the functions of one slot, an index beyond the layout
+// (also vmimage.ErrNICLayout). It reads nothing from the system; the
+// orchestration checks with it before it changes anything.
 func (c Config) HotplugNIC(name string) (NIC, error) {
 	c = c.withDefaults()
 	if c.Image == nil {
@@ -79,9 +83,17 @@ func (c Config) HotplugNIC(name string) (NIC, error) {
 	if err := hotplugMachine(c); err != nil {
 		return NIC{}, err
 	}
-	nic, err := c.placeNIC(n)
+	l, err := c.nicLayout()
 	if err != nil {
 		return NIC{}, err
+	}
+	if l.Placement != vmimage.PlaceSlots {
+		return NIC{}, fmt.Errorf("%w: image %s lays its data NICs out as %s (%s); PCI hot-plug adds whole slots, so NICs cannot be added to it while it runs",
+			ErrNoHotplug, c.Image.Manifest.Slug, l.Placement, l)
+	}
+	nic, err := c.placeNIC(n)
+	if err != nil {
+		return NIC{}, fmt.Errorf("%w: %s: %w", ErrNoHotplug, name, err)
 	}
 	nic.Interface, nic.TAP = name, defaultTAP(name)
 	nic.Netdev, nic.Device = nicIDs(n)
@@ -174,7 +186,11 @@ func (vm *VM) AddNIC(ctx context.Context, it Interface) (NIC, error) {
 		undo()
 		return NIC{}, fmt.Errorf("interface %s: QMP: %w", it.Name, err)
 	}
-	if err := mon.run(ctx, "device_add", vm.deviceArgs(nic), nil); err != nil {
+	dev, err := vm.deviceArgs(nic)
+	if err == nil {
+		err = mon.run(ctx, "device_add", dev, nil)
+	}
+	if err != nil {
 		if derr := mon.run(context.WithoutCancel(ctx), "netdev_del", map[string]any{"id": nic.Netdev}, nil); derr != nil {
 			vm.log.Warn("netdev_del after a failed device_add", "interface", it.Name, "err", derr)
 		}
@@ -198,12 +214,17 @@ func (vm *VM) AddNIC(ctx context.Context, it Interface) (NIC, error) {
 
 // deviceArgs are device_add's arguments for nic: what -device gives a NIC
 // at boot, as a map.
-func (vm *VM) deviceArgs(nic NIC) map[string]any {
-	args := map[string]any{"driver": vm.cfg.NICModel, "id": nic.Device}
-	for _, kv := range nicProps(vm.cfg.NICModel, nic) {
+func (vm *VM) deviceArgs(nic NIC) (map[string]any, error) {
+	at, err := vm.cfg.dataNIC(nic.Index)
+	if err != nil {
+		return nil, err
+	}
+	args := map[string]any{"driver": vm.cfg.NICModel}
+	d := nicDevice{model: vm.cfg.NICModel, netdev: nic.Netdev, mac: nic.MAC, at: at, mtu: nic.MTU, id: nic.Device}
+	for _, kv := range d.props() {
 		args[kv[0]] = kv[1]
 	}
-	return args
+	return args, nil
 }
 
 // free refuses a NIC whose interface, TAP, MAC or place the VM has.

@@ -187,8 +187,14 @@ func TestHotplugNICGuestWithoutHotplug(t *testing.T) {
 func TestHotplugNICPlacement(t *testing.T) {
 	im := &vmimage.Image{Dir: "/img/x", Manifest: vmimage.Manifest{Slug: "x", Kernel: "vmlinux"}}
 	nic, err := Config{Name: "r1", Image: im}.HotplugNIC("eth5")
-	if err != nil || nic.Index != 5 || nic.PCI != "07.0" || nic.Slot != 7 || nic.TAP != "tap5" || nic.Device != "nic5" || nic.Netdev != "hostnet5" {
+	if err != nil || nic.Index != 5 || nic.PCI != "07.0" || nic.Slot != 7 || nic.TAP != "tap5" || nic.Device != "nic5" || nic.Netdev != "hostnet5" || nic.GuestName != "eth5" {
 		t.Errorf("HotplugNIC(eth5) = %+v, %v", nic, err)
+	}
+	// A layout with its own slots and names: the NIC goes where it says.
+	named := &vmimage.Image{Dir: "/img/y", Manifest: vmimage.Manifest{Slug: "y", Kernel: "vmlinux",
+		NICs: vmimage.NICLayout{Data: vmimage.PCIAddr{Slot: 10}}, NetworkInterfaces: []string{"swp1", "swp2"}}}
+	if nic, err := (Config{Name: "r1", Image: named}).HotplugNIC("eth2"); err != nil || nic.PCI != "0b.0" || nic.Slot != 11 || nic.GuestName != "swp2" {
+		t.Errorf("HotplugNIC(eth2) on a named layout = %+v, %v; want 0b.0, swp2", nic, err)
 	}
 	for _, tc := range []struct {
 		cfg   Config
@@ -203,7 +209,8 @@ func TestHotplugNICPlacement(t *testing.T) {
 		{Config{Name: "r1", Image: im, ExtraArgs: []string{"-no-acpi"}}, "eth1", ErrNoHotplug, "without ACPI"},
 		{Config{Name: "r1", Image: im}, "eth0", ErrConfig, "ethN (N ≥ 1)"},
 		{Config{Name: "r1", Image: im}, "swp1", ErrConfig, "ethN (N ≥ 1)"},
-		{Config{Name: "r1", Image: im}, "eth99", ErrNoHotplug, "data NIC 99"},
+		{Config{Name: "r1", Image: im}, "eth99", vmimage.ErrNICLayout, "data NIC 99"},
+		{Config{Name: "r1", Image: frrImage(), Machine: "pc"}, "eth3", ErrNoHotplug, "image frr lays its data NICs out as functions"},
 	} {
 		if _, err := tc.cfg.HotplugNIC(tc.iface); !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("machine %q %v: HotplugNIC(%s) = %v; want %v with %q", tc.cfg.Machine, tc.cfg.ExtraArgs, tc.iface, err, tc.want, tc.msg)
@@ -305,4 +312,33 @@ func hasIngress(qs []netlink.Qdisc) bool {
 		}
 	}
 	return false
+}
+
+// Data NICs behind ethN sit where the layout puts data NIC N, also with a
+// gap (a link removed while the VM ran): a restarted VM has each NIC where
+// it was hot-plugged, with the same QEMU IDs. Interfaces not all named
+// ethN keep their positions.
+func TestPlanPlacesByInterfaceNumber(t *testing.T) {
+	t.Setenv(AccelEnv, "")
+	im := &vmimage.Image{Dir: "/img/x", Manifest: vmimage.Manifest{Slug: "x", Kernel: "vmlinux"}}
+	cfg := Config{Name: "r1", Image: im, Accel: AccelTCG, StateDir: "/s",
+		Interfaces: []Interface{{Name: "eth1"}, {Name: "eth3"}}}
+	p, err := cfg.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := strings.Join(p.Args, " ")
+	for _, want := range []string{"tap,id=hostnet1,ifname=tap1,", "id=nic1,netdev=hostnet1,mac=", ",addr=0x3",
+		"tap,id=hostnet3,ifname=tap3,", "id=nic3,netdev=hostnet3,mac=", ",addr=0x5"} {
+		if !strings.Contains(argv, want) {
+			t.Errorf("argv lacks %q:\n%s", want, argv)
+		}
+	}
+	cfg.Interfaces = []Interface{{Name: "swp1"}, {Name: "eth3"}}
+	if p, err = cfg.Plan(); err != nil {
+		t.Fatal(err)
+	}
+	if argv := strings.Join(p.Args, " "); !strings.Contains(argv, "id=nic2,netdev=hostnet2,") || !strings.Contains(argv, "addr=0x4") {
+		t.Errorf("mixed names are not placed by position:\n%s", argv)
+	}
 }

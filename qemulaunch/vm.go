@@ -217,7 +217,7 @@ func (vm *VM) start(ctx context.Context) error {
 		}
 	}
 	for i, it := range plan.Interfaces {
-		place, err := cfg.placeNIC(i + 1)
+		place, err := cfg.placeNIC(cfg.dataIndex(i))
 		if err != nil {
 			return err
 		}
