@@ -152,7 +152,7 @@ func TestLiveLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(again.Links.Added) != 0 || fmt.Sprint(again.Links.Removed) != "[r3:eth1]" {
+	if len(again.Links.Added) != 0 || fmt.Sprint(again.Links.Removed) != "[r2:eth2]" {
 		t.Errorf("recorded links after the removals: %+v", again.Links)
 	}
 	checks, err = again.CheckLinks(ctx)
