@@ -70,7 +70,7 @@ func (i *Instance) Configure(ctx context.Context, stage int) error {
 	if err := i.notAbandoned(); err != nil {
 		return err
 	}
-	l, m, images, err := loadModel(i.LessonDir, i.Name, i.imageDirs())
+	l, m, images, err := i.model()
 	if err != nil {
 		return err
 	}

@@ -230,7 +230,7 @@ func (i *Instance) reconfigure(ctx context.Context, name string, o Observation) 
 	if err != nil || i.Stage < 0 {
 		return err
 	}
-	_, m, images, err := loadModel(i.LessonDir, i.Name, i.imageDirs())
+	_, m, images, err := i.model()
 	if err != nil {
 		return err
 	}
@@ -250,7 +250,7 @@ func (i *Instance) reconfigure(ctx context.Context, name string, o Observation) 
 // lesson (the model, images and wiring plan are derived again; the wiring
 // state keeps the management subnet).
 func (i *Instance) placementNow(rep reporter) (*Placement, error) {
-	l, m, images, err := loadModel(i.LessonDir, i.Name, i.imageDirs())
+	l, m, images, err := i.model()
 	if err != nil {
 		return nil, err
 	}

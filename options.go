@@ -97,6 +97,7 @@ const (
 	StepTeardown   Step = "teardown"   // the instance (or, with Endpoint, one endpoint) is being removed
 	StepStopped    Step = "stopped"    // an endpoint's VM and launcher have ended (teardown)
 	StepRestart    Step = "restart"    // an endpoint is being started again
+	StepLink       Step = "link"       // a link is being added to or removed from the running instance
 	StepDone       Step = "done"       // the operation finished
 )
 

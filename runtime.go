@@ -129,3 +129,32 @@ type Observation struct {
 	Wiring        string
 	NamespaceGone bool
 }
+
+// LinkChanger is implemented by a Runtime that can change the links of a
+// running instance (live topology: Instance.AddLink and RemoveLink, `lesson
+// link add|del`). Instance refuses those on a runtime without it, with an
+// error wrapping ErrLiveLinks. The local runtime implements it: wiring
+// makes or removes the link, and each end's launcher hot-plugs or unplugs
+// a NIC behind its interface (qemulaunch.AddNIC and RemoveNIC, through the
+// launcher's control socket).
+type LinkChanger interface {
+	// AddLink cables link k of p.Wiring (the instance's plan with the new
+	// link) and has the launchers of its ends add a NIC behind its
+	// interfaces: ends[0] at end A, ends[1] at end B. It returns once QEMU
+	// has both NICs (the guests still have to bring them up); on error
+	// nothing of the link is left.
+	AddLink(ctx context.Context, p *Placement, k int, ends [2]LinkNIC) ([2]qemulaunch.NIC, error)
+	// RemoveLink has the launchers of the link's ends remove their NICs,
+	// then removes link (as it was planned; p.Wiring is the plan without
+	// it). A NIC already gone counts as removed; while one is not, the
+	// link stays and the error says which end holds on to it, so a
+	// removal can be repeated.
+	RemoveLink(ctx context.Context, p *Placement, link wiring.LinkPlan, ends [2]LinkNIC) error
+}
+
+// LinkNIC is one end of a link a LinkChanger adds or removes: the endpoint
+// and the NIC behind its interface (name, MAC, MTU).
+type LinkNIC struct {
+	Endpoint RunningEndpoint
+	NIC      qemulaunch.Interface
+}

@@ -158,3 +158,28 @@ func TestUpRuntimeBootFailure(t *testing.T) {
 	}
 	mustNotExist(t, opts)
 }
+
+// A runtime that cannot change links of a running instance (no
+// LinkChanger) has AddLink and RemoveLink refused by name, before anything
+// else is looked at.
+func TestLiveLinksRefusedByRuntime(t *testing.T) {
+	ektest.RequireTool(t, "go")
+	opts := testOptions(t, tinyImages(t))
+	opts.Stage = -1
+	rt := &fakeRuntime{}
+	opts.Runtime = rt
+	inst, err := Up(context.Background(), pairLesson(t), opts)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	defer inst.Down(context.Background())
+	if _, err := inst.AddLink(context.Background(), "a", "b", netip.Prefix{}); !errors.Is(err, ErrLiveLinks) || !strings.Contains(err.Error(), "fakeRuntime") {
+		t.Errorf("AddLink: %v; want ErrLiveLinks naming the runtime", err)
+	}
+	if _, err := inst.RemoveLink(context.Background(), "a", "eth1"); !errors.Is(err, ErrLiveLinks) {
+		t.Errorf("RemoveLink: %v; want ErrLiveLinks", err)
+	}
+	if len(inst.Links.Added)+len(inst.Links.Removed) != 0 {
+		t.Errorf("refused changes were recorded: %+v", inst.Links)
+	}
+}

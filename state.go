@@ -58,6 +58,10 @@ type Instance struct {
 	// HealerPID is the instance's healer process (see Heal), 0 when none
 	// was started.
 	HealerPID int `json:"healerPid,omitempty"`
+	// Links are the links added to the running instance and the lesson's
+	// links removed from it (AddLink, RemoveLink): the instance's links are
+	// the lesson's with these changes.
+	Links LinkChanges `json:"links,omitzero"`
 
 	opts Options
 	rt   Runtime
@@ -280,6 +284,7 @@ func (i *Instance) adopt(o *Instance) {
 	i.Version, i.Name, i.Lesson, i.LessonDir, i.Dir, i.Accel = o.Version, o.Name, o.Lesson, o.LessonDir, o.Dir, o.Accel
 	i.Stage, i.Created, i.Restart, i.Placing, i.UpPID, i.HealerPID = o.Stage, o.Created, o.Restart, o.Placing, o.UpPID, o.HealerPID
 	i.Endpoints = slices.Clone(o.Endpoints)
+	i.Links = LinkChanges{Added: slices.Clone(o.Links.Added), Removed: slices.Clone(o.Links.Removed)}
 }
 
 // update changes endpoint name's record (see mutate).

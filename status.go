@@ -126,7 +126,7 @@ func (i *Instance) sshTarget(ctx context.Context, name string) (configure.Target
 	if !ok {
 		return configure.Target{}, i.noEndpoint(name)
 	}
-	_, m, images, err := loadModel(i.LessonDir, i.Name, i.imageDirs())
+	_, m, images, err := i.model()
 	if err != nil {
 		return configure.Target{}, err
 	}
@@ -137,12 +137,7 @@ func (i *Instance) sshTarget(ctx context.Context, name string) (configure.Target
 	if err := i.ready(ctx, rec); err != nil {
 		return configure.Target{}, err
 	}
-	t, err := i.target(ctx, configTarget{*ep, rec, images[rec.Image]})
-	if err != nil {
-		return configure.Target{}, err
-	}
-	t.User, t.Password = ep.Credentials.SSHUser, configure.Secret(ep.Credentials.SSHPassword)
-	return t, nil
+	return i.learnerTarget(ctx, *ep, rec, images[rec.Image])
 }
 
 func (i *Instance) endpointNames() string {
@@ -173,7 +168,7 @@ type LinkCheck struct {
 // over SSH. It returns one check per direction, in link order; err is only
 // for failures to read the lesson.
 func (i *Instance) CheckLinks(ctx context.Context) ([]LinkCheck, error) {
-	_, m, _, err := loadModel(i.LessonDir, i.Name, i.imageDirs())
+	_, m, _, err := i.model()
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,8 @@ package imagebuild
 // DebianBootTrim is what a debootstrap image's kernel command line adds
 // to make the boot to SSH short under TCG (docs/performance.md, "Debian
 // endpoint boot"): the tiny image's kernel settings (no crypto
-// self-tests, PCI interrupts from the BIOS table, one UART), no fsck of
+// self-tests, PCI interrupts from the BIOS table — acpi=noirq, which
+// keeps ACPI PCI hot-plug for NICs added later —, one UART), no fsck of
 // the root (a fresh overlay of a clean image), and systemd units an
 // endpoint does not need masked for the boot: udevadm settle before
 // ifupdown (the stage-one init has loaded the NIC, eth0 exists), the ext4
@@ -14,7 +15,7 @@ package imagebuild
 // an A/B of the two boots needs no second image.
 func DebianBootTrim() []string {
 	return []string{
-		"cryptomgr.notests", "pci=noacpi", "8250.nr_uarts=1", "fsck.mode=skip",
+		"cryptomgr.notests", "acpi=noirq", "8250.nr_uarts=1", "fsck.mode=skip",
 		"systemd.mask=ifupdown-pre.service", "systemd.mask=e2scrub_reap.service",
 		"systemd.mask=getty@tty1.service", "systemd.mask=systemd-binfmt.service",
 		"systemd.mask=proc-sys-fs-binfmt_misc.automount",

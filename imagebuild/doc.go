@@ -29,7 +29,9 @@
 //     seconds and is SSH-ready in about two seconds under TCG: the
 //     manifest's CPU hint (qemu64,+rdrand) has the guest's RNG ready at
 //     boot, and the kernel command line skips the crypto self-tests
-//     (cryptomgr.notests) and ACPI PCI interrupt routing (pci=noacpi).
+//     (cryptomgr.notests) and ACPI PCI interrupt routing (acpi=noirq;
+//     not pci=noacpi, which would also turn off the ACPI PCI hot-plug
+//     that NICs added to a running endpoint need).
 //   - debootstrap: a full Debian from nothing: debootstrap minbase with
 //     systemd-sysv, udev, dbus, openssh-server, iproute2, sudo, python3,
 //     ifupdown and isc-dhcp-client, the recipe's packages, users, files,

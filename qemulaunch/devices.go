@@ -39,17 +39,23 @@ var (
 func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // nicDevice is a NIC's front end (-device) at the place the image's NIC
-// layout gives it.
+// layout gives it; id, when set, is its QEMU ID (data NICs have one, so
+// that they can be removed while the VM runs).
 type nicDevice struct {
 	model, netdev, mac string
 	at                 vmimage.NIC
 	mtu                int
+	id                 string
 }
 
 // props are the device's properties in command-line order (a QMP
 // device_add of a NIC added later takes the same, as a map).
 func (d nicDevice) props() [][2]string {
-	p := [][2]string{{"netdev", d.netdev}, {"mac", d.mac}, {"addr", d.at.Addr.QEMU()}}
+	var p [][2]string
+	if d.id != "" {
+		p = append(p, [2]string{"id", d.id})
+	}
+	p = append(p, [2]string{"netdev", d.netdev}, [2]string{"mac", d.mac}, [2]string{"addr", d.at.Addr.QEMU()})
 	if d.at.Multifunction {
 		p = append(p, [2]string{"multifunction", "on"})
 	}
@@ -97,7 +103,8 @@ func (n userNIC) args(a *ids) ([]string, error) {
 	return []string{"-netdev", b, "-device", nicDevice{model: n.model, netdev: id, mac: n.mac, at: n.at}.String()}, nil
 }
 
-// tapNIC is a data NIC on a pre-created, persistent TAP (opened by name).
+// tapNIC is a data NIC on a pre-created, persistent TAP (opened by name),
+// with the IDs of data NIC at.Index (nicIDs), as a NIC added later gets.
 type tapNIC struct {
 	model string
 	tap   string
@@ -106,11 +113,11 @@ type tapNIC struct {
 	at    vmimage.NIC
 }
 
-func (n tapNIC) args(a *ids) ([]string, error) {
-	id := a.id("net")
+func (n tapNIC) args(*ids) ([]string, error) {
+	netdev, id := nicIDs(n.at.Index)
 	return []string{
-		"-netdev", fmt.Sprintf("tap,id=%s,ifname=%s,script=no,downscript=no", id, n.tap),
-		"-device", nicDevice{model: n.model, netdev: id, mac: n.mac, at: n.at, mtu: n.mtu}.String(),
+		"-netdev", fmt.Sprintf("tap,id=%s,ifname=%s,script=no,downscript=no", netdev, n.tap),
+		"-device", nicDevice{model: n.model, netdev: netdev, mac: n.mac, at: n.at, mtu: n.mtu, id: id}.String(),
 	}, nil
 }
 

@@ -38,7 +38,7 @@ func (c Config) placeDevices(p *Plan) ([]device, error) {
 	devs := []device{userNIC{model: l.Model, mac: c.Management.MAC.String(), addr: c.Management.Address,
 		forwards: p.Forwards, at: l.ManagementNIC()}}
 	for i, it := range c.Interfaces {
-		at, err := l.DataNIC(i + 1)
+		at, err := l.DataNIC(c.dataIndex(i))
 		if err != nil {
 			return nil, fmt.Errorf("%w: Interfaces[%d]: %w", ErrConfig, i, err)
 		}
@@ -67,4 +67,37 @@ func (c Config) placeDevices(p *Plan) ([]device, error) {
 		devs = append(devs, share9p{path: c.LessonDir, tag: ShareTag, slot: next()})
 	}
 	return devs, nil
+}
+
+// dataIndex is the data NIC index of Interfaces[i]: N for ethN when every
+// interface is named ethN — so a NIC keeps its place (and its guest
+// name) when another was removed, and a restarted VM has each NIC where
+// it was hot-plugged — else its position, 1-based.
+func (c Config) dataIndex(i int) int {
+	for _, it := range c.Interfaces {
+		if _, ok := dataIndex(it.Name); !ok {
+			return i + 1
+		}
+	}
+	n, _ := dataIndex(c.Interfaces[i].Name)
+	return n
+}
+
+// placeNIC is where the image's NIC layout puts data NIC n, and its
+// guest name.
+func (c Config) placeNIC(n int) (NIC, error) {
+	at, err := c.dataNIC(n)
+	if err != nil {
+		return NIC{}, err
+	}
+	return NIC{Index: n, PCI: at.Addr.String(), Slot: at.Addr.Slot, GuestName: at.Name}, nil
+}
+
+// dataNIC is data NIC n as the image's NIC layout places it.
+func (c Config) dataNIC(n int) (vmimage.NIC, error) {
+	l, err := c.nicLayout()
+	if err != nil {
+		return vmimage.NIC{}, err
+	}
+	return l.DataNIC(n)
 }

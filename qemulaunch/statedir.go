@@ -15,6 +15,7 @@ import (
 //	qemu.argv      the QEMU command line, one argument per line
 //	qmp.sock       QMP unix socket (QEMU is the server)
 //	console.sock   serial console; any number of clients may attach
+//	control.sock   the supervising launcher's control socket (AddNIC, RemoveNIC)
 //	console.log    serial console output, size-bounded (older half in console.log.1)
 //	overlay.qcow2  per-instance overlay over the image's base disk
 //	health         one line: starting | ready | restarting | stopping | stopped | failed: REASON
@@ -33,6 +34,7 @@ func (d StateDir) QEMUPID() string       { return d.join("qemu.pid") }
 func (d StateDir) Argv() string          { return d.join("qemu.argv") }
 func (d StateDir) QMPSocket() string     { return d.join("qmp.sock") }
 func (d StateDir) ConsoleSocket() string { return d.join("console.sock") }
+func (d StateDir) ControlSocket() string { return d.join("control.sock") }
 func (d StateDir) ConsoleLog() string    { return d.join("console.log") }
 func (d StateDir) Overlay() string       { return d.join("overlay.qcow2") }
 func (d StateDir) Health() string        { return d.join("health") }

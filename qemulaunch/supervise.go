@@ -112,9 +112,13 @@ func Supervise(ctx context.Context, cfg Config, o SuperviseOptions) error {
 	dir := StateDir(cfg.withDefaults().StateDir)
 	bo := newRestartBackoff()
 	rec, _ := ReadRestarts(dir) // a launcher started again in the same place counts on
+	live := &liveNICs{dir: dir, log: cfg.Logger}
 	err := func() error {
 		for {
-			r := superviseOnce(ctx, cfg, o)
+			if ifs := live.interfaces(); ifs != nil { // NICs added or removed at run time stay so
+				cfg.Interfaces, cfg.DataInterfaces = ifs, 0
+			}
+			r := superviseOnce(ctx, cfg, o, live)
 			switch {
 			case r.requested != nil:
 				cfg.reuseOverlay = !r.requested.Reset
@@ -154,6 +158,7 @@ func Supervise(ctx context.Context, cfg Config, o SuperviseOptions) error {
 			}
 		}
 	}()
+	live.close()
 	if !keepOverlay {
 		os.Remove(dir.Overlay())
 	}
@@ -186,7 +191,7 @@ func restartable(policy RestartPolicy, r runEnd) bool {
 }
 
 // superviseOnce runs the VM once: start, readiness, until it ends.
-func superviseOnce(ctx context.Context, cfg Config, o SuperviseOptions) runEnd {
+func superviseOnce(ctx context.Context, cfg Config, o SuperviseOptions, live *liveNICs) runEnd {
 	startCtx, cancelStart := context.WithCancel(ctx)
 	defer cancelStart()
 	stopped, watched := make(chan struct{}), make(chan struct{})
@@ -218,6 +223,7 @@ func superviseOnce(ctx context.Context, cfg Config, o SuperviseOptions) runEnd {
 	default:
 	}
 	fmt.Fprintf(o.Stdout, "endpoint %s: QEMU started (pid %d, %s)\n", cfg.Name, vm.PID(), vm.Plan().Accel)
+	live.serve(vm, cfg.Name, o.Stderr)
 	readyc := make(chan error, 1)
 	readyCtx, cancelReady := context.WithCancel(ctx)
 	defer cancelReady()

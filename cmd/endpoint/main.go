@@ -9,6 +9,8 @@
 //	             [--restart on-failure|always|never] [--max-restarts N]
 //	endpoint console [--name NAME | --state DIR]
 //	endpoint health  [--name NAME | --state DIR]
+//	endpoint nic add --interface ethN --mac MAC [--mtu N] [--name NAME | --state DIR]
+//	endpoint nic del --interface ethN [--name NAME | --state DIR]
 //	endpoint heal    --dir INSTANCE-STATE-DIR
 //
 // run restarts a VM that ended unasked as --restart says (see
@@ -25,7 +27,8 @@
 // (ENDPOINT_IMAGE, ENDPOINT_FORWARD, …); flags win. Exit status of run: 0
 // the guest powered off (asked or not), 1 start-up or readiness failed, 2
 // usage, 3 the guest ignored poweroff and QEMU was told to quit, 4 QEMU had
-// to be killed, 5 QEMU died unexpectedly.
+// to be killed, 5 QEMU died unexpectedly. `endpoint nic` asks the running
+// launcher to hot-plug or unplug a data NIC (its control socket).
 //
 // The command only reads flags: the launcher contract (qemulaunch.Launch,
 // qemulaunch.ParseLaunch) and the supervisor (qemulaunch.Supervise) are

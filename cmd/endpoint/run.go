@@ -19,9 +19,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"console": runConsole,
 		"health":  runHealth,
 		"heal":    runHeal,
+		"nic":     runNIC,
 	}
 	if len(args) == 0 || cmds[args[0]] == nil {
-		fmt.Fprintln(stderr, "usage: endpoint run|console|health|heal [flags]  (endpoint COMMAND -h for flags)")
+		fmt.Fprintln(stderr, "usage: endpoint run|console|health|heal|nic [flags]  (endpoint COMMAND -h for flags)")
 		if len(args) == 0 {
 			return fmt.Errorf("%w: no command", qemulaunch.ErrUsage)
 		}

@@ -62,6 +62,7 @@ func commands() []*Command {
 		configureCommand(),
 		consoleCommand(),
 		sshCommand(),
+		linkCommand(),
 		logsCommand(),
 		restartCommand(),
 		downCommand(),

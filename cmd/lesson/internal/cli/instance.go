@@ -148,6 +148,7 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 	for _, p := range problems {
 		fmt.Fprintln(w, "  ✗", p)
 	}
+	writeLinkChanges(w, inst.Links)
 	logins := map[string]bool{}
 	var loginList []string
 	for _, e := range inst.Endpoints {
@@ -171,4 +172,19 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 	}
 	fmt.Fprintf(w, "console: lesson console%s ENDPOINT   shell (no password): lesson ssh%s ENDPOINT   remove: lesson down%s\n", sel, sel, sel)
 	return nil
+}
+
+// writeLinkChanges lists the links added to the running instance and the
+// lesson links removed from it.
+func writeLinkChanges(w io.Writer, c endpointkit.LinkChanges) {
+	if len(c.Added)+len(c.Removed) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	for _, l := range c.Added {
+		fmt.Fprintf(w, "link added:   %s; guest %s on %s, %s on %s\n", l, l.A.GuestName, l.A.Endpoint, l.B.GuestName, l.B.Endpoint)
+	}
+	for _, e := range c.Removed {
+		fmt.Fprintf(w, "link removed: the lesson's link at %s\n", e)
+	}
 }

@@ -22,6 +22,9 @@ func TestInstanceUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"up"}, {"up", "a", "b"}, {"configure", "--state-root", root}, {"configure", "--stage", "1", "a", "b"},
 		{"console", "--state-root", root}, {"ssh", "--state-root", root}, {"status", "extra"}, {"down", "a", "b"}, {"restart"},
+		{"link"}, {"link", "frob"}, {"link", "add", "a"}, {"link", "add", "a", "b", "c"}, {"link", "del", "a"},
+		{"link", "del", "a:eth1", "b:eth1"}, {"link", "add", "a", "b", "--subnet", "10.1.2.300/24"},
+		{"link", "del", "a:eth1", "--subnet", "10.1.2.0/24"},
 	} {
 		_, errOut, code := run(t, args...)
 		if code != 2 || errOut == "" {
@@ -98,6 +101,29 @@ func TestUpCommand(t *testing.T) {
 	if code != 0 || strings.Count(out, "configured (stage 0)") != 2 {
 		t.Errorf("configure: code %d\n%s\n%s", code, out, errOut)
 	}
+	// A link added while it runs, shown by status, then removed.
+	out, errOut, code = run(t, append([]string{"link", "add", "a", "b", "--subnet", "10.10.0.0/24"}, common...)...)
+	if code != 0 || !strings.Contains(out, "a: eth2 (guest eth2, PCI 04.0, MAC ") || !strings.Contains(out, ") 10.10.0.2/24\n") ||
+		!strings.Contains(out, "b: eth2 (guest eth2, PCI 04.0, MAC ") || !strings.Contains(out, ") 10.10.0.3/24\n") {
+		t.Errorf("link add: code %d\n%s\n%s", code, out, errOut)
+	}
+	out, _, _ = run(t, append([]string{"status"}, common...)...)
+	if !strings.Contains(out, "link added:   a:eth2 ↔ b:eth2 (10.10.0.0/24); guest eth2 on a, eth2 on b") {
+		t.Errorf("status does not show the added link:\n%s", out)
+	}
+	out, _, code = run(t, append(append([]string{"ssh"}, common...), "a", "--", "ping -c 1 -W 5 10.10.0.3 >/dev/null && echo pong")...)
+	if code != 0 || strings.TrimSpace(out) != "pong" {
+		t.Errorf("a → b across the added link: code %d, %q", code, out)
+	}
+	if _, errOut, code = run(t, append([]string{"link", "del", "a:eth9"}, common...)...); code != 1 || !strings.Contains(errOut, "not a link") {
+		t.Errorf("link del a:eth9: code %d, %q", code, errOut)
+	}
+	out, errOut, code = run(t, append([]string{"link", "del", "b:eth2", "--json"}, common...)...)
+	var lc lessonjson.LinkChange
+	if err := json.Unmarshal([]byte(out), &lc); err != nil || code != 0 || len(lc.Removed) != 2 || lc.Removed[0].String() != "a:eth2" {
+		t.Errorf("link del --json: code %d, %v\n%s\n%s", code, err, out, errOut)
+	}
+
 	out, _, code = run(t, append(append([]string{"ssh"}, common...), "b", "--", "hostname")...)
 	if code != 0 || strings.TrimSpace(out) != "b" {
 		t.Errorf("ssh b -- hostname: code %d, %q", code, out)
