@@ -253,6 +253,7 @@ func (i *Instance) reconfigure(ctx context.Context, name string, o Observation) 
 // lesson (the model, images and wiring plan are derived again; the wiring
 // state keeps the management subnet).
 func (i *Instance) placementNow(rep reporter) (*Placement, error) {
+	i.reload() // the links as of now: a link being removed is not repaired
 	l, m, images, err := i.model()
 	if err != nil {
 		return nil, err

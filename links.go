@@ -230,10 +230,11 @@ func (i *Instance) RemoveLink(ctx context.Context, ep, iface string) ([2]LinkEnd
 	if err != nil {
 		return ends, fmt.Errorf("instance %s: %w", i.Name, err)
 	}
-	if err := lc.RemoveLink(ctx, i.linkPlacement(after, rep), before.Links[link.Index], nics); err != nil {
-		return ends, fmt.Errorf("instance %s: link %s ↔ %s: %w (it stays; ask again to retry)", i.Name, ends[0], ends[1], err)
-	}
+	// The record first: the instance's healer repairs what the record's
+	// links lack, and must not cable the link again while it goes.
+	var was LinkChanges
 	err = i.changeLinks(func(c *LinkChanges) {
+		was = LinkChanges{Added: slices.Clone(c.Added), Removed: slices.Clone(c.Removed)}
 		n := len(c.Added)
 		c.Added = slices.DeleteFunc(c.Added, func(a AddedLink) bool {
 			return a.A.Endpoint == ends[0].Endpoint && a.A.Interface == ends[0].Interface
@@ -244,6 +245,12 @@ func (i *Instance) RemoveLink(ctx context.Context, ep, iface string) ([2]LinkEnd
 	})
 	if err != nil {
 		return ends, err
+	}
+	if err := lc.RemoveLink(ctx, i.linkPlacement(after, rep), before.Links[link.Index], nics); err != nil {
+		if rerr := i.changeLinks(func(c *LinkChanges) { *c = was }); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("restoring the record: %w", rerr))
+		}
+		return ends, fmt.Errorf("instance %s: link %s ↔ %s: %w (it stays; ask again to retry)", i.Name, ends[0], ends[1], err)
 	}
 	rep.report(StepLink, "", fmt.Sprintf("removed %s ↔ %s", ends[0], ends[1]), nil)
 	return ends, nil
