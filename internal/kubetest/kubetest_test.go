@@ -48,13 +48,13 @@ func TestDocumentOfKind(t *testing.T) {
 }
 
 func TestRecipeKeyChangesWithInputs(t *testing.T) {
-	base := recipe{name: "kubernetes", version: "v1.34.3", outputs: []string{"kube-apiserver", "kubelet"}, flags: goBuildFlags}
+	base := recipe{name: "kubernetes", version: "v1.34.3", outputs: []string{"kube-apiserver", "kubelet"}, flags: []string{"-trimpath"}}
 	a := base.key()
 	for _, change := range []func(r *recipe){
 		func(r *recipe) { r.version = "v1.34.4" },
 		func(r *recipe) { r.outputs = []string{"kube-apiserver"} },
 		func(r *recipe) { r.name = "multus" },
-		func(r *recipe) { r.flags = []string{"-trimpath"} },
+		func(r *recipe) { r.flags = []string{"-trimpath", "CGO_ENABLED=0"} },
 	} {
 		r := base
 		change(&r)
