@@ -8,6 +8,8 @@
 //	             [--keep-overlay] [--netns NAME]
 //	endpoint console [--name NAME | --state DIR]
 //	endpoint health  [--name NAME | --state DIR]
+//	endpoint logs    [--name NAME | --state DIR] [--lines N] [--follow]
+//	endpoint remove-bridges NAME...
 //
 // Every run flag can also be given as an ENDPOINT_* environment variable
 // (ENDPOINT_IMAGE, ENDPOINT_FORWARD, …); flags win. Exit status of run: 0
