@@ -66,6 +66,7 @@ func (f *instanceFlags) options(env *Env) endpointkit.Options {
 		opts.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	opts.Progress = f.structuredProgress(env.Stderr)
+	opts.RuntimeFor = runtimeFor(opts.Logger)
 	return opts
 }
 
@@ -102,9 +103,16 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 		if len(reach) == 0 {
 			reach = append(reach, "-")
 		}
+		addr := e.Address.String()
+		if !e.Address.IsValid() {
+			addr = "-"
+			if e.Pod != "" {
+				addr = "pod " + e.Pod
+			}
+		}
 		for k, r := range reach {
 			if k == 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Image, state, e.Address, boot, r)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Image, state, addr, boot, r)
 			} else {
 				fmt.Fprintf(tw, "\t\t\t\t\t%s\n", r)
 			}
