@@ -23,9 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
-	"k8s.io/client-go/transport/spdy"
 )
 
 // container is the endpoint container's name in every pod (kubeplan).
@@ -245,59 +243,6 @@ func banner(ctx context.Context, addr netip.AddrPort) error {
 		return fmt.Errorf("not an SSH server: %q", line)
 	}
 	return nil
-}
-
-// Reach forwards a port of 127.0.0.1 to the guest port through the API
-// server (client-go port-forward to the pod; the launcher listens on the
-// pod's loopback) until ctx ends.
-func (r *Runtime) Reach(ctx context.Context, ep endpointkit.RunningEndpoint, guestPort int) (netip.AddrPort, error) {
-	ns, name := splitPod(ep.Pod)
-	if name == "" {
-		return netip.AddrPort{}, fmt.Errorf("endpoint %s has no pod (not placed)", ep.Name)
-	}
-	podPort := guestPort
-	for _, p := range ep.Ports {
-		if p.Guest == guestPort && p.Host > 0 {
-			podPort = p.Host
-		}
-	}
-	transport, upgrader, err := spdy.RoundTripperFor(r.cfg)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	url := r.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(name).SubResource("portforward").URL()
-	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, url)
-	stop, ready := make(chan struct{}), make(chan struct{})
-	var errOut bytes.Buffer
-	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(podPort)}, stop, ready, io.Discard, &lockedWriter{w: &errOut})
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- fw.ForwardPorts() }()
-	select {
-	case <-ready:
-	case err := <-errc:
-		return netip.AddrPort{}, fmt.Errorf("endpoint %s: port forward to %s port %d: %w", ep.Name, ep.Pod, podPort, forbidden(err))
-	case <-ctx.Done():
-		close(stop)
-		return netip.AddrPort{}, ctx.Err()
-	}
-	go func() {
-		select {
-		case <-ctx.Done():
-			close(stop)
-		case err := <-errc:
-			if err != nil {
-				r.log().Debug("port forward ended", "pod", ep.Pod, "port", podPort, "err", err)
-			}
-		}
-	}()
-	ports, err := fw.GetPorts()
-	if err != nil || len(ports) == 0 {
-		return netip.AddrPort{}, fmt.Errorf("endpoint %s: port forward to %s: no local port (%v)", ep.Name, ep.Pod, err)
-	}
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ports[0].Local), nil
 }
 
 // exec runs argv in the endpoint container with the given streams (stdin

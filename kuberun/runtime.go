@@ -101,6 +101,8 @@ type Runtime struct {
 	// sshPorts are the guest SSH ports of the endpoints Place placed, by
 	// pod (Ready proves the forward to it).
 	sshPorts map[string]int
+	// forwards are the port forwards in use, by POD:PORT.
+	forwards map[string]*forward
 }
 
 var (
@@ -115,7 +117,7 @@ var (
 // the kubeconfig but does not contact the cluster (Check does). The error
 // wraps ErrKubeconfig.
 func New(o Options) (*Runtime, error) {
-	r := &Runtime{opts: o, sshPorts: map[string]int{}}
+	r := &Runtime{opts: o, sshPorts: map[string]int{}, forwards: map[string]*forward{}}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if o.Kubeconfig != "" {
 		abs, err := filepath.Abs(o.Kubeconfig)

@@ -1,0 +1,83 @@
+package kuberun_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/internal/ektest"
+	"github.com/endpointkit/endpointkit/internal/kubetest"
+	"github.com/endpointkit/endpointkit/kuberun"
+)
+
+// BenchmarkKubernetesUp measures Up of linux-triangle — three tiny
+// endpoints ready and stage 0 configured — on the test cluster (images
+// already on the node: a first Up pulls them and is not counted) and on
+// the local runtime, alternating which goes first, and reports both and
+// their ratio (goal ≤ 1.5).
+//
+//	go test -run '^$' -bench KubernetesUp -benchtime 1x ./kuberun
+func BenchmarkKubernetesUp(b *testing.B) {
+	requireCluster(b)
+	images := tinyOCI(b)
+	cp := kubetest.StartCluster(b)
+	rt, err := kuberun.New(runtimeOptions(b, cp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	launcher := buildLauncher(b)
+	lesson := lessonPath(b, "linux-triangle")
+	ctx := context.Background()
+	up := func(rt endpointkit.Runtime) time.Duration {
+		opts := upOptions(b, rt, images)
+		opts.Progress, opts.Launcher = nil, launcher
+		t0 := time.Now()
+		inst, err := endpointkit.Up(ctx, lesson, opts)
+		took := time.Since(t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := inst.Down(ctx); err != nil {
+			b.Fatal(err)
+		}
+		return took
+	}
+	b.Logf("warm-up on Kubernetes (push, pull): %.1fs", up(rt).Seconds())
+	var kube, local time.Duration
+	for i := 0; b.Loop(); i++ {
+		var k, l time.Duration
+		if i%2 == 0 {
+			k, l = up(rt), up(nil)
+		} else {
+			l, k = up(nil), up(rt)
+		}
+		kube, local = kube+k, local+l
+		b.Logf("run %d: Kubernetes %.1fs, local %.1fs, ratio %.2f", i, k.Seconds(), l.Seconds(), k.Seconds()/l.Seconds())
+	}
+	n := float64(b.N)
+	b.ReportMetric(kube.Seconds()/n, "kube-up-s")
+	b.ReportMetric(local.Seconds()/n, "local-up-s")
+	b.ReportMetric(kube.Seconds()/local.Seconds(), "kube/local")
+	b.ReportMetric(0, "ns/op")
+}
+
+// buildLauncher builds cmd/endpoint for the local runtime.
+func buildLauncher(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	bin := filepath.Join(dir, endpointkit.LauncherName)
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/endpoint")
+	cmd.Dir = ektest.RepoRoot(tb)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatal(fmt.Errorf("go build ./cmd/endpoint: %v\n%s", err, out))
+	}
+	if _, err := os.Stat(bin); err != nil {
+		tb.Fatal(err)
+	}
+	return bin
+}
