@@ -9,6 +9,7 @@ import (
 	"github.com/endpointkit/endpointkit/configure"
 	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/lessonmeta"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
@@ -26,9 +27,14 @@ type configTarget struct {
 
 // target is how package configure reaches the endpoint: where the runtime
 // reaches its SSH and NETCONF ports (both at the SSH port's address), the
-// image's pinned host keys. The address stays usable until ctx ends.
+// guest's pinned host keys (its image's, or those its launcher learned from
+// its console). The address stays usable until ctx ends.
 func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target, error) {
 	m := c.image.Manifest
+	keys, err := qemulaunch.InstanceHostKeys(c.rec.StateDir, c.rec.Name, m)
+	if err != nil {
+		return configure.Target{}, fmt.Errorf("endpoint %s: %w", c.rec.Name, err)
+	}
 	ssh, err := i.runtime().Reach(ctx, c.rec, sshGuestPort(m))
 	if err != nil {
 		return configure.Target{}, err
@@ -49,7 +55,7 @@ func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target
 		Address:     ssh.Addr().String(),
 		SSHPort:     int(ssh.Port()),
 		NetconfPort: int(netconf.Port()),
-		HostKeys:    m.HostKeys,
+		HostKeys:    keys,
 	}), nil
 }
 
@@ -60,7 +66,11 @@ func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target
 // returns a *ConfigureError naming the failed ones. ctx bounds the call.
 func (i *Instance) Configure(ctx context.Context, stage int) error {
 	rep := reporter{fn: i.opts.Progress, start: time.Now()}
-	l, m, images, err := loadModel(i.LessonDir, i.imageDirs())
+	i.reload()
+	if err := i.notAbandoned(); err != nil {
+		return err
+	}
+	l, m, images, err := i.model()
 	if err != nil {
 		return err
 	}
@@ -68,19 +78,28 @@ func (i *Instance) Configure(ctx context.Context, stage int) error {
 		return err
 	}
 	var cts []configTarget
+	var results []configure.Result
 	for _, rec := range i.Endpoints {
 		ep := m.Endpoint(rec.Name)
 		if ep == nil {
 			return fmt.Errorf("lesson %s: endpoint %s is running but no longer in the lesson; Down and Up again", i.Lesson, rec.Name)
 		}
+		// An endpoint that is not running fails now, naming its state,
+		// instead of after the reachability deadline.
+		if err := i.ready(ctx, rec); err != nil {
+			meth := endpoint.Method(methodOf(*ep, stage))
+			results = append(results, configure.Result{Endpoint: rec.Name, Stage: stage, Method: meth,
+				Err: &configure.Error{Endpoint: rec.Name, Stage: stage, Method: meth, Err: err}})
+			rep.report(StepFailed, rec.Name, fmt.Sprintf("%s: stage %d not applied", rec.Name, stage), err)
+			continue
+		}
 		cts = append(cts, configTarget{*ep, rec, images[rec.Image]})
 	}
-	i.Stage = stage
-	results := i.configure(ctx, stage, cts, rep)
-	if err := ctx.Err(); err != nil {
+	if err := i.mutate(func(d *Instance) { d.Stage = stage }); err != nil {
 		return err
 	}
-	if err := i.save(); err != nil {
+	results = append(results, i.configure(ctx, stage, cts, rep)...)
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	return configureError(stage, results)
@@ -109,8 +128,9 @@ func (i *Instance) configure(ctx context.Context, stage int, cts []configTarget,
 		Timeout: i.opts.ConfigTimeout,
 		// The launcher has seen SSH answer already; from the host it is one
 		// bridge away, so a long wait means the management path is broken.
-		Reach:  &configure.ReachOptions{Timeout: reachTimeout, Scale: float64(i.Accel.SlowDown()), Logger: log},
-		Logger: log,
+		Reach:         &configure.ReachOptions{Timeout: reachTimeout, Scale: float64(i.Accel.SlowDown()), Logger: log},
+		Configurators: i.opts.Configurators,
+		Logger:        log,
 	})...)
 	for _, r := range results {
 		_ = i.update(r.Endpoint, func(e *RunningEndpoint) {
@@ -164,9 +184,9 @@ func (i *Instance) imageDirs() map[string]string {
 	return dirs
 }
 
-// loadModel reads the lesson again and derives its endpoint model with the
-// given image directories.
-func loadModel(lessonDir string, imageDirs map[string]string) (*lessonmeta.Lesson, *endpoint.Model, imageMetas, error) {
+// loadModel reads the lesson again and derives the endpoint model of
+// instance with the given image directories.
+func loadModel(lessonDir, instance string, imageDirs map[string]string) (*lessonmeta.Lesson, *endpoint.Model, imageMetas, error) {
 	l, err := lessonmeta.Load(lessonDir, lessonmeta.Options{})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("lesson %s: %w", lessonDir, err)
@@ -179,7 +199,7 @@ func loadModel(lessonDir string, imageDirs map[string]string) (*lessonmeta.Lesso
 		}
 		images[slug] = im
 	}
-	m, err := endpoint.Build(l, images)
+	m, err := (endpoint.Options{Instance: instance}).Build(l, images)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}

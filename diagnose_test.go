@@ -29,7 +29,7 @@ const holdEnv = "ENDPOINTKIT_TEST_HOLD"
 func diagnose(ctx context.Context, tb testing.TB, inst *Instance, guestCmd string) {
 	tb.Helper()
 	var b strings.Builder
-	_, m, _, err := loadModel(inst.LessonDir, inst.imageDirs())
+	_, m, _, err := loadModel(inst.LessonDir, inst.Name, inst.imageDirs())
 	if err != nil {
 		fmt.Fprintf(&b, "model: %v\n", err)
 	}

@@ -58,6 +58,41 @@
 // its management address, where the launcher forwards the ports
 // qemulaunch.ExposedPorts decides.
 //
+// # Self-healing
+//
+// An endpoint whose VM ends unasked is started again and the current stage
+// configured on it (Options.Restart: on-failure by default, always, never),
+// in three layers, each doing what only it can:
+//
+//   - the launcher (qemulaunch.Supervise) restarts QEMU in place, with a
+//     backoff and a limit: the endpoint's namespace and interfaces stay, so
+//     its peers' links are never touched; only its TAPs are stitched again;
+//   - the runtime restarts what the launcher cannot (Runtime.Restart: its
+//     launcher or its namespace is gone — locally the wiring is applied
+//     again, which converges, and a new launcher started; a cluster deletes
+//     the pod) and repairs deleted links (Runtime.Repair);
+//   - the orchestration notices a new boot (Observation.Boot) and applies
+//     the stage. That takes the lesson, and must happen with no lesson
+//     command running: Up starts the instance's healer, a process of its
+//     own (`endpoint heal`, running [Heal]), which Teardown stops first.
+//
+// Instance.RestartEndpoint restarts one on demand (`lesson restart EP
+// [--reset]`). Configure, DialSSH and Console on an endpoint that is down
+// or restarting fail at once with ErrNotRunning naming its state; an
+// instance whose Up was killed mid-way is Abandoned and says how to remove
+// it. Instance records are written under a lock and read again before each
+// change: the healer and a command may write at once.
+//
+// # Identity and host keys
+//
+// MACs derive from instance, endpoint and interface, so two instances of
+// one lesson never collide on one L2 segment. SSH host keys are never
+// taken on trust: an image lists its guest's (made at build time), or its
+// guest prints them on its serial console at boot and the launcher pins
+// them (qemulaunch.PinnedHostKeys); known_hosts, configuration, `lesson
+// ssh` and the python method's ANTIDOTE_TARGET_KNOWN_HOSTS use exactly
+// those, and refuse any other.
+//
 // # Three layers of an endpoint
 //
 // An endpoint is written in the lesson (lessonmeta.Endpoint: the metafile
@@ -82,10 +117,14 @@
 //
 //	instance.json   the Instance (endpoints, addresses, ports, pids, states), version 1
 //	wiring.json     package wiring's record of namespaces and links
+//	instance.lock   serialises writers of instance.json (flock)
 //	known_hosts     every endpoint's pinned SSH host keys, for ssh -o UserKnownHostsFile=
 //	EP/             endpoint EP's launcher state (qemulaunch.StateDir: health,
-//	                console.sock, console.log, qemu.pid, qmp.sock, overlay)
+//	                restarts, hostkeys, console.sock, console.log, qemu.pid,
+//	                qmp.sock, overlay); EP shortened with a hash when its
+//	                socket paths would be too long for the kernel
 //	EP.log          endpoint EP's launcher output
+//	heal.log        the healer's output
 //
 // Instance.WriteLog prints an endpoint's console or launcher log (and
 // follows it); Instance.Console connects to its serial console, where every

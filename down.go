@@ -29,7 +29,8 @@ func (i *Instance) Down(ctx context.Context) error {
 // Up, with launchers or QEMU killed, with the instance record or the whole
 // directory deleted. Through the runtime (Options.Runtime; locally) it
 //
-//  1. stops every process of the instance — the launchers and QEMU whose
+//  1. stops the instance's healer (see Heal), then every process of the
+//     instance — the launchers and QEMU whose
 //     state lies in the directory (qemulaunch.StopProcesses) — with
 //     SIGTERM to the launchers (a graceful guest poweroff, bounded by the
 //     grace they were started with), then SIGKILL to whatever is left when
@@ -79,6 +80,7 @@ func teardown(ctx context.Context, dir string, opts Options, graceful bool) erro
 	} else {
 		grace = 0
 	}
+	stopHealers(dir) // nothing may start an endpoint again meanwhile
 	var errs []error
 	stopped := watchStops(ctx, rt, inst, rep)
 	err = rt.Remove(ctx, dir, grace)

@@ -6,7 +6,9 @@ import (
 	"strings"
 
 	"github.com/endpointkit/endpointkit/configure"
+	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/lessonmeta"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 )
 
 // Sentinel errors. Every error Up, Open, Configure and Teardown return that a
@@ -32,6 +34,13 @@ var (
 	// ErrConfigure: configuring a stage failed on some endpoints (see
 	// [*ConfigureError]); the instance stays up.
 	ErrConfigure = errors.New("stage configuration failed")
+	// ErrNotRunning: an endpoint's VM is not running (down, restarting,
+	// still starting, stopping), so it cannot be configured, logged in to
+	// or attached to now; the error names its state and what to do.
+	ErrNotRunning = errors.New("endpoint not running")
+	// ErrAbandoned: the instance's Up ended before it finished (killed):
+	// remove it with Teardown (`lesson down`).
+	ErrAbandoned = errors.New("instance abandoned mid-way by lesson up")
 	// ErrBadStage: the stage does not exist in the lesson
 	// (lessonmeta.ErrNoStage, the same error value).
 	ErrBadStage = lessonmeta.ErrNoStage
@@ -90,3 +99,25 @@ func (e *ConfigureError) Unwrap() []error {
 	}
 	return errs
 }
+
+// Errors of live topology (Instance.AddLink and RemoveLink). Each wraps one
+// of these and names the endpoint, interface or link, and what to do.
+var (
+	// ErrNoEndpoint: the instance has no endpoint of that name
+	// (endpoint.ErrNoEndpoint, the same error value).
+	ErrNoEndpoint = endpoint.ErrNoEndpoint
+	// ErrNotLink: the interface is not one end of a link of the instance
+	// (endpoint.ErrNotLink).
+	ErrNotLink = endpoint.ErrNotLink
+	// ErrBadLink: the link cannot be added as asked (endpoint.ErrBadLink):
+	// both ends on one endpoint, a subnet that is not a usable IPv4 prefix
+	// or is another link's.
+	ErrBadLink = endpoint.ErrBadLink
+	// ErrNoHotplug: an end's VM cannot take the NIC, or its guest cannot:
+	// the machine type, the image's NIC layout or the guest kernel has no
+	// PCI hot-plug there (qemulaunch.ErrNoHotplug).
+	ErrNoHotplug = qemulaunch.ErrNoHotplug
+	// ErrLiveLinks: the instance's runtime cannot change links while the
+	// instance runs (it does not implement LinkChanger).
+	ErrLiveLinks = errors.New("runtime cannot change links of a running instance")
+)

@@ -266,3 +266,35 @@ func TestUpRefusesEarly(t *testing.T) {
 		}
 	}
 }
+
+// A lesson cabling an endpoint to more links than its image's NIC layout
+// holds is refused before anything starts, naming the connection that
+// does not fit, the endpoint, the image and its layout.
+func TestUpNICLayoutTooSmall(t *testing.T) {
+	requireLaunch(t)
+	tiny := imagetest.Tiny(t)
+	// The same image, with room for one data NIC.
+	dir := t.TempDir()
+	for f := range tiny.Manifest.Artifacts {
+		if err := os.Symlink(tiny.Path(f), filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := tiny.Manifest
+	m.NICs = vmimage.NICLayout{Data: vmimage.PCIAddr{Slot: 5}, Slots: 1}
+	if err := vmimage.Write(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions(t, map[string]string{"tiny": dir})
+	_, err := Up(context.Background(), lessonPath(t, "linux-triangle"), opts)
+	if !errors.Is(err, vmimage.ErrNICLayout) {
+		t.Fatalf("Up: %v; want vmimage.ErrNICLayout", err)
+	}
+	for _, want := range []string{"lesson.meta.yaml:", ": connections[2]: endpoint r1: its link 2 does not fit: image tiny's NIC layout holds 1 data NICs",
+		"management at 02.0 (eth0), data NICs at slot 5", "cable fewer links to r1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	mustNotExist(t, opts)
+}

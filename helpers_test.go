@@ -30,6 +30,9 @@ var launcher struct {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(soakChildEnv) != "" { // the soak's `lesson up` stand-in
+		os.Exit(soakChild())
+	}
 	code := m.Run()
 	if launcher.dir != "" {
 		os.RemoveAll(launcher.dir)
@@ -130,6 +133,9 @@ func leftovers(opts Options, hostLink string) []string {
 	}
 	for _, p := range qemulaunch.Processes(dir) {
 		left = append(left, fmt.Sprintf("process %d", p.PID))
+	}
+	for _, pid := range HealerProcesses(dir) {
+		left = append(left, fmt.Sprintf("healer %d", pid))
 	}
 	if pids, _ := ektest.ProcessesMatching("qemu-system", dir+"/"); len(pids) > 0 {
 		left = append(left, fmt.Sprintf("qemu %v", pids))

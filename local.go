@@ -2,6 +2,8 @@ package endpointkit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/endpointkit/endpointkit/internal/nsutil"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/wiring"
+	"github.com/vishvananda/netlink"
 )
 
 // LauncherName is the launcher binary's name (cmd/endpoint).
@@ -48,24 +52,17 @@ func newLocalRuntime(opts Options) *localRuntime {
 
 // Place wires the namespaces and links, then starts every launcher.
 func (r *localRuntime) Place(ctx context.Context, p *Placement) error {
-	if r.launcher == "" {
-		var err error
-		if r.launcher, err = FindLauncher(r.opts.Launcher); err != nil {
-			return err
-		}
-	}
-	local := &wiring.Local{StateRoot: filepath.Dir(p.Dir), Logger: r.opts.log()}
-	st, err := local.Apply(ctx, p.Wiring)
+	st, err := r.apply(ctx, p)
 	if err != nil {
-		return fmt.Errorf("instance %s: wiring: %w", p.Instance, err)
+		return err
 	}
 	for _, el := range p.Endpoints {
 		name := el.Endpoint.Name
 		es, _ := st.Endpoint(name)
-		sd := filepath.Join(p.Dir, name)
+		sd := launcherDir(p.Dir, name)
 		err := p.Record(name, func(e *RunningEndpoint) {
 			e.Namespace, e.Address = es.Namespace, es.MgmtAddress.Addr()
-			e.StateDir, e.ConsoleSocket, e.Log = sd, qemulaunch.StateDir(sd).ConsoleSocket(), sd+".log"
+			e.StateDir, e.ConsoleSocket, e.Log = sd, qemulaunch.StateDir(sd).ConsoleSocket(), filepath.Join(p.Dir, name+".log")
 		})
 		if err != nil {
 			return err
@@ -80,15 +77,37 @@ func (r *localRuntime) Place(ctx context.Context, p *Placement) error {
 	return nil
 }
 
+// maxSocketPath is the longest unix socket path the kernel binds
+// (sizeof(sun_path) - 1).
+const maxSocketPath = 107
+
+// launcherDir is the launcher state directory of endpoint name in the
+// instance directory dir: dir/name, unless its sockets' paths would be too
+// long for the kernel (a 63-character endpoint name under a long state
+// root), then dir/<start of name>~<hash>, as long as fits.
+func launcherDir(dir, name string) string {
+	sd := filepath.Join(dir, name)
+	if len(qemulaunch.StateDir(sd).ConsoleSocket()) <= maxSocketPath {
+		return sd
+	}
+	sum := sha256.Sum256([]byte(name))
+	tag := "~" + hex.EncodeToString(sum[:4])
+	keep := maxSocketPath - len(qemulaunch.StateDir(filepath.Join(dir, tag)).ConsoleSocket())
+	return filepath.Join(dir, name[:max(0, min(keep, len(name)))]+tag)
+}
+
 // start runs one endpoint's launcher in its namespace.
 func (r *localRuntime) start(st *wiring.State, p *Placement, el EndpointLaunch) error {
 	name := el.Endpoint.Name
 	l := el.Launch
-	l.State = filepath.Join(p.Dir, name)
+	// The instance's directory is the orchestration's: a launcher that
+	// ends cleanly leaves its part (and a per-instance identity) for the
+	// next launcher or for Teardown.
+	l.State, l.KeepState = launcherDir(p.Dir, name), true
 	if err := os.MkdirAll(l.State, 0o755); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(l.State+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(filepath.Join(p.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -190,13 +209,144 @@ func (r *localRuntime) Logs(_ context.Context, ep RunningEndpoint) Logs {
 	return Logs{Console: tail(qemulaunch.StateDir(ep.StateDir).ConsoleLog(), tailBytes), Launcher: tail(ep.Log, tailBytes), Where: ep.Log}
 }
 
-// Observe looks at the launcher process and its health file.
+// Observe looks at the launcher process, its health and restarts files,
+// and the endpoint's namespace and interfaces.
 func (r *localRuntime) Observe(_ context.Context, ep RunningEndpoint) Observation {
+	sd := qemulaunch.StateDir(ep.StateDir)
 	o := Observation{Running: qemulaunch.LauncherRunning(ep.PID, ep.StateDir)}
-	if state, detail, err := qemulaunch.ReadHealth(qemulaunch.StateDir(ep.StateDir)); err == nil {
+	if state, detail, err := qemulaunch.ReadHealth(sd); err == nil {
 		o.Health, o.Detail = state, detail
 	}
+	if rs, err := qemulaunch.ReadRestarts(sd); err == nil {
+		o.Restarts, o.LastExit = rs.Count, rs.LastExit
+	}
+	o.Boot = fmt.Sprintf("%d.%d", ep.PID, o.Restarts)
+	o.Wiring, o.NamespaceGone = wiringProblem(ep)
 	return o
+}
+
+// wiringProblem says what is missing of the endpoint's namespace and the
+// interfaces its wiring state lists.
+func wiringProblem(ep RunningEndpoint) (string, bool) {
+	if ep.Namespace == "" {
+		return "", false
+	}
+	if !nsutil.Exists(ep.Namespace) {
+		return "namespace " + ep.Namespace + " is gone", true
+	}
+	st, err := wiring.LoadState(filepath.Dir(ep.StateDir))
+	if err != nil {
+		return "", false
+	}
+	es, ok := st.Endpoint(ep.Name)
+	if !ok {
+		return "", false
+	}
+	h, err := nsutil.Handle(ep.Namespace)
+	if err != nil {
+		return "", false
+	}
+	defer h.Close()
+	var missing []string
+	for _, name := range append([]string{"eth0"}, es.Interfaces...) {
+		if _, err := h.LinkByName(name); err != nil {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return "interfaces missing in " + ep.Namespace + ": " + strings.Join(missing, ", "), false
+	}
+	return "", false
+}
+
+// Restart restarts the VM in place (a signal to its launcher) when the
+// launcher runs in its namespace; otherwise it stops what is left of the
+// endpoint, repairs the wiring and starts a new launcher.
+func (r *localRuntime) Restart(ctx context.Context, p *Placement, ep RunningEndpoint, reset bool) error {
+	sig := syscall.SIGUSR1
+	if reset {
+		sig = syscall.SIGUSR2
+	}
+	if qemulaunch.LauncherRunning(ep.PID, ep.StateDir) && nsutil.Exists(ep.Namespace) {
+		if err := syscall.Kill(ep.PID, sig); err != nil {
+			return fmt.Errorf("endpoint %s: signal its launcher (pid %d): %w", ep.Name, ep.PID, err)
+		}
+		return nil
+	}
+	// What is left: the launcher (it may run on in a namespace whose name
+	// was deleted) and its QEMU.
+	if qemulaunch.LauncherRunning(ep.PID, ep.StateDir) {
+		_ = syscall.Kill(ep.PID, syscall.SIGKILL)
+	}
+	if err := qemulaunch.StopProcesses(ctx, ep.StateDir+"/", 0); err != nil {
+		return fmt.Errorf("endpoint %s: %w", ep.Name, err)
+	}
+	waitGone(ctx, ep.PID, ep.StateDir)
+	if reset {
+		os.Remove(qemulaunch.StateDir(ep.StateDir).Overlay())
+	}
+	var el *EndpointLaunch
+	for k := range p.Endpoints {
+		if p.Endpoints[k].Endpoint.Name == ep.Name {
+			el = &p.Endpoints[k]
+		}
+	}
+	if el == nil {
+		return fmt.Errorf("endpoint %s is no longer in the lesson", ep.Name)
+	}
+	st, err := r.apply(ctx, p)
+	if err != nil {
+		return err
+	}
+	// The new eth0 has a new MAC: the host's neighbour entry for the
+	// management address would hold traffic to it until it went stale.
+	forgetNeighbour(st.HostLink, ep.Address)
+	return r.start(st, p, *el)
+}
+
+// forgetNeighbour deletes the host's neighbour entries for addr on link.
+func forgetNeighbour(link string, addr netip.Addr) {
+	l, err := netlink.LinkByName(link)
+	if err != nil || !addr.IsValid() {
+		return
+	}
+	neighs, _ := netlink.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+	for _, n := range neighs {
+		if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == addr {
+			_ = netlink.NeighDel(&n)
+		}
+	}
+}
+
+// Repair applies the wiring plan again: wiring.Local.Apply converges.
+func (r *localRuntime) Repair(ctx context.Context, p *Placement) error {
+	_, err := r.apply(ctx, p)
+	return err
+}
+
+// apply finds the launcher and applies the instance's wiring plan.
+func (r *localRuntime) apply(ctx context.Context, p *Placement) (*wiring.State, error) {
+	if r.launcher == "" {
+		var err error
+		if r.launcher, err = FindLauncher(r.opts.Launcher); err != nil {
+			return nil, err
+		}
+	}
+	local := &wiring.Local{StateRoot: filepath.Dir(p.Dir), Logger: r.opts.log()}
+	st, err := local.Apply(ctx, p.Wiring)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: wiring: %w", p.Instance, err)
+	}
+	return st, nil
+}
+
+// waitGone waits (bounded) until the launcher pid has ended.
+func waitGone(ctx context.Context, pid int, stateDir string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for qemulaunch.LauncherRunning(pid, stateDir) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Remove stops the launchers (and QEMU) whose state lies in dir, then

@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/endpointkit/endpointkit/configure"
+	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 )
 
@@ -67,9 +69,20 @@ type Options struct {
 	// ready, for inspection (remove it with Teardown); a cancelled Up
 	// (Ctrl-C) still removes everything.
 	KeepOnFailure bool
+	// Restart is the instance's restart policy (default on-failure): an
+	// endpoint whose VM ends unasked is started again — by its launcher
+	// in place, or by the instance's healer (see Heal) when the launcher
+	// or the namespace is gone — and the current stage configured on it;
+	// never leaves it down.
+	Restart qemulaunch.RestartPolicy
 	// Replace tears down an existing instance of the same name first;
 	// otherwise Up fails with ErrInstanceExists.
 	Replace bool
+	// Configurators replace package configure's built-in configurator of
+	// a method, e.g. the python method's interpreter:
+	// {endpoint.MethodPython: &configure.Python{Interpreter: "/usr/bin/python3"}}
+	// (`lesson up --python`). Default: configure.DefaultConfigurators.
+	Configurators map[endpoint.Method]configure.Configurator
 	// Logger receives structured details (debug and info); nil discards.
 	Logger *slog.Logger
 	// Progress, when set, is called for each step of Up, Configure and
@@ -92,6 +105,8 @@ const (
 	StepFailed     Step = "failed"     // an endpoint failed (Err says why)
 	StepTeardown   Step = "teardown"   // the instance (or, with Endpoint, one endpoint) is being removed
 	StepStopped    Step = "stopped"    // an endpoint's VM and launcher have ended (teardown)
+	StepRestart    Step = "restart"    // an endpoint is being started again
+	StepLink       Step = "link"       // a link is being added to or removed from the running instance
 	StepDone       Step = "done"       // the operation finished
 )
 

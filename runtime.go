@@ -50,6 +50,20 @@ type Runtime interface {
 	Logs(ctx context.Context, ep RunningEndpoint) Logs
 	// Observe reports what runs of the endpoint now.
 	Observe(ctx context.Context, ep RunningEndpoint) Observation
+	// Restart starts the endpoint's VM again, with a fresh overlay (its
+	// disk as the image has it) when reset. When its launcher runs in its
+	// namespace, the launcher restarts the VM in place (locally: SIGUSR1,
+	// SIGUSR2 to reset), which leaves the endpoint's interfaces and so its
+	// peers' links alone. When the launcher or the namespace is gone, the
+	// endpoint is placed anew from p: whatever of it is left is stopped,
+	// its namespace and links are repaired and its launcher started,
+	// recorded through p.Record (a cluster runtime deletes the pod and
+	// lets its controller make a new one).
+	Restart(ctx context.Context, p *Placement, ep RunningEndpoint, reset bool) error
+	// Repair recreates what is missing of the instance's namespaces and
+	// links (locally, wiring.Local.Apply converges); launchers stitch
+	// their VMs to recreated interfaces by themselves.
+	Repair(ctx context.Context, p *Placement) error
 	// Remove removes everything of the instance whose state directory is
 	// dir — from the directory's name alone when its records are gone (a
 	// crash). Launchers get grace to power their guests off (0: killed at
@@ -112,4 +126,46 @@ type Observation struct {
 	// Health is the launcher's health word (qemulaunch.Health*), "" when
 	// there is none to read; Detail its reason.
 	Health, Detail string
+	// Restarts counts the restarts the launcher made (qemulaunch
+	// Restarts.Count, kept across launchers of one state directory);
+	// LastExit says how the VM ended before the last one.
+	Restarts int
+	LastExit string
+	// Boot names the guest's current boot (locally: launcher pid and
+	// restarts); it changes whenever the VM starts again.
+	Boot string
+	// Wiring says what is missing of the endpoint's namespace and
+	// interfaces ("" when all is there); NamespaceGone when the namespace
+	// itself is.
+	Wiring        string
+	NamespaceGone bool
+}
+
+// LinkChanger is implemented by a Runtime that can change the links of a
+// running instance (live topology: Instance.AddLink and RemoveLink, `lesson
+// link add|del`). Instance refuses those on a runtime without it, with an
+// error wrapping ErrLiveLinks. The local runtime implements it: wiring
+// makes or removes the link, and each end's launcher hot-plugs or unplugs
+// a NIC behind its interface (qemulaunch.AddNIC and RemoveNIC, through the
+// launcher's control socket).
+type LinkChanger interface {
+	// AddLink cables link k of p.Wiring (the instance's plan with the new
+	// link) and has the launchers of its ends add a NIC behind its
+	// interfaces: ends[0] at end A, ends[1] at end B. It returns once QEMU
+	// has both NICs (the guests still have to bring them up); on error
+	// nothing of the link is left.
+	AddLink(ctx context.Context, p *Placement, k int, ends [2]LinkNIC) ([2]qemulaunch.NIC, error)
+	// RemoveLink has the launchers of the link's ends remove their NICs,
+	// then removes link (as it was planned; p.Wiring is the plan without
+	// it). A NIC already gone counts as removed; while one is not, the
+	// link stays and the error says which end holds on to it, so a
+	// removal can be repeated.
+	RemoveLink(ctx context.Context, p *Placement, link wiring.LinkPlan, ends [2]LinkNIC) error
+}
+
+// LinkNIC is one end of a link a LinkChanger adds or removes: the endpoint
+// and the NIC behind its interface (name, MAC, MTU).
+type LinkNIC struct {
+	Endpoint RunningEndpoint
+	NIC      qemulaunch.Interface
 }

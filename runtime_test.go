@@ -26,6 +26,8 @@ type fakeRuntime struct {
 	notReady map[string]string // endpoint → why Ready fails
 	removed  []time.Duration   // grace of each Remove
 	reached  []string
+	// restarted lists the Restart calls.
+	restarted []string
 }
 
 func (f *fakeRuntime) Place(_ context.Context, p *Placement) error {
@@ -64,6 +66,15 @@ func (f *fakeRuntime) Logs(_ context.Context, ep RunningEndpoint) Logs {
 func (f *fakeRuntime) Observe(_ context.Context, ep RunningEndpoint) Observation {
 	return Observation{Running: true, Health: qemulaunch.HealthReady}
 }
+
+func (f *fakeRuntime) Restart(_ context.Context, p *Placement, ep RunningEndpoint, reset bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restarted = append(f.restarted, fmt.Sprintf("%s reset=%v", ep.Name, reset))
+	return nil
+}
+
+func (f *fakeRuntime) Repair(context.Context, *Placement) error { return nil }
 
 func (f *fakeRuntime) Remove(_ context.Context, dir string, grace time.Duration) error {
 	f.mu.Lock()
@@ -146,4 +157,29 @@ func TestUpRuntimeBootFailure(t *testing.T) {
 		t.Errorf("Remove calls %v; want one, killing at once", rt.removed)
 	}
 	mustNotExist(t, opts)
+}
+
+// A runtime that cannot change links of a running instance (no
+// LinkChanger) has AddLink and RemoveLink refused by name, before anything
+// else is looked at.
+func TestLiveLinksRefusedByRuntime(t *testing.T) {
+	ektest.RequireTool(t, "go")
+	opts := testOptions(t, tinyImages(t))
+	opts.Stage = -1
+	rt := &fakeRuntime{}
+	opts.Runtime = rt
+	inst, err := Up(context.Background(), pairLesson(t), opts)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	defer inst.Down(context.Background())
+	if _, err := inst.AddLink(context.Background(), "a", "b", netip.Prefix{}); !errors.Is(err, ErrLiveLinks) || !strings.Contains(err.Error(), "fakeRuntime") {
+		t.Errorf("AddLink: %v; want ErrLiveLinks naming the runtime", err)
+	}
+	if _, err := inst.RemoveLink(context.Background(), "a", "eth1"); !errors.Is(err, ErrLiveLinks) {
+		t.Errorf("RemoveLink: %v; want ErrLiveLinks", err)
+	}
+	if len(inst.Links.Added)+len(inst.Links.Removed) != 0 {
+		t.Errorf("refused changes were recorded: %+v", inst.Links)
+	}
 }

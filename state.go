@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/wiring"
 	"github.com/google/renameio/v2"
+	"golang.org/x/sys/unix"
 )
 
 // StateFile is the instance record inside an instance's state directory.
@@ -48,6 +50,21 @@ type Instance struct {
 	// Runtime says which runtime placed the instance; nil is this
 	// machine's (see [Recorded]).
 	Runtime *RuntimeRecord `json:"runtime,omitempty"`
+	// Restart is the instance's restart policy (Options.Restart): when an
+	// endpoint that ended unasked is started again.
+	Restart qemulaunch.RestartPolicy `json:"restart,omitempty"`
+	// Placing is true while Up places the instance, UpPID the process
+	// that runs Up: a record still placing whose Up process is gone is an
+	// abandoned Up (Abandoned), to be removed with Teardown.
+	Placing bool `json:"placing,omitempty"`
+	UpPID   int  `json:"upPid,omitempty"`
+	// HealerPID is the instance's healer process (see Heal), 0 when none
+	// was started.
+	HealerPID int `json:"healerPid,omitempty"`
+	// Links are the links added to the running instance and the lesson's
+	// links removed from it (AddLink, RemoveLink): the instance's links are
+	// the lesson's with these changes.
+	Links LinkChanges `json:"links,omitzero"`
 
 	opts Options
 	rt   Runtime
@@ -66,6 +83,7 @@ const (
 	StateConfiguring  RunState = "configuring"   // a stage is being applied
 	StateConfigured   RunState = "configured"    // Stage applied
 	StateConfigFailed RunState = "config-failed" // the last stage failed on it (Error says why); still running
+	StateRestarting   RunState = "restarting"    // its VM ended and is being started again (Error: how it ended)
 	StateFailed       RunState = "failed"        // did not boot, or its VM ended
 	StateDown         RunState = "down"          // its launcher is gone
 )
@@ -104,6 +122,17 @@ type RunningEndpoint struct {
 	// time the last stage took on it.
 	Boot      time.Duration `json:"bootNs"`
 	Configure time.Duration `json:"configureNs"`
+	// Restarts counts the times the endpoint's VM was started again after
+	// Up (by its launcher in place, by the runtime, or on request);
+	// LastExit says how it ended before the last one.
+	Restarts int    `json:"restarts"`
+	LastExit string `json:"lastExit,omitempty"`
+	// Replaced counts the restarts the runtime made by starting a new
+	// launcher (its old one was gone); BootID names the boot State speaks
+	// of (launcher pid and launcher restarts), so a healer sees a boot it
+	// has not configured yet.
+	Replaced int    `json:"replaced,omitempty"`
+	BootID   string `json:"bootId,omitempty"`
 }
 
 // Port is a forwarded guest port, reachable at RunningEndpoint.Address:Host.
@@ -121,6 +150,24 @@ type Presentation struct {
 	// Access is how to reach it from this machine: an ssh command line or
 	// an http URL.
 	Access string `json:"access"`
+}
+
+// reload reads the record again from the state directory, where other
+// processes (the instance's healer, another command) may have changed
+// it; without a readable record it keeps what it has.
+func (i *Instance) reload() {
+	if i.Dir == "" {
+		return
+	}
+	raw, err := os.ReadFile(filepath.Join(i.Dir, StateFile))
+	d := &Instance{}
+	if err != nil || json.Unmarshal(raw, d) != nil || d.Name != i.Name {
+		return
+	}
+	d.Dir = i.Dir
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.adopt(d)
 }
 
 // Endpoint returns the named endpoint.
@@ -206,33 +253,74 @@ func (i *Instance) runtime() Runtime {
 	return i.rt
 }
 
-// save writes the record atomically.
+// save writes the record as it is in memory (Up's first write).
 func (i *Instance) save() error {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	return i.saveLocked()
+	return i.mutate(func(d *Instance) { d.adopt(i) })
 }
 
-func (i *Instance) saveLocked() error {
-	i.Version = stateVersion
-	raw, err := json.MarshalIndent(i, "", "  ")
+// mutate changes the record: several processes write it (the command
+// that runs, the instance's healer), so under an advisory lock on
+// instance.lock it reads the record from disk, applies f, writes it back
+// atomically and takes it as i's. Without a record on disk yet, f applies
+// to i's.
+func (i *Instance) mutate(f func(*Instance)) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	unlock, err := lockFile(filepath.Join(i.Dir, lockFileName))
+	if err != nil {
+		return fmt.Errorf("instance %s: state: %w", i.Name, err)
+	}
+	defer unlock()
+	d := &Instance{}
+	raw, err := os.ReadFile(filepath.Join(i.Dir, StateFile))
+	if err != nil || json.Unmarshal(raw, d) != nil {
+		d.adopt(i)
+	}
+	f(d)
+	d.Version, d.Dir = stateVersion, i.Dir
+	raw, err = json.MarshalIndent(d, "", "  ")
 	if err != nil {
 		return err
 	}
 	if err := renameio.WriteFile(filepath.Join(i.Dir, StateFile), append(raw, '\n'), 0o600); err != nil {
 		return fmt.Errorf("instance %s: state: %w", i.Name, err)
 	}
+	i.adopt(d)
 	return nil
 }
 
-// update changes endpoint name's record under the lock and saves.
+// adopt copies the record's fields of o into i.
+func (i *Instance) adopt(o *Instance) {
+	i.Version, i.Name, i.Lesson, i.LessonDir, i.Dir, i.Accel = o.Version, o.Name, o.Lesson, o.LessonDir, o.Dir, o.Accel
+	i.Stage, i.Created, i.Restart, i.Placing, i.UpPID, i.HealerPID = o.Stage, o.Created, o.Restart, o.Placing, o.UpPID, o.HealerPID
+	i.Endpoints = slices.Clone(o.Endpoints)
+	i.Links = LinkChanges{Added: slices.Clone(o.Links.Added), Removed: slices.Clone(o.Links.Removed)}
+}
+
+// update changes endpoint name's record (see mutate).
 func (i *Instance) update(name string, f func(*RunningEndpoint)) error {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	for k := range i.Endpoints {
-		if i.Endpoints[k].Name == name {
-			f(&i.Endpoints[k])
+	return i.mutate(func(d *Instance) {
+		for k := range d.Endpoints {
+			if d.Endpoints[k].Name == name {
+				f(&d.Endpoints[k])
+			}
 		}
+	})
+}
+
+// lockFileName, in the state directory, serialises the record's writers.
+const lockFileName = "instance.lock"
+
+// lockFile takes an exclusive flock on path (created if missing) and
+// returns its release.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
 	}
-	return i.saveLocked()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }

@@ -13,18 +13,40 @@ import (
 )
 
 // Status refreshes each endpoint's State from what the runtime observes —
-// locally its launcher process and its health file — and returns the
-// endpoints. An endpoint whose launcher is gone is StateDown (or
-// StateFailed when its health says so, with the reason in Error); a live
-// one keeps the state Up or Configure recorded (configured, config-failed,
-// …). ctx bounds what the runtime does to look.
+// locally its launcher process, its health and restarts files, its
+// namespace — and returns the endpoints. An endpoint whose launcher is gone
+// is StateDown (or StateFailed when its health says so, with the reason in
+// Error); one being started again is StateRestarting; a live one keeps the
+// state Up, Configure or the healer recorded (configured, config-failed,
+// …), or is StateReady when its VM booted again and the stage was not yet
+// applied to the new boot. Restarts and LastExit count every restart so
+// far. An abandoned instance (see Abandoned) has every endpoint
+// StateFailed with Error saying how to remove it. ctx bounds what the
+// runtime does to look.
 func (i *Instance) Status(ctx context.Context) []RunningEndpoint {
+	i.reload()
+	abandoned := i.notAbandoned()
 	for k := range i.Endpoints {
 		e := &i.Endpoints[k]
 		o := i.runtime().Observe(ctx, *e)
+		if r := o.Restarts + e.Replaced; r > e.Restarts {
+			e.Restarts, e.LastExit = r, firstNonEmpty(o.LastExit, e.LastExit)
+		}
+		rebooted := e.BootID != "" && o.Boot != e.BootID
 		switch {
+		case abandoned != nil:
+			e.State, e.Error = StateFailed, abandoned.Error()
+		case o.NamespaceGone:
+			e.State, e.Error = StateDown, o.Wiring
+		case o.Running && o.Health == qemulaunch.HealthReady && rebooted:
+			e.State, e.Error = StateReady, fmt.Sprintf("booted again; stage %d not applied to this boot yet", i.Stage)
 		case o.Running && o.Health == qemulaunch.HealthReady:
-			// Up or Configure recorded the rest (ready, configured, …).
+			// Up, Configure or the healer recorded the rest.
+		case o.Running && o.Health == qemulaunch.HealthRestarting, o.Running && rebooted && e.State != StateStarting:
+			e.State, e.Error = StateRestarting, o.Detail
+		case e.State == StateRestarting && !o.Running && o.Health != qemulaunch.HealthFailed,
+			e.State == StateFailed && !o.Running:
+			// The healer is placing it anew, or gave up: its record says so.
 		case o.Running && (o.Health == "" || o.Health == qemulaunch.HealthStarting):
 			e.State = StateStarting
 		case o.Health == qemulaunch.HealthFailed:
@@ -37,6 +59,9 @@ func (i *Instance) Status(ctx context.Context) []RunningEndpoint {
 				e.Error += "; last health: " + o.Health
 			}
 		}
+		if o.Wiring != "" && !o.NamespaceGone && e.Error == "" {
+			e.Error = o.Wiring
+		}
 	}
 	return i.Endpoints
 }
@@ -44,9 +69,13 @@ func (i *Instance) Status(ctx context.Context) []RunningEndpoint {
 // Console attaches to the endpoint's serial console (see
 // Runtime.Console); close it to detach.
 func (i *Instance) Console(ctx context.Context, endpoint string) (io.ReadWriteCloser, error) {
+	i.reload()
 	rec, ok := i.Endpoint(endpoint)
 	if !ok {
 		return nil, i.noEndpoint(endpoint)
+	}
+	if err := i.ready(ctx, rec); err != nil {
+		return nil, err
 	}
 	conn, err := i.runtime().Console(ctx, rec)
 	if err != nil {
@@ -58,6 +87,7 @@ func (i *Instance) Console(ctx context.Context, endpoint string) (io.ReadWriteCl
 // Logs returns the tails of the endpoint's serial console and launcher
 // output (see Runtime.Logs).
 func (i *Instance) Logs(ctx context.Context, endpoint string) (Logs, error) {
+	i.reload()
 	rec, ok := i.Endpoint(endpoint)
 	if !ok {
 		return Logs{}, i.noEndpoint(endpoint)
@@ -91,11 +121,12 @@ func (i *Instance) Run(ctx context.Context, endpoint, command string) (configure
 // sshTarget is the configure.Target of an endpoint with the learner's
 // credentials.
 func (i *Instance) sshTarget(ctx context.Context, name string) (configure.Target, error) {
+	i.reload()
 	rec, ok := i.Endpoint(name)
 	if !ok {
 		return configure.Target{}, i.noEndpoint(name)
 	}
-	_, m, images, err := loadModel(i.LessonDir, i.imageDirs())
+	_, m, images, err := i.model()
 	if err != nil {
 		return configure.Target{}, err
 	}
@@ -103,12 +134,10 @@ func (i *Instance) sshTarget(ctx context.Context, name string) (configure.Target
 	if ep == nil {
 		return configure.Target{}, fmt.Errorf("lesson %s: no endpoint %q any more", i.Lesson, name)
 	}
-	t, err := i.target(ctx, configTarget{*ep, rec, images[rec.Image]})
-	if err != nil {
+	if err := i.ready(ctx, rec); err != nil {
 		return configure.Target{}, err
 	}
-	t.User, t.Password = ep.Credentials.SSHUser, configure.Secret(ep.Credentials.SSHPassword)
-	return t, nil
+	return i.learnerTarget(ctx, *ep, rec, images[rec.Image])
 }
 
 func (i *Instance) endpointNames() string {
@@ -139,7 +168,7 @@ type LinkCheck struct {
 // over SSH. It returns one check per direction, in link order; err is only
 // for failures to read the lesson.
 func (i *Instance) CheckLinks(ctx context.Context) ([]LinkCheck, error) {
-	_, m, _, err := loadModel(i.LessonDir, i.imageDirs())
+	_, m, _, err := i.model()
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/vmimage"
 	"github.com/endpointkit/endpointkit/wiring"
+	"github.com/google/renameio/v2"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -86,18 +87,35 @@ func Up(ctx context.Context, lessonDir string, opts Options) (*Instance, error) 
 	if err := inst.reachable(ctx, p); err != nil {
 		return nil, err
 	}
-	if err := inst.readyAndConfigure(ctx, p, rep); err != nil {
-		var cerr *ConfigureError
-		if errors.As(err, &cerr) && ctx.Err() == nil {
-			keep = true
-			rep.report(StepDone, "", cerr.Error(), nil)
-			return inst, err
-		}
+	err = inst.readyAndConfigure(ctx, p, rep)
+	var cerr *ConfigureError
+	if err != nil && (!errors.As(err, &cerr) || ctx.Err() != nil) {
+		return nil, err
+	}
+	if err := inst.placed(p.rt); err != nil {
 		return nil, err
 	}
 	keep = true
+	if cerr != nil {
+		rep.report(StepDone, "", cerr.Error(), nil)
+		return inst, err
+	}
 	rep.report(StepDone, "", fmt.Sprintf("instance %s up", inst.Name), nil)
 	return inst, nil
+}
+
+// placed ends Up's part: the record stops saying "placing", and on this
+// machine the instance's healer starts (unless the policy is never).
+func (i *Instance) placed(rt Runtime) error {
+	healer := 0
+	if _, local := rt.(*localRuntime); local && i.Restart != qemulaunch.RestartNever {
+		pid, err := startHealer(i.Dir, i.opts)
+		if err != nil {
+			return err
+		}
+		healer = pid
+	}
+	return i.mutate(func(d *Instance) { d.Placing, d.HealerPID = false, healer })
 }
 
 // prepared is everything Up knows before it creates anything.
@@ -190,10 +208,14 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter,
 		}
 		rep.event(Event{Step: StepImage, Image: slug, Message: fmt.Sprintf("image %s %s: %s", slug, how, im.Dir)})
 	}
-	if p.model, err = endpoint.Build(l, p.images); err != nil {
+	// The instance seeds the MACs: two instances never collide on one L2.
+	if p.model, err = (endpoint.Options{Instance: p.name}).Build(l, p.images); err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}
-	if p.plan, err = wiring.NewPlan(p.model, wiring.Options{Instance: p.name}); err != nil {
+	if err := checkNICs(l, p.model, p.images); err != nil {
+		return nil, err
+	}
+	if p.plan, err = planWiring(p.model, p.name); err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}
 	// The accelerator is this machine's only for the local runtime; on
@@ -205,6 +227,11 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter,
 		}
 	}
 	return p, nil
+}
+
+// planWiring plans the instance's namespaces and links.
+func planWiring(m *endpoint.Model, instance string) (*wiring.Plan, error) {
+	return wiring.NewPlan(m, wiring.Options{Instance: instance})
 }
 
 // claim makes sure the instance's state directory is free: an existing
@@ -221,7 +248,8 @@ func claim(ctx context.Context, dir string, opts Options) error {
 
 func newInstance(p *prepared, dir string, opts Options) *Instance {
 	inst := &Instance{Name: p.name, Lesson: p.lesson.Slug, LessonDir: p.lesson.Dir, Dir: dir, Accel: p.accel,
-		Stage: -1, Created: time.Now().UTC().Truncate(time.Second), opts: opts, rt: p.rt}
+		Stage: -1, Created: time.Now().UTC().Truncate(time.Second), opts: opts, rt: p.rt,
+		Restart: opts.Restart, Placing: true, UpPID: os.Getpid()}
 	if r, ok := p.rt.(Recorded); ok {
 		rec := r.RuntimeRecord()
 		inst.Runtime = &rec
@@ -259,21 +287,19 @@ func (i *Instance) placement(p *prepared, rep reporter) *Placement {
 	for _, ep := range p.model.Endpoints {
 		im := p.images[ep.Image]
 		l := qemulaunch.LaunchFor(ep, im)
-		l.Lesson, l.Accel, l.Grace = i.LessonDir, p.accel, grace
+		l.Lesson, l.Accel, l.Grace, l.Restart = i.LessonDir, p.accel, grace, i.Restart
 		pl.Endpoints = append(pl.Endpoints, EndpointLaunch{Endpoint: ep, Image: im, Launch: l})
 	}
 	return pl
 }
 
 // reachable records how this machine reaches each endpoint: the access
-// line of each presentation and the pinned host keys in known_hosts, by
-// the address and port the runtime gives for the guest port.
+// line of each presentation, by the address and port the runtime gives
+// for the guest port, and the pinned host keys in known_hosts.
 func (i *Instance) reachable(ctx context.Context, p *prepared) error {
-	var hosts []byte
 	acc, accessor := i.runtime().(Accessor)
 	for k, ep := range p.model.Endpoints {
 		rec := i.Endpoints[k]
-		im := p.images[ep.Image]
 		var prs []Presentation
 		for _, pr := range ep.Presentations {
 			p := Presentation{Name: pr.Name, Type: string(pr.Type), Port: pr.Port}
@@ -297,20 +323,41 @@ func (i *Instance) reachable(ctx context.Context, p *prepared) error {
 		if err := i.update(ep.Name, func(e *RunningEndpoint) { e.Presentations = prs }); err != nil {
 			return err
 		}
-		if accessor {
-			continue // no address lasts beyond this process to pin keys by
+	}
+	return i.writeKnownHosts(ctx, p.images)
+}
+
+// writeKnownHosts writes every endpoint's pinned SSH host keys to the
+// instance's known_hosts, by the address and port the runtime reaches its
+// SSH at: its image's, or those its launcher learned from its console
+// (qemulaunch.PinnedHostKeys; rewritten once they are known). A runtime
+// that reaches endpoints only for a while (an Accessor) has no address
+// that lasts beyond this process to pin keys by: the file stays empty.
+func (i *Instance) writeKnownHosts(ctx context.Context, images imageMetas) error {
+	var hosts []byte
+	_, accessor := i.runtime().(Accessor)
+	for _, rec := range i.Endpoints {
+		im, ok := images[rec.Image]
+		if !ok || accessor {
+			continue
 		}
 		ap, err := i.runtime().Reach(ctx, rec, sshGuestPort(im.Manifest))
 		if err != nil {
 			return err
 		}
-		for _, key := range im.Manifest.HostKeys {
+		// The image's keys, or this instance's own identity's (made in its
+		// state directory if the launcher has not made it yet).
+		keys, err := qemulaunch.InstanceHostKeys(rec.StateDir, rec.Name, im.Manifest)
+		if err != nil {
+			return fmt.Errorf("endpoint %s: %w", rec.Name, err)
+		}
+		for _, key := range keys {
 			if key.PublicKey != "" {
 				hosts = fmt.Appendf(hosts, "%s %s\n", knownHostsName(ap), key.PublicKey)
 			}
 		}
 	}
-	return os.WriteFile(filepath.Join(i.Dir, KnownHostsFile), hosts, 0o644)
+	return renameio.WriteFile(filepath.Join(i.Dir, KnownHostsFile), hosts, 0o644)
 }
 
 // readyAndConfigure waits for every endpoint in parallel and configures
@@ -319,7 +366,9 @@ func (i *Instance) reachable(ctx context.Context, p *prepared) error {
 func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, rep reporter) error {
 	stage := i.opts.Stage
 	if stage >= 0 {
-		i.Stage = stage
+		if err := i.mutate(func(d *Instance) { d.Stage = stage }); err != nil {
+			return err
+		}
 	}
 	var mu sync.Mutex
 	var results []configure.Result
@@ -341,7 +390,8 @@ func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, rep repor
 				return err
 			}
 			boot := time.Since(t0)
-			_ = i.update(rec.Name, func(e *RunningEndpoint) { e.State, e.Boot = StateReady, boot })
+			bootID := i.runtime().Observe(gctx, rec).Boot
+			_ = i.update(rec.Name, func(e *RunningEndpoint) { e.State, e.Boot, e.BootID = StateReady, boot, bootID })
 			rep.report(StepReady, rec.Name, fmt.Sprintf("%s ready in %.1fs", rec.Name, boot.Seconds()), nil)
 			if stage < 0 {
 				return nil
@@ -359,7 +409,7 @@ func (i *Instance) readyAndConfigure(ctx context.Context, p *prepared, rep repor
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := i.save(); err != nil {
+	if err := i.writeKnownHosts(ctx, p.images); err != nil { // with keys learned at boot
 		return err
 	}
 	return configureError(stage, results)
@@ -391,9 +441,10 @@ func (i *Instance) bootError(rec RunningEndpoint, reason string) *BootError {
 }
 
 // sshCommand is the OpenSSH command line that logs in to an endpoint at
-// addr, trusting exactly its pinned host keys.
+// addr, trusting exactly its pinned host keys (and no other: strict
+// checking, so an unknown or changed key is refused, never asked about).
 func sshCommand(user string, addr netip.AddrPort, knownHosts string) string {
-	cmd := "ssh -o UserKnownHostsFile=" + knownHosts
+	cmd := "ssh -o UserKnownHostsFile=" + knownHosts + " -o StrictHostKeyChecking=yes"
 	if addr.Port() != 22 {
 		cmd += fmt.Sprintf(" -p %d", addr.Port())
 	}

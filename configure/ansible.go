@@ -128,60 +128,14 @@ func ansibleErrorLine(s string) string {
 // hostKeyArgs returns ansible_ssh_common_args and ANSIBLE_HOST_KEY_CHECKING
 // for t's policy, writing a known_hosts file into dir when keys are pinned.
 func (a *Ansible) hostKeyArgs(ctx context.Context, t Target, dir string) (string, string, error) {
-	p := t.HostKeys
-	if p.InsecureIgnore {
+	if t.HostKeys.InsecureIgnore {
 		return "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null", "False", nil
 	}
-	if p.empty() {
-		return "", "", fmt.Errorf("%w for %s: pin the image's host keys, give a known_hosts file, or opt in to InsecureIgnore", ErrNoHostKeyPolicy, t.SSHAddr())
+	kh, err := knownHostsFile(ctx, t, a.Dial, dir)
+	if err != nil {
+		return "", "", err
 	}
-	files := []string{}
-	if p.KnownHostsFile != "" {
-		files = append(files, p.KnownHostsFile)
-	}
-	if len(p.Pinned) > 0 {
-		lines, err := a.pinnedKnownHosts(ctx, t)
-		if err != nil {
-			return "", "", err
-		}
-		kh := filepath.Join(dir, "known_hosts")
-		if err := os.WriteFile(kh, []byte(lines), 0o600); err != nil {
-			return "", "", err
-		}
-		files = append(files, kh)
-	}
-	return "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=" + strconv.Quote(strings.Join(files, " ")), "True", nil
-}
-
-// pinnedKnownHosts renders the pinned keys as known_hosts lines. A pinned
-// entry without its public key is fetched from the server (and accepted
-// only if its fingerprint matches).
-func (a *Ansible) pinnedKnownHosts(ctx context.Context, t Target) (string, error) {
-	host := knownHostsName(t)
-	var b strings.Builder
-	missing := false
-	for _, k := range t.HostKeys.Pinned {
-		if k.PublicKey == "" {
-			missing = true
-			continue
-		}
-		pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k.PublicKey))
-		if err != nil {
-			return "", fmt.Errorf("%w: pinned host key %s: %w", ErrBadConfig, k.Fingerprint, err)
-		}
-		if ssh.FingerprintSHA256(pub) != k.Fingerprint {
-			return "", fmt.Errorf("%w: pinned host key's public key has fingerprint %s, not %s", ErrBadConfig, ssh.FingerprintSHA256(pub), k.Fingerprint)
-		}
-		fmt.Fprintf(&b, "%s %s", host, ssh.MarshalAuthorizedKey(pub))
-	}
-	if missing {
-		pub, err := fetchHostKey(ctx, t, a.Dial)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "%s %s", host, ssh.MarshalAuthorizedKey(pub))
-	}
-	return b.String(), nil
+	return "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=" + strconv.Quote(kh), "True", nil
 }
 
 func knownHostsName(t Target) string {

@@ -145,8 +145,12 @@ const napalmScript = `import os, sys
 import napalm
 e = os.environ
 drv = napalm.get_network_driver(e["EK_NAPALM_DRIVER"])
+args = {"port": int(e["EK_NAPALM_PORT"])}
+if e.get("EK_NAPALM_KNOWN_HOSTS"):
+    # netmiko-based drivers: only the target's pinned keys, never accept-any.
+    args.update(ssh_strict=True, system_host_keys=False, alt_host_keys=True, alt_key_file=e["EK_NAPALM_KNOWN_HOSTS"])
 dev = drv(hostname=e["EK_NAPALM_HOST"], username=e["EK_NAPALM_USER"], password=e["EK_NAPALM_PASSWORD"],
-          optional_args={"port": int(e["EK_NAPALM_PORT"])})
+          optional_args=args)
 dev.open()
 try:
     if e.get("EK_NAPALM_REPLACE") == "1":
@@ -170,6 +174,11 @@ func (n *Napalm) python(ctx context.Context, t Target, sc endpoint.StageConfig) 
 	if err := exec.CommandContext(ctx, py, "-c", "import napalm").Run(); err != nil {
 		return Report{}, fmt.Errorf("%w: driver %q needs napalm (pip install napalm for %s), or configure this endpoint with the junos driver, netconf or ssh", ErrNeedsNapalm, sc.Driver, py)
 	}
+	kh, cleanup, err := scriptKnownHosts(ctx, t)
+	if err != nil {
+		return Report{}, err
+	}
+	defer cleanup()
 	out := newTail(tailSize)
 	cmd := exec.CommandContext(ctx, py, "-")
 	cmd.Stdin = strings.NewReader(napalmScript)
@@ -179,8 +188,8 @@ func (n *Napalm) python(ctx context.Context, t Target, sc endpoint.StageConfig) 
 	}
 	cmd.Env = append(os.Environ(),
 		"EK_NAPALM_DRIVER="+sc.Driver, "EK_NAPALM_HOST="+t.Address, "EK_NAPALM_PORT="+strconv.Itoa(t.sshPort()),
-		"EK_NAPALM_USER="+t.User, "EK_NAPALM_PASSWORD="+t.Password.Reveal(), "EK_NAPALM_FILE="+sc.File, "EK_NAPALM_REPLACE="+replace)
-	err := runLocal(ctx, cmd, "napalm "+sc.Driver, out)
+		"EK_NAPALM_USER="+t.User, "EK_NAPALM_PASSWORD="+t.Password.Reveal(), "EK_NAPALM_FILE="+sc.File, "EK_NAPALM_REPLACE="+replace, "EK_NAPALM_KNOWN_HOSTS="+kh)
+	err = runLocal(ctx, cmd, "napalm "+sc.Driver, out)
 	rep := Report{Output: out.String()}
 	rep.Steps = []Step{{Name: "napalm " + sc.Driver + " load+commit", OK: err == nil, Output: rep.Output}}
 	return rep, err

@@ -3,6 +3,7 @@ package configure
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,7 +30,8 @@ func TestPythonScript(t *testing.T) {
 	t.Setenv("OUT", out)
 	l.config(0, "helper.py", "NAME = 'from-helper'\n")
 	file := l.config(0, "vqfx1.py", pyEnv)
-	tg := Target{Name: "vqfx1", Address: "10.9.8.7", Port: 2222, User: "antidote", Password: "antidotepassword"}
+	tg := Target{Name: "vqfx1", Address: "10.9.8.7", Port: 2222, User: "antidote", Password: "antidotepassword",
+		HostKeys: HostKeyPolicy{InsecureIgnore: true}} // nothing connects here
 	rep, err := (&Python{}).Configure(ctxT(t, 30*time.Second), tg, endpoint.StageConfig{Method: endpoint.MethodPython, File: file})
 	if err != nil {
 		t.Fatalf("Configure: %v\n%s", err, rep.Output)
@@ -60,4 +62,68 @@ func TestPythonScript(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	ektest.AssertClean(t, "ekt-none", filepath.Base(slow))
+}
+
+// TestPythonInterpreter: the interpreter is Python.Interpreter, else
+// $ENDPOINTKIT_PYTHON, else the first python3 on PATH, and the report
+// names the one that ran.
+func TestPythonInterpreter(t *testing.T) {
+	py := ektest.DebianPython(t, "yaml")
+	l := newLesson(t)
+	file := l.config(0, "r1.py", "import sys, yaml\nprint(sys.executable)\n")
+	tg := Target{Name: "r1", Address: "10.9.8.7", User: "antidote", Password: "antidotepassword"}
+	sc := endpoint.StageConfig{Method: endpoint.MethodPython, File: file}
+
+	t.Setenv(PythonEnv, py)
+	rep, err := (&Python{}).Configure(ctxT(t, 30*time.Second), tg, sc)
+	if err != nil || rep.Steps[0].Name != py+" r1.py" {
+		t.Fatalf("with $%s=%s: step %q, %v\n%s", PythonEnv, py, rep.Steps[0].Name, err, rep.Output)
+	}
+	_, err = (&Python{Interpreter: "/nonexistent/python9"}).Configure(ctxT(t, 30*time.Second), tg, sc)
+	var pe *PythonError
+	if !errors.As(err, &pe) || pe.Path != "" {
+		t.Fatalf("Interpreter /nonexistent/python9 (over $%s): %v", PythonEnv, err)
+	}
+	for _, want := range []string{`python interpreter "/nonexistent/python9" (given with --python`, "not found", "--python PATH or ENDPOINTKIT_PYTHON=PATH"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	t.Setenv(PythonEnv, "")
+	t.Setenv("PATH", filepath.Dir(py))
+	if rep, err := (&Python{}).Configure(ctxT(t, 30*time.Second), tg, sc); err != nil || rep.Steps[0].Name != filepath.Join(filepath.Dir(py), "python3")+" r1.py" {
+		t.Errorf("python3 from PATH: step %q, %v", rep.Steps[0].Name, err)
+	}
+}
+
+// TestPythonMissingModule: a script importing a module its interpreter
+// lacks fails naming the module, the interpreter (a virtual environment
+// without the system's packages, here) and how to point at another.
+func TestPythonMissingModule(t *testing.T) {
+	py := ektest.DebianPython(t, "paramiko")
+	venv := filepath.Join(t.TempDir(), "venv")
+	if out, err := exec.Command(py, "-m", "venv", "--without-pip", venv).CombinedOutput(); err != nil {
+		t.Fatalf("python3 -m venv: %v\n%s", err, out)
+	}
+	l := newLesson(t)
+	file := l.config(0, "hub.py", "import os\nimport paramiko\n")
+	tg := Target{Name: "hub", Address: "10.9.8.7", User: "antidote", Password: "antidotepassword"}
+	sc := endpoint.StageConfig{Method: endpoint.MethodPython, File: file}
+	interp := filepath.Join(venv, "bin", "python3")
+	_, err := (&Python{Interpreter: interp}).Configure(ctxT(t, 30*time.Second), tg, sc)
+	var pe *PythonError
+	var ee *ExitError
+	if !errors.Is(err, ErrMissingModule) || !errors.As(err, &pe) || !errors.As(err, &ee) || ee.Status != 1 {
+		t.Fatalf("Configure = %v; want a missing module (*PythonError over *ExitError)", err)
+	}
+	for _, want := range []string{`python module "paramiko" is not installed for ` + interp, "(Python 3.", "given with --python",
+		"apt-get install python3-paramiko", interp + " -m pip install paramiko", "--python PATH or ENDPOINTKIT_PYTHON=PATH", "hub.py"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%s", want, err)
+		}
+	}
+	// Debian's interpreter has it (make deps): the same script runs.
+	if _, err := (&Python{Interpreter: py}).Configure(ctxT(t, 30*time.Second), tg, sc); err != nil {
+		t.Errorf("with %s: %v", py, err)
+	}
 }

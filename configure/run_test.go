@@ -120,10 +120,11 @@ func TestRunTimeoutAndStageErrors(t *testing.T) {
 	l := newLesson(t)
 	slow := l.config(0, "slow.py", "import time\ntime.sleep(60)\n")
 	quick := l.config(0, "quick.py", "print('ok')\n")
+	anyKey := HostKeyPolicy{InsecureIgnore: true} // the scripts connect nowhere
 	targets := []Target{
-		{Name: "slow", Address: "127.0.0.1", Stages: []endpoint.StageConfig{stage0(endpoint.MethodPython, slow)}},
-		{Name: "quick", Address: "127.0.0.1", Stages: []endpoint.StageConfig{stage0(endpoint.MethodPython, quick)}},
-		{Name: "nostage", Address: "127.0.0.1", Stages: []endpoint.StageConfig{stage0(endpoint.MethodPython, quick)}},
+		{Name: "slow", Address: "127.0.0.1", HostKeys: anyKey, Stages: []endpoint.StageConfig{stage0(endpoint.MethodPython, slow)}},
+		{Name: "quick", Address: "127.0.0.1", HostKeys: anyKey, Stages: []endpoint.StageConfig{stage0(endpoint.MethodPython, quick)}},
+		{Name: "nostage", Address: "127.0.0.1", HostKeys: anyKey, Stages: []endpoint.StageConfig{stage0(endpoint.MethodPython, quick)}},
 		{Name: "nostages", Address: "127.0.0.1"},
 		{Name: "nomethod", Address: "127.0.0.1", Stages: []endpoint.StageConfig{stage0("telnet", quick)}},
 	}

@@ -34,6 +34,11 @@ var _ Images = lessonmeta.ImageDirs(nil)
 type Options struct {
 	// MTU of the data-plane interfaces and links; 0 means DefaultMTU.
 	MTU int
+	// Instance is the name of the lesson instance the model is for; it
+	// seeds the MACs, so that two instances of one lesson on one L2
+	// segment never collide. "" means the lesson's slug (the default
+	// instance name).
+	Instance string
 }
 
 // Build derives the runtime model of a validated lesson's endpoints. images
@@ -54,7 +59,8 @@ func Build(l *lessonmeta.Lesson, images Images) (*Model, error) {
 //     endpoint's first connection is eth1, its second eth2, … . GuestName is
 //     the image's networkInterfaces entry at the same position, else Name.
 //   - MACs are locally administered unicast addresses taken from
-//     SHA-256("endpointkit-mac" NUL lesson NUL endpoint NUL interface);
+//     SHA-256("endpointkit-mac" NUL instance NUL endpoint NUL interface),
+//     instance being Options.Instance, else the lesson's slug;
 //     the management NIC uses the interface name "eth0". A collision inside
 //     the lesson (never seen) is resolved by hashing again with a counter.
 //   - With an explicit subnet, the connection end listed first in the
@@ -76,7 +82,11 @@ func (o Options) Build(l *lessonmeta.Lesson, images Images) (*Model, error) {
 		return nil, fmt.Errorf("endpoint: MTU %d out of range (68-65535)", mtu)
 	}
 	m := &Model{Lesson: l.Slug, Dir: l.Dir, StageCount: len(l.Stages)}
-	b := &builder{m: m, lesson: l.Slug, macs: map[string]string{}}
+	seed := o.Instance
+	if seed == "" {
+		seed = l.Slug
+	}
+	b := &builder{m: m, instance: seed, macs: map[string]string{}}
 	metas := map[string]*lessonmeta.Image{}
 	for i, le := range l.Endpoints {
 		if le.ConfigurationType != lessonmeta.ConfigNone && !l.FilesChecked {
@@ -139,9 +149,9 @@ func (o Options) Build(l *lessonmeta.Lesson, images Images) (*Model, error) {
 }
 
 type builder struct {
-	m      *Model
-	lesson string
-	macs   map[string]string // MAC → owner, to catch collisions
+	m        *Model
+	instance string            // seeds the MACs
+	macs     map[string]string // MAC → owner, to catch collisions
 }
 
 func (b *builder) warnf(format string, args ...any) {
@@ -192,11 +202,11 @@ func (b *builder) addInterface(ei int, name string, link Link, peer, peerIf stri
 }
 
 // mac derives the locally administered unicast MAC of an endpoint's
-// interface, unique within the lesson.
+// interface, unique within the lesson, distinct between instances.
 func (b *builder) mac(endpoint, iface string) net.HardwareAddr {
 	owner := endpoint + "/" + iface
 	for n := 0; ; n++ {
-		seed := "endpointkit-mac\x00" + b.lesson + "\x00" + endpoint + "\x00" + iface
+		seed := "endpointkit-mac\x00" + b.instance + "\x00" + endpoint + "\x00" + iface
 		if n > 0 {
 			seed += "\x00" + strconv.Itoa(n)
 		}

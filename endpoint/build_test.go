@@ -197,12 +197,35 @@ func TestMACs(t *testing.T) {
 	if m3.Endpoints[0].ManagementMAC.String() == m1.Endpoints[0].ManagementMAC.String() {
 		t.Error("two lessons share a management MAC")
 	}
+	// Two instances of one lesson: no MAC in common; the default instance
+	// (the slug) keeps the lesson's MACs.
+	mA, _ := Options{Instance: "class-a"}.Build(l, nil)
+	mB, _ := Options{Instance: "class-b"}.Build(l, nil)
+	mSlug, _ := Options{Instance: l.Slug}.Build(l, nil)
+	seen = map[string]string{}
+	for _, m := range []*Model{mA, mB} {
+		for _, e := range m.Endpoints {
+			macs := []string{e.ManagementMAC.String()}
+			for _, it := range e.Interfaces {
+				macs = append(macs, it.MAC.String())
+			}
+			for _, mac := range macs {
+				if other, dup := seen[mac]; dup {
+					t.Errorf("MAC %s of %s also used by %s", mac, e.Name, other)
+				}
+				seen[mac] = e.Name
+			}
+		}
+	}
+	if mSlug.Endpoints[0].ManagementMAC.String() != m1.Endpoints[0].ManagementMAC.String() {
+		t.Error("the default instance changed the lesson's MACs")
+	}
 }
 
 func TestMACCollisionIsResolved(t *testing.T) {
-	b := &builder{m: &Model{}, lesson: "x", macs: map[string]string{}}
+	b := &builder{m: &Model{}, instance: "x", macs: map[string]string{}}
 	first := b.mac("r1", "eth1")
-	b2 := &builder{m: &Model{}, lesson: "x", macs: map[string]string{first.String(): "someone else"}}
+	b2 := &builder{m: &Model{}, instance: "x", macs: map[string]string{first.String(): "someone else"}}
 	again := b2.mac("r1", "eth1")
 	if again.String() == first.String() || again[0]&0x03 != 0x02 {
 		t.Fatalf("collision not resolved: %s then %s", first, again)

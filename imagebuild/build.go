@@ -30,9 +30,9 @@ const builderVersion = "imagebuild/2"
 func builderFingerprint() string {
 	h := sha256.New()
 	enc := json.NewEncoder(h)
-	enc.Encode([]any{builderVersion, initramfsCmdline, debianCmdline, profile, bootModules(), shareModules(),
+	enc.Encode([]any{builderVersion, initramfsCmdline, debianCmdline, DebianBootTrim(), profile, bootModules(), shareModules(),
 		basePackages(), stage1Modules(), rootModuleDirs(), sshdConfig, sudoersFile, dataNICRule, readyUnit, shareUnit,
-		interfacesFile(true)})
+		interfacesFile(true, "eth0")})
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -69,6 +69,10 @@ type Options struct {
 	// StoreURL is the raw-image store of vendor disks (gocloud.dev/blob
 	// bucket URL). Default: file://<CacheDir>/disks.
 	StoreURL string
+	// BakeTimeout bounds a bake boot (default 30 min): a guest that has
+	// not printed BakeMarker by then fails the build with the console's
+	// tail.
+	BakeTimeout time.Duration
 	// Logger receives structured progress; nil discards.
 	Logger *slog.Logger
 	// Progress, when a terminal, shows steps and long-running output as
@@ -92,6 +96,9 @@ func New(opts Options) *Builder {
 	}
 	if opts.Busybox == "" {
 		opts.Busybox = DefaultBusybox
+	}
+	if opts.BakeTimeout == 0 {
+		opts.BakeTimeout = bakeTimeout
 	}
 	log := opts.Logger
 	if log == nil {
@@ -306,8 +313,20 @@ func (b *Builder) plan(ctx context.Context, r *Recipe) (*buildPlan, error) {
 		if r.Disk.CloudInit {
 			inputs["seed"] = seedFormat
 		}
+		if r.baked() {
+			inputs["bake"] = bakeFormat
+		}
 		bp.build = func(ctx context.Context, dir string) (*vmimage.Manifest, error) {
 			return b.buildDisk(ctx, r, dir)
+		}
+	case "iso":
+		sum, err := vmimage.FileSHA256(r.ISO.Answers.File)
+		if err != nil {
+			return nil, r.errAt("iso.answers.file", "%v", err)
+		}
+		inputs["iso"], inputs["answers"], inputs["bake"] = r.ISO.SHA256+" "+isoFormat, sum, bakeFormat
+		bp.build = func(ctx context.Context, dir string) (*vmimage.Manifest, error) {
+			return b.buildISO(ctx, r, dir)
 		}
 	}
 	h := sha256.New()
@@ -353,6 +372,11 @@ func keyRecipe(r *Recipe) Recipe {
 		d := *r.Disk
 		d.Path, d.URL = "", ""
 		kr.Disk = &d
+	}
+	if r.ISO != nil {
+		iso := *r.ISO
+		iso.Path, iso.URL, iso.Answers.File = "", "", ""
+		kr.ISO = &iso
 	}
 	return kr
 }

@@ -175,7 +175,9 @@ func TestDebootstrapNeedsRoot(t *testing.T) {
 func TestDebootstrapMirrorUnreachable(t *testing.T) {
 	ektest.RequireRoot(t)
 	ektest.RequireTool(t, "debootstrap", "mkfs.ext4", "qemu-img")
-	cache := filepath.Join(ektest.CacheDir(t), "imagebuild")
+	// A cache of its own: the shared one holds other tests' work in
+	// progress, which is not this build's leftover.
+	cache := t.TempDir()
 	b := testBuilder(t, Options{CacheDir: cache})
 	r := loadExample(t, "debian")
 	r.Mirror = "http://127.0.0.1:9/debian"

@@ -21,8 +21,8 @@ import (
 // cloudInitRecipe is a disk recipe for the cloud-init vendor-disk
 // stand-in; source is the disk: line (path: or url:). The client key is
 // derived from a constant, so the recipe, and with it the cached image,
-// stays the same from run to run.
-func cloudInitRecipe(t *testing.T, source, sum string) (string, ssh.Signer) {
+// stays the same from run to run. extra is appended to the recipe.
+func cloudInitRecipe(t *testing.T, source, sum, extra string) (string, ssh.Signer) {
 	t.Helper()
 	seed := sha256.Sum256([]byte("endpointkit cloud-init test client key"))
 	signer, err := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed[:]))
@@ -48,7 +48,7 @@ steps:
   - echo "ran as $(id -un) on $(hostname)" > /var/lib/endpointkit-firstboot
 qemu:
   memoryMiB: 1024
-`
+` + extra
 	if err := os.WriteFile(filepath.Join(dir, imagebuild.RecipeFile), []byte(recipe), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ qemu:
 
 // TestDiskCloudInitBoots feeds a disk that runs cloud-init (Debian with
 // cloud-init, booting from its own GRUB: imagetest.CloudInitDisk) to the
-// disk builder, boots the image under QEMU from the disk's bootloader with
+// disk builder without baking (bake: false; TestBakedDiskBoots bakes), boots the image under QEMU from the disk's bootloader with
 // the generated seed attached, and checks what only cloud-init acting on
 // that seed can have done: the antidote user (absent from the disk) logs
 // in with the seed's password and authorized key, sshd offers exactly the
@@ -69,7 +69,7 @@ qemu:
 func TestDiskCloudInitBoots(t *testing.T) {
 	ektest.RequireQEMU(t)
 	vendor, sum := imagetest.CloudInitDisk(t)
-	dir, signer := cloudInitRecipe(t, "path: "+vendor, sum)
+	dir, signer := cloudInitRecipe(t, "path: "+vendor, sum, "bake: false\n")
 	im := imagetest.Build(t, dir)
 	m := im.Manifest
 	if m.Kind != vmimage.KindDisk || m.Kernel != "" || m.Seed != imagebuild.SeedFile || len(m.HostKeys) != 2 {
@@ -78,7 +78,7 @@ func TestDiskCloudInitBoots(t *testing.T) {
 	}
 
 	t.Run("file URL", func(t *testing.T) {
-		dir, _ := cloudInitRecipe(t, "url: file://"+vendor, sum)
+		dir, _ := cloudInitRecipe(t, "url: file://"+vendor, sum, "bake: false\n")
 		r, err := imagebuild.LoadRecipe(dir)
 		if err != nil {
 			t.Fatal(err)

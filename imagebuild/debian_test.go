@@ -1,6 +1,7 @@
 package imagebuild_test
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -79,5 +80,51 @@ func TestDebianBoots(t *testing.T) {
 	if got := run("cat via-sftp.txt"); got != "ok" {
 		t.Errorf("sftp upload = %q", got)
 	}
+	runSelfTests(t, vm)
 	vm.MustPowerDown(t, 90*time.Second)
+}
+
+// BenchmarkDebianBoot boots the debootstrap image alternately with its
+// command line (trimmed, DebianBootTrim) and without the trim, and
+// reports QEMU start to the serial marker and to the first SSH login of
+// each; systemd-analyze of the last boot of each says where the time
+// went.
+func BenchmarkDebianBoot(b *testing.B) {
+	im := imagetest.Debian(b)
+	trim := map[string]bool{}
+	for _, p := range imagebuild.DebianBootTrim() {
+		trim[p] = true
+	}
+	var untrimmed []string
+	for _, p := range strings.Fields(im.Manifest.Cmdline) {
+		if !trim[p] {
+			untrimmed = append(untrimmed, p)
+		}
+	}
+	variants := []struct {
+		name    string
+		cmdline string
+	}{{"untrimmed", strings.Join(untrimmed, " ")}, {"trimmed", ""}}
+	ready, login := make([]time.Duration, len(variants)), make([]time.Duration, len(variants))
+	analyze := make([]string, len(variants))
+	for i := 0; i < b.N; i++ {
+		for k, v := range variants {
+			vm := imagetest.Boot(b, im, imagetest.BootOptions{Cmdline: v.cmdline, Timeout: 10 * time.Minute})
+			ready[k] += vm.ReadyAfter
+			login[k] += vm.SSHAfter
+			c := vm.SSH(b)
+			analyze[k], _, _ = imagetest.Run(c, "systemd-analyze time; systemd-analyze critical-chain ssh.service | tail -n +4; systemd-analyze blame | head -8")
+			c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			vm.PowerDown(ctx)
+			cancel()
+		}
+	}
+	n := float64(b.N)
+	for k, v := range variants {
+		b.ReportMetric(ready[k].Seconds()/n, v.name+"-marker-s")
+		b.ReportMetric(login[k].Seconds()/n, v.name+"-ssh-s")
+		b.Logf("%s, last boot:\n%s", v.name, analyze[k])
+	}
+	b.ReportMetric(login[0].Seconds()/login[1].Seconds(), "x-untrimmed-ssh")
 }

@@ -113,7 +113,7 @@ func (b *Builder) buildDebootstrap(ctx context.Context, r *Recipe, in debootstra
 	m := baseManifest(r)
 	m.Kernel, m.KernelFormat, m.Initrd, m.KernelVersion = KernelFile, vmimage.KernelPVH, InitrdFile, in.kernel.Version
 	m.Disk, m.DiskFormat = DiskFile, "qcow2"
-	m.Cmdline = joinCmdline(debianCmdline, r.Kernel.Cmdline)
+	m.Cmdline = joinCmdline(debianCmdline+" "+strings.Join(DebianBootTrim(), " "), r.Kernel.Cmdline)
 	m.Share9P = true
 	m.HostKeys = keys
 	if m.QEMU.MemoryMiB == 0 {
@@ -131,7 +131,7 @@ func (b *Builder) buildDebootstrap(ctx context.Context, r *Recipe, in debootstra
 // debootstrap runs debootstrap (minbase + base and recipe packages),
 // keeping downloaded packages in the cache.
 func (b *Builder) debootstrap(ctx context.Context, r *Recipe, root string) error {
-	pkgs := append(basePackages(), r.Packages...)
+	pkgs := append(append(basePackages(), r.Packages...), r.apis().Packages...)
 	sort.Strings(pkgs)
 	cache := filepath.Join(b.opts.CacheDir, "debootstrap", r.Suite)
 	if err := os.MkdirAll(cache, 0o755); err != nil {
@@ -175,14 +175,17 @@ func debootstrapError(r *Recipe, err error, tail string) error {
 }
 
 const (
-	sshdConfig = `# endpointkit: password logins for the lesson user.
+	sshdConfig = `# endpointkit: password logins for the lesson user; as many sessions
+# on one connection as lesson scripts open at once (OpenSSH's default is 10).
 PasswordAuthentication yes
 KbdInteractiveAuthentication no
 UseDNS no
+MaxSessions 100
 `
 	sudoersFile = "# endpointkit: members of group sudo need no password.\n%sudo ALL=(ALL:ALL) NOPASSWD: ALL\n"
-	dataNICRule = `# endpointkit: data NICs (eth1, eth2, ...) come up without addresses.
-ACTION=="add", SUBSYSTEM=="net", KERNEL=="eth[1-9]*", RUN+="/sbin/ip link set dev %k up"
+	dataNICRule = `# endpointkit: data NICs (eth1, eth2, ... as the kernel names them) come up
+# without addresses, under the names the image's NIC layout gives them.
+ACTION=="add", SUBSYSTEM=="net", KERNEL=="eth[1-9]*", RUN+="/sbin/ip link set dev $name up"
 `
 	readyUnit = `[Unit]
 Description=endpointkit readiness marker on the console
@@ -191,7 +194,7 @@ Wants=network-online.target
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'echo "` + agent.ReadyMarker + ` hostname=$(hostname) addr=$(ip -4 -o addr show dev eth0 | sed -n "s/.* inet \\([^ ]*\\).*/\\1/p")" > /dev/console'
+ExecStart=/bin/sh -c 'echo "` + agent.ReadyMarker + ` hostname=$(hostname) addr=$(ip -4 -o addr show dev %[2]s | sed -n "s/.* inet \\([^ ]*\\).*/\\1/p")" > /dev/console'
 
 [Install]
 WantedBy=multi-user.target
@@ -214,10 +217,10 @@ ExecStart=/bin/sh -c 'for t in /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag;
 WantedBy=multi-user.target
 `
 
-func interfacesFile(dhcp bool) []byte {
-	s := "# endpointkit: the primary interface eth0 (QEMU user or container network).\nauto lo\niface lo inet loopback\n"
+func interfacesFile(dhcp bool, mgmt string) []byte {
+	s := "# endpointkit: the primary interface " + mgmt + " (QEMU user or container network).\nauto lo\niface lo inet loopback\n"
 	if dhcp {
-		s += "\nauto eth0\niface eth0 inet dhcp\n"
+		s += "\nauto " + mgmt + "\niface " + mgmt + " inet dhcp\n"
 	}
 	return []byte(s)
 }
@@ -228,23 +231,27 @@ func interfacesFile(dhcp bool) []byte {
 func (b *Builder) configureRoot(ctx context.Context, r *Recipe, in debootstrapInputs, root string) ([]vmimage.HostKey, error) {
 	b.progress.Step("configure the root file system")
 	var after []string
-	for _, s := range r.Services {
+	for _, s := range append(r.Services, r.apis().Services...) {
 		after = append(after, unitName(s))
 	}
 	fstab := "# endpointkit\n/dev/vda / ext4 rw,errors=remount-ro 0 1\n"
+	nics := r.layout()
+	mgmt := nics.ManagementNIC().Name
 	plan := fsPlan{
 		fileEntry("/etc/hostname", 0o644, []byte(r.Slug+"\n")),
 		fileEntry("/etc/hosts", 0o644, []byte("127.0.0.1\tlocalhost\n127.0.1.1\t"+r.Slug+"\n::1\tlocalhost ip6-localhost ip6-loopback\n")),
 		fileEntry("/etc/fstab", 0o644, []byte(fstab)),
 		dirEntry(DefaultSharePath, 0o755, 0, 0),
-		fileEntry("/etc/network/interfaces", 0o644, interfacesFile(*r.DHCP)),
+		fileEntry("/etc/network/interfaces", 0o644, interfacesFile(*r.DHCP, mgmt)),
 		fileEntry("/etc/udev/rules.d/90-endpointkit-data-nics.rules", 0o644, []byte(dataNICRule)),
 		fileEntry("/etc/ssh/sshd_config.d/endpointkit.conf", 0o644, []byte(sshdConfig)),
 		fileEntry("/etc/sudoers.d/endpointkit", 0o440, []byte(sudoersFile)),
-		fileEntry("/etc/systemd/system/endpointkit-ready.service", 0o644, []byte(fmt.Sprintf(readyUnit, strings.Join(after, " ")))),
+		fileEntry("/etc/systemd/system/endpointkit-ready.service", 0o644, []byte(fmt.Sprintf(readyUnit, strings.Join(after, " "), mgmt))),
 		fileEntry("/etc/systemd/system/endpointkit-share.service", 0o644, []byte(shareUnit)),
 		fileEntry("/etc/machine-id", 0o444, nil),
 	}
+	plan = append(plan, r.apis().plan()...)
+	plan = append(plan, linkFiles(nics)...)
 	if err := plan.writeDir(root); err != nil {
 		return nil, err
 	}
@@ -302,6 +309,12 @@ func unitName(s string) string {
 // createUsers adds the recipe's groups and users with their passwords and
 // authorized keys.
 func (b *Builder) createUsers(ch *chroot, r *Recipe) error {
+	return ch.run(usersScript(r), "create users")
+}
+
+// usersScript is the shell script that adds the recipe's groups and users
+// with their passwords and authorized keys (users that exist are updated).
+func usersScript(r *Recipe) string {
 	var script strings.Builder
 	for _, u := range r.Users {
 		for _, g := range u.Groups {
@@ -319,7 +332,7 @@ func (b *Builder) createUsers(ch *chroot, r *Recipe) error {
 				u.Name, text.ShellQuoteAll(u.AuthorizedKeys))
 		}
 	}
-	return ch.run(script.String(), "create users")
+	return script.String()
 }
 
 // recipeFiles plans the recipe's files with owners looked up in the

@@ -1,6 +1,7 @@
 package imagebuild
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,53 +41,14 @@ func (b *Builder) buildDisk(ctx context.Context, r *Recipe, dir string) (*vmimag
 		return nil, fmt.Errorf("imagebuild: kind disk needs qemu-img: %w (run `make deps`)", ErrMissingTool)
 	}
 	d := r.Disk
-	surl := b.opts.StoreURL
-	if surl == "" {
-		surl = storeURL(b.opts.CacheDir)
-	}
-	store, err := OpenStore(ctx, surl)
-	if err != nil {
-		return nil, err
-	}
-	defer store.Close()
-	has, err := store.Has(ctx, d.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("imagebuild: store %s: %w", surl, err)
-	}
-	if !has {
-		src := d.Path
-		if src == "" {
-			src = d.URL
-		}
-		b.progress.Step("fetch vendor disk " + src)
-		rc, err := openSource(ctx, d)
-		if err != nil {
-			return nil, r.errAt("disk", "%v", err)
-		}
-		err = store.Put(ctx, d.SHA256, rc)
-		rc.Close()
-		if errors.Is(err, ErrChecksum) {
-			return nil, r.errAt("disk.sha256", "%s: %v: if the vendor published a new image, put its sha256 here; else the copy at %s is damaged", src, err, src)
-		}
-		if err != nil {
-			return nil, r.errAt("disk.sha256", "%s: %v", src, err)
-		}
-	}
 	raw := filepath.Join(dir, ".source")
-	f, err := os.Create(raw)
-	if err != nil {
-		return nil, err
-	}
-	err = store.Get(ctx, d.SHA256, f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	defer os.Remove(raw)
-	if err != nil {
+	if err := b.fromStore(ctx, r, "disk", d, raw); err != nil {
 		return nil, err
 	}
 	format := d.Format
 	if format == "" {
+		var err error
 		if format, err = qemuImgFormat(ctx, raw); err != nil {
 			return nil, err
 		}
@@ -98,22 +60,13 @@ func (b *Builder) buildDisk(ctx context.Context, r *Recipe, dir string) (*vmimag
 	}
 	m := baseManifest(r)
 	m.Disk, m.DiskFormat = DiskFile, "qcow2"
-	if d.CloudInit {
-		seed, err := NewSeed(r, "endpointkit-"+r.Slug+"-"+d.SHA256[:12])
-		if err != nil {
-			return nil, err
-		}
-		iso, err := seed.ISO()
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, SeedFile), iso, 0o644); err != nil {
-			return nil, err
-		}
-		m.Seed, m.HostKeys = SeedFile, seed.HostKeys
-	}
 	if m.QEMU.MemoryMiB == 0 {
 		m.QEMU.MemoryMiB = 1024
+	}
+	if d.CloudInit {
+		if err := b.firstBoot(ctx, r, dir, m, "endpointkit-"+r.Slug+"-"+d.SHA256[:12]); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }
@@ -131,4 +84,49 @@ func qemuImgFormat(ctx context.Context, path string) (string, error) {
 		return "", fmt.Errorf("imagebuild: qemu-img info %s: no format in %q", path, out)
 	}
 	return info.Format, nil
+}
+
+// fromStore copies the source (a vendor disk, an installer ISO; field
+// names it in the recipe) to dst: from the raw-image store, after putting
+// it there on first use. The store keeps only bytes whose sha256 is
+// src.SHA256; a mismatch leaves nothing in it.
+func (b *Builder) fromStore(ctx context.Context, r *Recipe, field string, src *DiskSource, dst string) error {
+	surl := b.opts.StoreURL
+	if surl == "" {
+		surl = storeURL(b.opts.CacheDir)
+	}
+	store, err := OpenStore(ctx, surl)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	has, err := store.Has(ctx, src.SHA256)
+	if err != nil {
+		return fmt.Errorf("imagebuild: store %s: %w", surl, err)
+	}
+	if !has {
+		name := cmp.Or(src.Path, src.URL)
+		b.progress.Step(fmt.Sprintf("fetch %s %s", field, name))
+		rc, err := openSource(ctx, src)
+		if err != nil {
+			return r.errAt(field, "%v", err)
+		}
+		err = store.Put(ctx, src.SHA256, rc)
+		rc.Close()
+		if errors.Is(err, ErrChecksum) {
+			return r.errAt(field+".sha256", "%s: %v: if the vendor published a new image, put its sha256 here; else the copy at %s is damaged", name, err, name)
+		}
+		if err != nil {
+			return r.errAt(field+".sha256", "%s: %v", name, err)
+		}
+	}
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	err = store.Get(ctx, src.SHA256, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/vmimage"
@@ -38,7 +39,7 @@ func TestDiskBuild(t *testing.T) {
 	vmdk, sum := ektest.VendorDisk(t)
 	cache := t.TempDir()
 	b := New(Options{CacheDir: cache})
-	r := diskRecipe(t, "disk:\n  path: "+vmdk+"\n  sha256: "+sum+"\n  cloudInit: true\n")
+	r := diskRecipe(t, "bake: false\ndisk:\n  path: "+vmdk+"\n  sha256: "+sum+"\n  cloudInit: true\n")
 	out := filepath.Join(t.TempDir(), "vendor")
 	res, err := b.Build(context.Background(), r, out)
 	if err != nil {
@@ -157,7 +158,7 @@ func TestSeedISOLabel(t *testing.T) {
 // checks the users, hostname, runcmd and that the host keys it installs
 // are the ones the manifest will list.
 func TestSeedUserData(t *testing.T) {
-	r, err := ParseRecipe("image.yaml", []byte("slug: vendor-x\nkind: disk\ndisk: {path: /dev/null, sha256: "+strings.Repeat("a", 64)+", cloudInit: true}\n"+
+	r, err := ParseRecipe("image.yaml", []byte("slug: vendor-x\nkind: disk\nbake: false\ndisk: {path: /dev/null, sha256: "+strings.Repeat("a", 64)+", cloudInit: true}\n"+
 		"users:\n  - {name: antidote, password: pw, authorizedKeys: ['ssh-ed25519 AAAA k']}\n  - {name: ops, password: o, groups: [wheel]}\n"+
 		"steps:\n  - touch /x\n  - |\n    echo 'a b' > /y\n"))
 	if err != nil {
@@ -219,5 +220,36 @@ func TestSeedUserData(t *testing.T) {
 	other, _ := NewSeed(r, "iid-2")
 	if other.HostKeys[0].Fingerprint == s.HostKeys[0].Fingerprint {
 		t.Error("two seeds share a host key")
+	}
+}
+
+// TestBakeWithoutMarker: a disk whose bake boot never prints the bake
+// marker (this vendor disk has no bootloader; SeaBIOS says so on the
+// screen, not the serial console, so the console tail is empty here)
+// fails the build after BakeTimeout with a *BuildVMError, leaves no
+// temporary files and no QEMU, and the previous image stays.
+func TestBakeWithoutMarker(t *testing.T) {
+	ektest.RequireQEMU(t)
+	vmdk, sum := ektest.VendorDisk(t)
+	cache := t.TempDir()
+	r := diskRecipe(t, "disk:\n  path: "+vmdk+"\n  sha256: "+sum+"\n  cloudInit: true\n")
+	out := filepath.Join(t.TempDir(), "vendor")
+	os.MkdirAll(out, 0o755)
+	os.WriteFile(filepath.Join(out, "previous"), []byte("kept"), 0o644)
+	start := time.Now()
+	_, err := New(Options{CacheDir: cache, BakeTimeout: 20 * time.Second}).Build(context.Background(), r, out)
+	var vmErr *BuildVMError
+	if !errors.As(err, &vmErr) || !errors.Is(err, ErrBuildVM) || vmErr.What != "bake boot" ||
+		!strings.Contains(err.Error(), `no "endpointkit: baked\\b" on the console after 20s`) || !strings.Contains(err.Error(), "console tail:") {
+		t.Fatalf("Build = %v; want a bake boot error with the console tail", err)
+	}
+	if time.Since(start) > 3*time.Minute {
+		t.Errorf("took %s for a 20 s bake timeout", time.Since(start))
+	}
+	if got := leftovers(cache, filepath.Join(cache, "images"), filepath.Dir(out)); len(got) > 0 {
+		t.Errorf("temporary files left: %v", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(out, "previous")); string(got) != "kept" {
+		t.Errorf("previous output changed: %q", got)
 	}
 }

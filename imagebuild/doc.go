@@ -14,8 +14,8 @@
 // keys work; booleans and whole numbers are read as yaml.v2 read them
 // (yes/no, 512.0). [Recipe.Resolve] fills the defaults (user
 // antidote / antidotepassword in group sudo with passwordless sudo, SSH on
-// 22, DHCP on eth0, suite bookworm, kernel linux-image-amd64) and reports
-// every invalid value the same way.
+// 22, DHCP on the management NIC, suite bookworm, kernel
+// linux-image-amd64) and reports every invalid value the same way.
 //
 // # Kinds
 //
@@ -29,7 +29,9 @@
 //     seconds and is SSH-ready in about two seconds under TCG: the
 //     manifest's CPU hint (qemu64,+rdrand) has the guest's RNG ready at
 //     boot, and the kernel command line skips the crypto self-tests
-//     (cryptomgr.notests) and ACPI PCI interrupt routing (pci=noacpi).
+//     (cryptomgr.notests) and ACPI PCI interrupt routing (acpi=noirq;
+//     not pci=noacpi, which would also turn off the ACPI PCI hot-plug
+//     that NICs added to a running endpoint need).
 //   - debootstrap: a full Debian from nothing: debootstrap minbase with
 //     systemd-sysv, udev, dbus, openssh-server, iproute2, sudo, python3,
 //     ifupdown and isc-dhcp-client, the recipe's packages, users, files,
@@ -38,7 +40,8 @@
 //     the same vmlinux with a small initrd (the agent in stage-one mode
 //     mounts /dev/vda and switches to systemd). Needs root.
 //   - disk: a vendor disk (qcow2, vmdk or raw by path or URL, sha256
-//     required), converted to qcow2; it boots from its own bootloader.
+//     required), converted to qcow2; it boots from its own bootloader
+//     (its first boot is baked, see below).
 //     For images that run cloud-init, disk.cloudInit adds a NoCloud seed
 //     generated in Go ([NewSeed]; seed.iso, attached read-only as a second
 //     drive): it creates the recipe's users (password, groups, sudo without
@@ -51,6 +54,51 @@
 //     is not given endpointkit.hostname. Proven against a real cloud-init
 //     (TestDiskCloudInitBoots: Debian's cloud-init on a disk that boots
 //     from its own GRUB, see internal/imagetest.CloudInitDisk).
+//   - iso: an installer ISO (iso.path or iso.url, iso.sha256; kept in the
+//     raw-image store like a vendor disk) and an answer file
+//     (iso.answers: format preseed, the Debian installer; the format
+//     field leaves room for kickstart and autoinstall). The installer's
+//     kernel and initrd are taken out of the ISO (xorriso) and booted
+//     directly, with `url=` naming the answer file, served by a built-in
+//     HTTP server on the QEMU user network's host address (10.0.2.2) —
+//     the recipe's answers plus endpointkit's: power off at the end, and
+//     a late command that runs the provisioning script ([ProvisionScript]:
+//     users, sudo, sshd, the recipe's and the APIs' packages and files,
+//     services and steps) in the installed system. The installer runs
+//     under multi-threaded TCG on two vCPUs with the target disk's cache
+//     off (cache=unsafe); an installer that waits at a question the
+//     answers leave open fails the build after 30 s of silence with a
+//     [*BuildVMError] naming the question from the console (the text
+//     frontend, DEBIAN_FRONTEND=text). The installed disk is then baked.
+//
+// # Bake and per-instance identity
+//
+// The first boot of a disk image with disk.cloudInit, and of an iso
+// image, runs once at build time and is saved into the disk (bake: false
+// turns it off): the guest boots, does its first-boot work (cloud-init
+// with the seed; the installed system's first start), clears what
+// instances must not share (SSH host keys, machine-id, DHCP leases;
+// cloud-init is disabled), prints [BakeMarker], powers off, and the disk
+// is compacted. A bake that never prints its marker fails with the
+// console's tail. Instances boot the baked disk without a seed.
+//
+// A baked image has no SSH host keys (manifest identity "fw_cfg"): each
+// instance gets its hostname and fresh host keys from the launcher as the
+// QEMU fw_cfg item opt/endpointkit/identity (see vmimage.Identity), which
+// the guest's endpointkit-identity service installs before sshd starts.
+// The launcher pins exactly those keys; a guest started without an
+// identity has no host keys and no sshd.
+//
+// # APIs and self-tests
+//
+// apis: {ssh: true, netconf: true, http: {port: 8080}} declares the
+// management APIs; each is true, false or a port ([APISwitch]).
+// netconf installs and enables yuma123 netconfd behind sshd's netconf
+// subsystem (debootstrap, iso, and baked disk images), http makes the
+// port a readiness check. tests: are scripts the image's first user runs
+// over SSH after boot, each expected to exit 0; they go into the
+// manifest, and `imagebuild test` (qemulaunch.TestImage) and `imagebuild
+// build --test` run them.
 //
 // # Vendor disks and the raw-image store
 //
@@ -109,6 +157,26 @@
 // Dockerfile and Makefile (build, push, nightly; IMAGE and TAG variables)
 // whose image runs `endpoint run --image /image`. [WriteContainerFiles]
 // regenerates the latter two.
+//
+// # NIC layout and guest interface names
+//
+// nics: ([RecipeNICs]) says where the guest's NICs sit on its root PCI bus
+// — the management NIC's slot and function, and the data NICs (the
+// lesson's links, the container's eth1, eth2, …) one per slot or as the
+// functions of consecutive slots, as NRE Labs' frr and cvx images and
+// vrnetlab lay them out — and, with networkInterfaces and
+// nics.managementName (or nics.naming: path, systemd's enp0sSfF names),
+// what the guest calls them. The manifest records the layout
+// ([vmimage.NICLayout]); the launcher places each NIC there and refuses a
+// lesson cabling more links than the layout holds. The image makes the
+// names true by PCI address, so they hold for every instance and for a NIC
+// added later: a debootstrap image gets a systemd .link file per renamed
+// NIC (10-endpointkit-NAME.link, Path=pci-0000:00:SS.F), the tiny agent
+// renames each NIC as it appears; the management NIC's name is the one its
+// DHCP client, ifupdown's interfaces file and the readiness marker use. A
+// disk image's names are declarative: its own OS names its NICs. Default:
+// the management NIC in slot 2, the data NICs in slots 3-26, named eth0,
+// eth1, … by the kernel.
 //
 // # Kernel command line and readiness
 //

@@ -22,13 +22,13 @@ kind: initramfs
 		log.Fatal(err)
 	}
 	u := r.Users[0]
-	fmt.Println(r.Slug, r.Kind, r.Kernel.Package, u.Name, u.Password, u.Groups, r.APIs.SSH)
+	fmt.Println(r.Slug, r.Kind, r.Kernel.Package, u.Name, u.Password, u.Groups, r.APIs.SSH.Port)
 
 	_, err = imagebuild.ParseRecipe("image.yaml", []byte("slug: tiny\nkind: initramfs\nmemory: 256\n"))
 	fmt.Println(err)
 	// Output:
 	// tiny initramfs linux-image-amd64 antidote antidotepassword [sudo] 22
-	// image.yaml:3:1: memory: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)
+	// image.yaml:3:1: memory: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, nics, tests, qemu, readiness)
 }
 
 // Build an image directory from a recipe directory (needs the Debian

@@ -40,9 +40,12 @@ const (
 	// time under TCG) and makes a kernel panic power the VM off. It skips
 	// what costs the most boot time under TCG (docs/performance.md):
 	// the crypto self-tests at late init (cryptomgr.notests, 0.25 s) and
-	// PCI interrupt routing through ACPI's AML link devices (pci=noacpi,
+	// PCI interrupt routing through ACPI's AML link devices (acpi=noirq,
 	// 0.1–0.3 s in virtio_pci's probe; the BIOS routing table serves).
-	initramfsCmdline = "console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=1 cryptomgr.notests pci=noacpi"
+	// acpi=noirq rather than pci=noacpi: the latter also turns off ACPI
+	// PCI hot-plug (acpiphp), and NICs added to a running endpoint
+	// (`lesson link add`) are hot-plugged through it.
+	initramfsCmdline = "console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=1 cryptomgr.notests acpi=noirq"
 	debianCmdline    = "console=ttyS0 root=/dev/vda rw rootfstype=ext4 net.ifnames=0 panic=-1 quiet loglevel=3"
 )
 
@@ -168,11 +171,13 @@ func initramfsPlan(r *Recipe, in initramfsInputs, key *hostKey) (fsPlan, error) 
 		Share9PPath:  DefaultSharePath,
 		// Lets non-root users ping without a set-uid ping (ICMP sockets).
 		Sysctls: map[string]string{"net.ipv4.ping_group_range": "0 2147483647"},
-		SSH:     agent.SSHConfig{Port: r.APIs.SSH, HostKeys: []string{"/etc/ssh/ssh_host_ed25519_key"}},
+		SSH:     agent.SSHConfig{Port: r.APIs.SSH.Port, HostKeys: []string{"/etc/ssh/ssh_host_ed25519_key"}},
 	}
+	nics := r.layout()
 	if *r.DHCP {
-		cfg.DHCP = []string{"eth0"}
+		cfg.DHCP = []string{nics.ManagementNIC().Name}
 	}
+	cfg.NICNames = agentNICNames(nics)
 	for _, u := range acc.users {
 		au := agent.User{Name: u.Name}
 		if u.Password != "" {

@@ -34,8 +34,9 @@ func baseManifest(r *Recipe) *vmimage.Manifest {
 			CPU: r.QEMU.CPU, NICModel: r.QEMU.NICModel, DiskBus: r.QEMU.DiskBus, ExtraArgs: r.QEMU.ExtraArgs},
 		Readiness: vmimage.Readiness{SerialRegex: r.Readiness.SerialRegex, SSHPorts: r.Readiness.SSHPorts,
 			TCPPorts: r.Readiness.TCPPorts, BootSeconds: r.Readiness.BootSeconds},
-		APIs:              vmimage.APIs{SSH: r.APIs.SSH, NETCONF: r.APIs.NETCONF, HTTP: r.APIs.HTTP},
+		APIs:              vmimage.APIs{SSH: r.APIs.SSH.Port, NETCONF: r.APIs.NETCONF.port(DefaultNETCONFPort), HTTP: r.APIs.httpPorts()},
 		NetworkInterfaces: r.NetworkInterfaces,
+		NICs:              r.NICs.layout(),
 	}
 	if m.QEMU.NICModel == "" {
 		m.QEMU.NICModel = "virtio-net-pci"
@@ -45,6 +46,9 @@ func baseManifest(r *Recipe) *vmimage.Manifest {
 	}
 	if m.QEMU.CPU == "" {
 		m.QEMU.CPU = DefaultTCGCPU
+	}
+	for _, t := range r.Tests {
+		m.Tests = append(m.Tests, vmimage.SelfTest{Name: t.Name, Run: t.Run})
 	}
 	if len(r.Users) > 0 {
 		u := r.Users[0]

@@ -20,8 +20,8 @@ type Recipe struct {
 	Slug string `yaml:"slug" json:"slug" jsonschema:"pattern=^[A-Za-z0-9-]+$"`
 	// Description is one line for image.meta.yaml.
 	Description string `yaml:"description,omitempty" json:"description,omitempty"`
-	// Kind selects the builder: initramfs, debootstrap or disk.
-	Kind string `yaml:"kind" json:"kind" jsonschema:"enum=initramfs,enum=debootstrap,enum=disk"`
+	// Kind selects the builder: initramfs, debootstrap, disk or iso.
+	Kind string `yaml:"kind" json:"kind" jsonschema:"enum=initramfs,enum=debootstrap,enum=disk,enum=iso"`
 	// Flavor is Antidote's image flavor: trusted (default), untrusted, legacy.
 	Flavor string `yaml:"flavor,omitempty" json:"flavor,omitempty" jsonschema:"enum=trusted,enum=untrusted,enum=legacy"`
 
@@ -46,11 +46,20 @@ type Recipe struct {
 
 	// Disk is the vendor disk of a disk image.
 	Disk *DiskSource `yaml:"disk,omitempty" json:"disk,omitempty"`
+	// ISO is the installer of an iso image and its answer file.
+	ISO *ISOSource `yaml:"iso,omitempty" json:"iso,omitempty"`
+	// Bake (disk with disk.cloudInit, iso) runs the image's first boot
+	// once at build time and saves it into the disk, so that instances
+	// boot without a seed and repeat no first-boot work; each instance
+	// still gets its own hostname, SSH host keys and machine-id. Default
+	// true.
+	Bake *bool `yaml:"bake,omitempty" json:"bake,omitempty"`
 
 	// Users are the accounts; default one: antidote / antidotepassword in
 	// group sudo (passwordless sudo).
 	Users []RecipeUser `yaml:"users,omitempty" json:"users,omitempty"`
-	// APIs are the management services (default ssh: 22).
+	// APIs are the management APIs the image offers; declaring one
+	// installs and enables what it needs (default ssh: true, port 22).
 	APIs RecipeAPIs `yaml:"apis,omitempty" json:"apis,omitempty"`
 	// DHCP runs a DHCP client on the primary interface eth0 (default true).
 	DHCP *bool `yaml:"dhcp,omitempty" json:"dhcp,omitempty"`
@@ -61,9 +70,19 @@ type Recipe struct {
 	// files; for disk with disk.cloudInit at the end of the first boot, as
 	// root, through cloud-init's runcmd.
 	Steps []string `yaml:"steps,omitempty" json:"steps,omitempty"`
-	// NetworkInterfaces are the guest's names of the data NICs, for
-	// image.meta.yaml (default eth1, eth2, … implied).
+	// NetworkInterfaces are the guest's names of the data NICs 1, 2, …
+	// (the container's eth1, eth2, …), written to image.meta.yaml and made
+	// true in the guest (default: the kernel's eth1, eth2, …, or the names
+	// nics.naming gives).
 	NetworkInterfaces []string `yaml:"networkInterfaces,omitempty" json:"networkInterfaces,omitempty"`
+	// NICs lays the guest's NICs out on the PCI bus (default: the
+	// management NIC in slot 2, the data NICs one per slot from slot 3).
+	NICs RecipeNICs `yaml:"nics,omitempty" json:"nics,omitzero"`
+
+	// Tests are the image's self-tests: shell scripts run as the first
+	// user over SSH after boot, each expected to exit 0 (`imagebuild test`,
+	// and `imagebuild build --test`).
+	Tests []RecipeTest `yaml:"tests,omitempty" json:"tests,omitempty"`
 
 	// QEMU are the launcher hints.
 	QEMU RecipeQEMU `yaml:"qemu,omitempty" json:"qemu,omitempty"`
@@ -120,13 +139,6 @@ type RecipeUser struct {
 	AuthorizedKeys []string `yaml:"authorizedKeys,omitempty" json:"authorizedKeys,omitempty"`
 	// Shell defaults to /bin/bash (debootstrap) or /bin/sh (initramfs).
 	Shell string `yaml:"shell,omitempty" json:"shell,omitempty"`
-}
-
-// RecipeAPIs are the guest ports of the management services.
-type RecipeAPIs struct {
-	SSH     int   `yaml:"ssh,omitempty" json:"ssh,omitempty" jsonschema:"minimum=1,maximum=65535"`
-	NETCONF int   `yaml:"netconf,omitempty" json:"netconf,omitempty" jsonschema:"minimum=1,maximum=65535"`
-	HTTP    []int `yaml:"http,omitempty" json:"http,omitempty"`
 }
 
 // RecipeFileCopy copies one file or directory into the image.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,12 +47,12 @@ func TestParseRecipeErrors(t *testing.T) {
 			`9:5: users[0].pasword: unknown key; did you mean "password"?`,
 		}},
 		{"alias bomb", bomb, []string{
-			`1:1: m1: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
+			`1:1: m1: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, nics, tests, qemu, readiness)`,
 			// Where the expansion ran out of budget.
 			`1:34: aliases expand to far more nodes than the file holds; refusing to expand them (write the values out)`,
-			`2:1: m2: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
-			`3:1: m3: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
-			`4:1: m4: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, users, apis, dhcp, files, steps, networkInterfaces, qemu, readiness)`,
+			`2:1: m2: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, nics, tests, qemu, readiness)`,
+			`3:1: m3: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, nics, tests, qemu, readiness)`,
+			`4:1: m4: unknown key (known here: slug, description, kind, flavor, kernel, agent, suite, mirror, packages, services, diskSizeMiB, disk, iso, bake, users, apis, dhcp, files, steps, networkInterfaces, nics, tests, qemu, readiness)`,
 		}},
 		{"too large", "#" + strings.Repeat(" ", 1<<20), []string{` 1048577 bytes; an image recipe may be at most 1048576 bytes (1 MiB)`}},
 	} {
@@ -127,7 +128,7 @@ func TestResolveErrors(t *testing.T) {
 	}{
 		{"missing slug and kind", "description: d\n", []string{"slug: missing", "kind: missing"}},
 		{"bad kind", "slug: x\nkind: vm\n", []string{path + `:2:7: kind: "vm": want one of initramfs, debootstrap, disk`}},
-		{"kind typo", "slug: x\nkind: initramf\n", []string{path + `:2:7: kind: "initramf": want one of initramfs, debootstrap, disk; did you mean "initramfs"?`}},
+		{"kind typo", "slug: x\nkind: initramf\n", []string{path + `:2:7: kind: "initramf": want one of initramfs, debootstrap, disk, iso; did you mean "initramfs"?`}},
 		{"enum typos", "slug: x\nkind: disk\nflavor: Trusted\ndisk: {path: " + path + ", sha256: " + strings.Repeat("a", 64) + ", format: qcow}\nqemu: {diskBus: virtio-blk}\n", []string{
 			path + `:3:9: flavor: "Trusted": want trusted, untrusted or legacy; did you mean "trusted"?`,
 			path + `:4:` + strconv.Itoa(len(path)+98) + `: disk.format: "qcow": want qcow2, vmdk or raw; did you mean "qcow2"?`,
@@ -142,7 +143,7 @@ func TestResolveErrors(t *testing.T) {
 		{"user without login", "slug: x\nkind: initramfs\nusers:\n  - name: bob\n", []string{`users[0]: user "bob" has neither password nor authorizedKeys`}},
 		{"root user", "slug: x\nkind: initramfs\nusers:\n  - name: root\n    password: x\n", []string{"users[0].name: root is not a login user"}},
 		{"bad regex", "slug: x\nkind: initramfs\nreadiness:\n  serialRegex: '('\n", []string{"readiness.serialRegex: error parsing regexp"}},
-		{"steps on initramfs", "slug: x\nkind: initramfs\nsteps: [true]\n", []string{path + `:3:8: steps: only used by kind debootstrap`}},
+		{"steps on initramfs", "slug: x\nkind: initramfs\nsteps: [true]\n", []string{path + `:3:8: steps: only used by kinds debootstrap and iso`}},
 		{"steps on disk without cloud-init", "slug: x\nkind: disk\ndisk:\n  path: " + path + "\n  sha256: " + strings.Repeat("a", 64) + "\nsteps: [true]\n",
 			[]string{path + `:6:8: steps: a disk image runs steps at first boot through cloud-init: set disk.cloudInit`}},
 		{"bad mirror", "slug: x\nkind: debootstrap\nmirror: deb.debian.org\n", []string{`mirror: "deb.debian.org": want an http://`}},
@@ -175,7 +176,7 @@ func TestResolveDefaults(t *testing.T) {
 		strings.Join(r.Users[0].Groups, ",") != "sudo" || r.Users[0].Shell != "/bin/bash" {
 		t.Errorf("default users = %+v", r.Users)
 	}
-	if r.Suite != DefaultSuite || r.Mirror != DefaultMirror || r.Kernel.Package != DefaultKernel || r.APIs.SSH != 22 || !*r.DHCP {
+	if r.Suite != DefaultSuite || r.Mirror != DefaultMirror || r.Kernel.Package != DefaultKernel || r.APIs.SSH.Port != 22 || !*r.DHCP {
 		t.Errorf("defaults not applied: %+v", r)
 	}
 	if r.Readiness.SerialRegex == "" || len(r.Readiness.SSHPorts) != 1 {
@@ -208,6 +209,8 @@ func FuzzParseRecipe(f *testing.F) {
 	}
 	f.Add([]byte("slug: x\nkind: disk\ndisk: {url: http://x, sha256: 00}\n"))
 	f.Add([]byte("a: &x [1]\nb: *x\n"))
+	f.Add([]byte("slug: x\nkind: iso\nbake: no\niso: {url: http://x/d.iso, sha256: 00, kernel: /k, answers: {format: preseed, file: p.cfg}}\n"))
+	f.Add([]byte("slug: x\nkind: debootstrap\napis: {ssh: 2222, netconf: yes, http: {port: 8080}}\ntests: [{name: t, run: 'true'}]\n"))
 	f.Add([]byte("slug: x\nsulg: y\nusers: [{<<: {name: a}, pasword: p}]\n---\nkind: disk\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		r, err := ParseRecipe("fuzz.yaml", raw)
@@ -235,4 +238,92 @@ func FuzzParseRecipe(f *testing.F) {
 		r.Dir = t.TempDir()
 		r.Resolve()
 	})
+}
+
+// TestAPIs: the declarative APIs read true, false or a port, turn into
+// manifest ports and readiness checks, and bad values name their line.
+func TestAPIs(t *testing.T) {
+	r, err := ParseRecipe("image.yaml", []byte("slug: x\nkind: debootstrap\napis: {ssh: true, netconf: yes, http: {port: 8080}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	m := baseManifest(r)
+	if m.APIs.SSH != 22 || m.APIs.NETCONF != 830 || !slices.Equal(m.APIs.HTTP, []int{8080}) {
+		t.Errorf("manifest APIs = %+v", m.APIs)
+	}
+	if !slices.Equal(m.Readiness.SSHPorts, []int{22, 830}) || !slices.Equal(m.Readiness.TCPPorts, []int{8080}) {
+		t.Errorf("readiness = %+v; want SSH on 22 and 830, TCP 8080", m.Readiness)
+	}
+	setup := r.apis()
+	if !slices.Contains(setup.Packages, "netconfd") || !slices.Contains(setup.Services, "netconfd.service") || len(setup.Files) != 2 ||
+		!strings.Contains(setup.Files[0].Content, "--superuser=antidote") || !strings.Contains(setup.Files[1].Content, "Port 830") {
+		t.Errorf("netconf setup = %+v", setup)
+	}
+
+	for _, tc := range []struct{ yaml, want string }{
+		{"apis: {ssh: false}", "image.yaml:3:13: apis.ssh: cannot be off"},
+		{"apis: {netconf: 70000}", "image.yaml:3:17: apis.netconf: want a port in 1-65535 (or true for the standard port), got the number 70000"},
+		{"apis: {netconf: [830]}", "image.yaml:3:17: apis.netconf: want a single value, got a list"},
+		{"apis: {netconf: 22}", "apis.netconf: port 22 is SSH's"},
+		{"apis: {http: {port: 0}}", "apis.http.port: port 0 out of range"},
+		{"tests: [{name: x}]", "tests[0].run: missing"},
+	} {
+		r, err := ParseRecipe("image.yaml", []byte("slug: x\nkind: debootstrap\n"+tc.yaml+"\n"))
+		if err == nil {
+			err = r.Resolve()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.yaml, err, tc.want)
+		}
+	}
+	r, _ = ParseRecipe("image.yaml", []byte("slug: x\nkind: initramfs\napis: {netconf: true}\n"))
+	if err := r.Resolve(); err == nil || !strings.Contains(err.Error(), "no NETCONF server") {
+		t.Errorf("netconf on the tiny image: %v", err)
+	}
+}
+
+// TestResolveISOAndBake: kind iso needs its iso section, names a bad
+// answers format, and bake is refused where there is no first boot.
+func TestResolveISOAndBake(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "d.iso"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(dir, "p.cfg"), []byte("d-i a/b string c\n"), 0o644)
+	sum := strings.Repeat("0", 64)
+	for _, tc := range []struct{ yaml, want string }{
+		{"kind: iso\n", "iso: missing: kind iso needs iso.path or iso.url"},
+		{"kind: iso\niso: {path: d.iso, sha256: " + sum + ", answers: {format: kickstart, file: p.cfg}}\n", "iso.answers.format: kickstart answer files are not supported yet"},
+		{"kind: iso\niso: {path: d.iso, sha256: " + sum + ", answers: {format: presed, file: p.cfg}}\n", `did you mean "preseed"?`},
+		{"kind: iso\niso: {path: d.iso, sha256: " + sum + ", kernel: /linux, answers: {file: p.cfg}}\n", "iso.kernel: give both iso.kernel and iso.initrd"},
+		{"kind: iso\niso: {path: d.iso, sha256: " + sum + ", answers: {file: missing.cfg}}\n", "iso.answers.file: missing base file"},
+		{"kind: debootstrap\niso: {path: d.iso, sha256: " + sum + ", answers: {file: p.cfg}}\n", "iso: only used by kind iso"},
+		{"kind: debootstrap\nbake: true\n", "bake: only kinds iso and disk with disk.cloudInit"},
+	} {
+		path := filepath.Join(dir, "image.yaml")
+		os.WriteFile(path, []byte("slug: x\n"+tc.yaml), 0o644)
+		r, err := LoadRecipe(path)
+		if err == nil {
+			err = r.Resolve()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v; want %q", tc.yaml, err, tc.want)
+		}
+	}
+	path := filepath.Join(dir, "image.yaml")
+	os.WriteFile(path, []byte("slug: x\nkind: iso\niso: {path: d.iso, sha256: "+sum+", answers: {file: p.cfg}}\n"), 0o644)
+	r, err := LoadRecipe(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.baked() || r.ISO.Answers.Format != AnswersPreseed || r.ISO.DiskSizeMiB != 4096 || r.Readiness.SerialRegex == "" || r.ISO.Path != filepath.Join(dir, "d.iso") {
+		t.Errorf("iso defaults: %+v, baked %v, readiness %q", r.ISO, r.baked(), r.Readiness.SerialRegex)
+	}
+	if err := r.Resolve(); err != nil {
+		t.Errorf("a second Resolve: %v", err)
+	}
 }

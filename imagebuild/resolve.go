@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/endpointkit/endpointkit/imagebuild/agent"
@@ -65,11 +64,11 @@ func (r *Recipe) Resolve() error {
 	}
 	kind := vmimage.Kind(r.Kind)
 	switch kind {
-	case vmimage.KindInitramfs, vmimage.KindDebootstrap, vmimage.KindDisk:
+	case vmimage.KindInitramfs, vmimage.KindDebootstrap, vmimage.KindDisk, vmimage.KindISO:
 	case "":
-		bad("kind", "missing: one of initramfs, debootstrap, disk")
+		bad("kind", "missing: one of initramfs, debootstrap, disk, iso")
 	default:
-		bad("kind", "%q: want one of initramfs, debootstrap, disk%s", r.Kind, didYouMean(r.Kind, "initramfs", "debootstrap", "disk"))
+		bad("kind", "%q: want one of initramfs, debootstrap, disk, iso%s", r.Kind, didYouMean(r.Kind, "initramfs", "debootstrap", "disk", "iso"))
 	}
 	switch r.Flavor {
 	case "":
@@ -78,7 +77,7 @@ func (r *Recipe) Resolve() error {
 	default:
 		bad("flavor", "%q: want trusted, untrusted or legacy%s", r.Flavor, didYouMean(r.Flavor, "trusted", "untrusted", "legacy"))
 	}
-	if kind != vmimage.KindDisk && r.Kernel.Package == "" {
+	if (kind == vmimage.KindInitramfs || kind == vmimage.KindDebootstrap) && r.Kernel.Package == "" {
 		r.Kernel.Package = DefaultKernel
 	}
 	if r.Kernel.Package != "" && !debName.MatchString(r.Kernel.Package) {
@@ -88,16 +87,16 @@ func (r *Recipe) Resolve() error {
 		for _, f := range []struct {
 			name string
 			set  bool
-		}{{"suite", r.Suite != ""}, {"mirror", r.Mirror != ""}, {"packages", len(r.Packages) > 0},
-			{"services", len(r.Services) > 0}, {"diskSizeMiB", r.DiskSizeMiB != 0}} {
+		}{{"suite", r.Suite != ""}, {"mirror", r.Mirror != ""}, {"packages", len(r.Packages) > 0 && kind != vmimage.KindISO},
+			{"services", len(r.Services) > 0 && kind != vmimage.KindISO}, {"diskSizeMiB", r.DiskSizeMiB != 0}} {
 			if f.set {
 				bad(f.name, "only used by kind debootstrap (this recipe is %s)", r.Kind)
 			}
 		}
 		switch {
-		case len(r.Steps) == 0:
+		case len(r.Steps) == 0 || kind == vmimage.KindISO:
 		case kind != vmimage.KindDisk:
-			bad("steps", "only used by kind debootstrap (run in the image at build) and disk with disk.cloudInit (run at first boot)")
+			bad("steps", "only used by kinds debootstrap and iso (run in the image at build) and disk with disk.cloudInit (run at first boot)")
 		case r.Disk != nil && !r.Disk.CloudInit:
 			bad("steps", "a disk image runs steps at first boot through cloud-init: set disk.cloudInit: true (for an image that runs cloud-init)")
 		}
@@ -189,9 +188,7 @@ func (r *Recipe) Resolve() error {
 			bad(f, "user %q has neither password nor authorizedKeys: nobody could log in", u.Name)
 		}
 	}
-	if r.APIs.SSH == 0 {
-		r.APIs.SSH = 22
-	}
+	r.resolveAPIs(bad)
 	if r.DHCP == nil {
 		t := true
 		r.DHCP = &t
@@ -219,26 +216,28 @@ func (r *Recipe) Resolve() error {
 			bad("readiness.serialRegex", "%v", err)
 		}
 	}
+	r.resolveISO(bad)
+	if r.Bake != nil && *r.Bake && !r.baked() {
+		bad("bake", "only kinds iso and disk with disk.cloudInit have a first boot to bake")
+	}
 	if r.Readiness.SerialRegex == "" {
 		switch {
-		case kind != vmimage.KindDisk:
+		case kind != vmimage.KindDisk || r.baked():
 			r.Readiness.SerialRegex = agent.ReadyRegex
 		case r.Disk != nil && r.Disk.CloudInit:
 			r.Readiness.SerialRegex = CloudInitReadyRegex
 		}
 	}
 	if r.Readiness.SSHPorts == nil {
-		r.Readiness.SSHPorts = []int{r.APIs.SSH}
-	}
-	ports := map[string]int{"apis.ssh": r.APIs.SSH, "apis.netconf": r.APIs.NETCONF}
-	for i, p := range r.APIs.HTTP {
-		ports["apis.http["+strconv.Itoa(i)+"]"] = p
-	}
-	for f, p := range ports {
-		if p < 0 || p > 65535 {
-			bad(f, "port %d out of range 1-65535", p)
+		r.Readiness.SSHPorts = []int{r.APIs.SSH.Port}
+		if p := r.APIs.NETCONF.port(DefaultNETCONFPort); p != 0 {
+			r.Readiness.SSHPorts = append(r.Readiness.SSHPorts, p)
 		}
 	}
+	if r.Readiness.TCPPorts == nil {
+		r.Readiness.TCPPorts = r.APIs.httpPorts()
+	}
+	r.resolveNICs(bad)
 	switch r.QEMU.DiskBus {
 	case "", "virtio", "ide", "scsi":
 	default:

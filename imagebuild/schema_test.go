@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/invopop/jsonschema"
@@ -17,7 +18,17 @@ var update = flag.Bool("update", false, "rewrite golden files and the JSON Schem
 
 func generateSchema(t *testing.T) []byte {
 	t.Helper()
-	r := &jsonschema.Reflector{FieldNameTag: "yaml", ExpandedStruct: true}
+	r := &jsonschema.Reflector{FieldNameTag: "yaml", ExpandedStruct: true,
+		Mapper: func(t reflect.Type) *jsonschema.Schema {
+			if t != reflect.TypeOf(APISwitch{}) {
+				return nil
+			}
+			return &jsonschema.Schema{
+				Description: "true (on, at the standard port), false (off) or a port number (on, at that port)",
+				OneOf: []*jsonschema.Schema{{Type: "boolean"},
+					{Type: "integer", Minimum: json.Number("1"), Maximum: json.Number("65535")}},
+			}
+		}}
 	if err := r.AddGoComments("github.com/endpointkit/endpointkit/imagebuild", "./"); err != nil {
 		t.Fatal(err)
 	}

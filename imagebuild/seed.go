@@ -2,13 +2,7 @@ package imagebuild
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"slices"
@@ -18,7 +12,6 @@ import (
 	"unicode/utf16"
 
 	"github.com/endpointkit/endpointkit/vmimage"
-	"golang.org/x/crypto/ssh"
 )
 
 // CloudInitReadyMarker starts the line a seed has cloud-init print on the
@@ -53,6 +46,23 @@ type cloudConfig struct {
 	SSHKeys        map[string]string `yaml:"ssh_keys"`
 	Runcmd         [][]string        `yaml:"runcmd,omitempty"`
 	FinalMessage   string            `yaml:"final_message"`
+	// A bake's seed also installs packages, writes files and powers the
+	// guest off when cloud-init is done.
+	Packages   []string         `yaml:"packages,omitempty"`
+	WriteFiles []cloudFile      `yaml:"write_files,omitempty"`
+	PowerState *cloudPowerState `yaml:"power_state,omitempty"`
+}
+
+type cloudFile struct {
+	Path        string `yaml:"path"`
+	Permissions string `yaml:"permissions"`
+	Content     string `yaml:"content"`
+}
+
+type cloudPowerState struct {
+	Mode    string `yaml:"mode"`
+	Message string `yaml:"message"`
+	Timeout int    `yaml:"timeout"`
 }
 
 type cloudUser struct {
@@ -88,6 +98,12 @@ type Seed struct {
 // P-256). The instance ID tells cloud-init a first boot from a later one:
 // give each image its own.
 func NewSeed(r *Recipe, instanceID string) (*Seed, error) {
+	return newSeed(r, instanceID, nil)
+}
+
+// newSeed makes r's seed; edit, when set, changes the user-data before it
+// is rendered.
+func newSeed(r *Recipe, instanceID string, edit func(*cloudConfig)) (*Seed, error) {
 	cc := cloudConfig{Hostname: r.Slug, ManageEtcHosts: true, SSHPwauth: true, SSHDeleteKeys: true,
 		SSHGenKeyTypes: []string{}, SSHKeys: map[string]string{},
 		FinalMessage: CloudInitReadyMarker + " hostname=" + r.Slug + " datasource=$DATASOURCE up $UPTIME s"}
@@ -103,29 +119,19 @@ func NewSeed(r *Recipe, instanceID string) (*Seed, error) {
 		cc.Runcmd = append(cc.Runcmd, []string{"sh", "-ec", step})
 	}
 	s := &Seed{}
-	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	pairs, err := vmimage.GenerateHostKeys()
 	if err != nil {
 		return nil, err
 	}
-	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
+	for _, p := range pairs {
+		name := strings.TrimSuffix(strings.TrimPrefix(p.File, "ssh_host_"), "_key")
+		cc.SSHKeys[name+"_private"] = p.PrivatePEM
+		cc.SSHKeys[name+"_public"] = p.PublicKey
+		s.HostKeys = append(s.HostKeys, p.HostKey)
 	}
-	for name, key := range map[string]crypto.Signer{"ed25519": ed, "ecdsa": ec} {
-		block, err := ssh.MarshalPrivateKey(key, "")
-		if err != nil {
-			return nil, err
-		}
-		pub, err := ssh.NewPublicKey(key.Public())
-		if err != nil {
-			return nil, err
-		}
-		authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
-		cc.SSHKeys[name+"_private"] = string(pem.EncodeToMemory(block))
-		cc.SSHKeys[name+"_public"] = authorized
-		s.HostKeys = append(s.HostKeys, vmimage.HostKey{Type: pub.Type(), Fingerprint: ssh.FingerprintSHA256(pub), PublicKey: authorized})
+	if edit != nil {
+		edit(&cc)
 	}
-	sort.Slice(s.HostKeys, func(i, j int) bool { return s.HostKeys[i].Type < s.HostKeys[j].Type })
 	if s.UserData, err = yamlDoc("#cloud-config\n", cc); err != nil {
 		return nil, err
 	}

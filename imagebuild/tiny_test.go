@@ -126,7 +126,7 @@ func TestTinyBoots(t *testing.T) {
 // of the tiny image booted as a PVH vmlinux as the manifest says, against,
 // in the same run, the same image without its boot tuning (QEMU's default
 // CPU without RDRAND, the kernel command line without cryptomgr.notests
-// and pci=noacpi) and the same kernel as the compressed bzImage Debian
+// and acpi=noirq) and the same kernel as the compressed bzImage Debian
 // ships. The agent prints its steps (endpointkit.debug): guest-init-s and
 // guest-ready-s are the guest kernel's uptime when /init started and when
 // the agent printed the marker; the rest of marker-s is QEMU's own start.
@@ -135,7 +135,7 @@ func BenchmarkTinyBoot(b *testing.B) {
 	bz, _ := filepath.Glob(filepath.Join(ektest.CacheDir(b), "imagebuild", "kernels", "*", "boot", "vmlinuz-"+im.Manifest.KernelVersion))
 	var untuned []string
 	for _, p := range strings.Fields(im.Manifest.Cmdline) {
-		if p != "cryptomgr.notests" && p != "pci=noacpi" {
+		if p != "cryptomgr.notests" && p != "acpi=noirq" {
 			untuned = append(untuned, p)
 		}
 	}

@@ -53,5 +53,10 @@
 // keep no leases.
 //
 // Restarting one endpoint and repairing links are the local runtime's
-// (ErrUnsupported here).
+// (ErrUnsupported here); a launcher restarts its VM in place as the
+// instance's restart policy says, and the kubelet restarts a launcher that
+// exits. The runtime does not implement endpointkit.LinkChanger: links of
+// an instance on a cluster are fixed while it runs (Instance.AddLink and
+// RemoveLink return endpointkit.ErrLiveLinks); change the lesson and
+// replace the instance.
 package kuberun

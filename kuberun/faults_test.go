@@ -90,6 +90,11 @@ func TestUnsupported(t *testing.T) {
 	if err := rt.Repair(context.Background(), &endpointkit.Placement{Instance: "x"}); !errors.Is(err, kuberun.ErrUnsupported) {
 		t.Errorf("Repair: %v", err)
 	}
+	// Live links are the local runtime's: Instance.AddLink says so
+	// (ErrLiveLinks) because this runtime is no LinkChanger.
+	if _, ok := any(rt).(endpointkit.LinkChanger); ok {
+		t.Error("the Kubernetes runtime claims to change links live")
+	}
 }
 
 // TestKubernetesFaults runs the bad cases on one real cluster: a user RBAC

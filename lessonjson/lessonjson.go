@@ -26,6 +26,15 @@ type Status struct {
 	Instances []*endpointkit.Instance `json:"instances"`
 }
 
+// LinkChange is the document of `lesson link add|del --json`: the link
+// added (Added), or the two ends of the link removed (Removed).
+type LinkChange struct {
+	Version  int                    `json:"version"` // 1
+	Instance string                 `json:"instance"`
+	Added    *endpointkit.AddedLink `json:"added,omitempty"`
+	Removed  []endpointkit.LinkEnd  `json:"removed,omitempty"`
+}
+
 // Validation is the document of `lesson validate --json`.
 type Validation struct {
 	Version int      `json:"version"` // 1

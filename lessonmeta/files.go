@@ -71,6 +71,7 @@ func (c *checker) files(l *Lesson, fsys fs.FS) {
 		}
 		if isRegular(fsys, guide) {
 			s.Guide = filepath.Join(l.Dir, filepath.FromSlash(guide))
+			c.confined(l, fsys, fmt.Sprintf("stages[%d].guideType", i), guide, s.Guide, 0)
 			continue
 		}
 		msg := fmt.Sprintf("stage %d's guide %s is missing (guideType %s)", i, guide, s.GuideType)
@@ -100,8 +101,10 @@ func (c *checker) files(l *Lesson, fsys fs.FS) {
 			}
 			switch len(found) {
 			case 1:
-				ep.Configs = append(ep.Configs, found[0])
-				continue
+				if c.confined(l, fsys, field, found[0].Rel, found[0].Path, MaxConfigSize) {
+					ep.Configs = append(ep.Configs, found[0])
+					continue
+				}
 			case 0:
 				if _, ok := listings[stage]; !ok {
 					listings[stage], _ = fs.ReadDir(fsys, dir)
@@ -169,8 +172,11 @@ func (c *checker) images(l *Lesson, src ImageSource) {
 		users[ep.Image] = append(users[ep.Image], i)
 	}
 	for _, slug := range order {
-		_, err := src.Image(slug)
+		im, err := src.Image(slug)
 		if err == nil {
+			if im.APIs != nil {
+				c.checkAPIs(l, slug, im.APIs)
+			}
 			continue
 		}
 		var names []string

@@ -40,6 +40,11 @@ type Image struct {
 	ConfigUser        string
 	ConfigPassword    string
 
+	// APIs are the management APIs the image declares, from the
+	// manifest.json of an image directory built by imagebuild; nil when
+	// unknown (an Antidote image.meta.yaml alone does not say).
+	APIs *ImageAPIs
+
 	File     string     // the metafile, as given
 	Warnings []*Problem // problems that do not make it invalid
 }
@@ -120,6 +125,9 @@ func (d ImageDirs) Image(slug string) (*Image, error) {
 			im, err := LoadImage(file, Options{})
 			if err != nil {
 				return nil, err
+			}
+			if im.APIs, err = loadImageAPIs(file); err != nil {
+				return nil, fmt.Errorf("lessonmeta: image %q: %w", slug, err)
 			}
 			if filepath.Dir(file) == filepath.Clean(dir) && im.Slug != slug {
 				continue // dir is the directory of another image

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/endpointkit/endpointkit/internal/strictyaml"
@@ -304,6 +305,9 @@ func Load(path string, opts Options) (*Lesson, error) {
 		}
 	}
 	data, err := ReadFile(file)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, symlinkLoop(path)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -207,6 +207,10 @@ type Config struct {
 	Timeouts    Timeouts
 	// Logger receives progress and diagnostics; nil discards them.
 	Logger *slog.Logger
+
+	// reuseOverlay keeps an overlay already in the state directory
+	// (Supervise restarting a guest on the disk it wrote).
+	reuseOverlay bool
 }
 
 // Config errors. Validation errors wrap ErrConfig and name the field.
@@ -335,9 +339,6 @@ func (c Config) validate() error {
 		}
 		seen[hkey] = true
 	}
-	if len(c.Interfaces) > maxDataNICs {
-		return configErr("Interfaces", "%d data interfaces; at most %d fit on the PCI bus", len(c.Interfaces), maxDataNICs)
-	}
 	names := map[string]bool{c.Management.Interface: true}
 	for i, it := range c.Interfaces {
 		field := fmt.Sprintf("Interfaces[%d]", i)
@@ -365,9 +366,6 @@ func (c Config) validate() error {
 	}
 	return nil
 }
-
-// maxDataNICs is how many data NICs get a pinned PCI slot (slot 2+N).
-const maxDataNICs = 24
 
 // DeriveMAC returns a stable, locally administered unicast MAC for NIC
 // index (0 = management, N = ethN) of the instance name.

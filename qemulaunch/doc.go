@@ -34,6 +34,19 @@
 // SSH handshakes); [VM.Stop] powers the guest off gracefully with
 // escalation; [VM.Wait] reports how QEMU ended ([Exit]).
 //
+// # NICs of a running VM
+//
+// [VM.AddNIC] adds a data NIC behind a container interface that appears
+// later (a link added to a running lesson): TAP and stitch as at boot,
+// then QMP netdev_add and device_add where data NIC N goes;
+// [VM.RemoveNIC] has the guest release one (device_del, the
+// DEVICE_DELETED event), then removes its back end, stitch and TAP.
+// [Config.HotplugNIC] says beforehand where a NIC would go and refuses
+// what cannot be hot-plugged ([ErrNoHotplug]: machine q35, ACPI off). A
+// supervising launcher ([Supervise]) serves them on the state directory's
+// control socket, since it holds QEMU's one QMP connection: [AddNIC] and
+// [RemoveNIC] are the client, `endpoint nic add|del` the command line.
+//
 // # Launcher contract
 //
 // [Launch] is what an endpoint's launcher (`endpoint run`, the entrypoint
@@ -45,6 +58,19 @@
 // exit statuses ([ExitCode]). [ExposedPorts] is the one port policy.
 // [Processes] and [StopProcesses] find and stop the launchers (and QEMU)
 // of a state directory on this machine.
+//
+// # Restarts and host keys
+//
+// [Supervise] restarts a VM that ended unasked in place, as its
+// [RestartPolicy] says, with a backoff (none before the first restart in a
+// row) and [DefaultMaxRestarts] in a row; the namespace and its interfaces
+// stay, the TAPs are stitched again, the guest keeps its overlay (a
+// [RestartRequest] with Reset gives it a fresh one). [ReadRestarts] reads
+// the record other programs show. An image that lists no SSH host keys
+// has its guest's learned from the serial console at every boot (between
+// [HostKeysBegin] and [HostKeysEnd]) and pinned ([PinnedHostKeys]); a
+// guest that prints none never becomes ready, and [HostKeyCallback]
+// refuses every key when there is none to pin.
 //
 // # Contexts
 //

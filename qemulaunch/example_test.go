@@ -35,7 +35,7 @@ func ExampleConfig_Plan() {
 	// Output:
 	// -append console=ttyS0 endpointkit.hostname=r1
 	// -netdev user,id=net0,hostfwd=tcp:10.10.0.5:22-:22,hostfwd=tcp:10.10.0.5:830-:830
-	// -netdev tap,id=net1,ifname=tap1,script=no,downscript=no
+	// -netdev tap,id=hostnet1,ifname=tap1,script=no,downscript=no
 	// state: /run/endpointkit/r1 stitch: mirred TAP: tap1
 }
 

@@ -12,9 +12,12 @@ import (
 const (
 	HealthStarting = "starting"
 	HealthReady    = "ready"
-	HealthStopping = "stopping"
-	HealthStopped  = "stopped"
-	HealthFailed   = "failed"
+	// HealthRestarting: the VM ended and the launcher starts it again
+	// (detail: which restart, how it ended, when the next start is).
+	HealthRestarting = "restarting"
+	HealthStopping   = "stopping"
+	HealthStopped    = "stopped"
+	HealthFailed     = "failed"
 )
 
 // writeHealth replaces the health file atomically with "state[: detail]".

@@ -59,6 +59,21 @@ type Launch struct {
 	MACs        []InterfaceMAC
 	Grace       time.Duration // guest poweroff on SIGTERM; 0 means 20s (×4 under TCG)
 	KeepOverlay bool          // keep overlay.qcow2 after exit
+	// Restart is when the VM is started again after it ended unasked
+	// ("" is on-failure); MaxRestarts bounds the restarts in a row (0 is
+	// DefaultMaxRestarts). See [Supervise].
+	Restart     RestartPolicy
+	MaxRestarts int
+	// KeepState keeps the state directory after a clean stop (by default
+	// the launcher removes it).
+	KeepState bool
+}
+
+// SuperviseOptions are the launch's restart policy and state-directory
+// choice as [Supervise] takes them; the caller adds the writers and the
+// signal channels.
+func (l Launch) SuperviseOptions() SuperviseOptions {
+	return SuperviseOptions{Policy: l.Restart, MaxRestarts: l.MaxRestarts, KeepState: l.KeepState}
 }
 
 // InterfaceMAC is the guest NIC address behind one container interface.
@@ -85,6 +100,7 @@ func (l *Launch) strings() []struct {
 		{"accel", "accelerator: auto, kvm or tcg (default auto; $ENDPOINTKIT_ACCEL also works)", (*string)(&l.Accel)},
 		{"stitch", "how ethN joins tapN: mirred or bridge (default mirred)", (*string)(&l.Stitch)},
 		{"listen", "IPv4 address the forwarded ports listen on (default: eth0's; 0.0.0.0 adds loopback, for port forwards)", &l.Listen},
+		{"restart", "when a VM that ended unasked is started again: on-failure, always or never (default on-failure)", (*string)(&l.Restart)},
 	}
 }
 
@@ -114,6 +130,12 @@ func (l Launch) values() [][2]string {
 	}
 	if l.KeepOverlay {
 		kv = append(kv, [2]string{"keep-overlay", "true"})
+	}
+	if l.MaxRestarts > 0 {
+		kv = append(kv, [2]string{"max-restarts", strconv.Itoa(l.MaxRestarts)})
+	}
+	if l.KeepState {
+		kv = append(kv, [2]string{"keep-state", "true"})
 	}
 	return kv
 }
@@ -171,6 +193,15 @@ func ParseLaunch(args []string, getenv func(string) string, usage io.Writer) (La
 	v := getenv(EnvName("keep-overlay"))
 	l.KeepOverlay = v == "1" || v == "true"
 	fs.BoolVar(&l.KeepOverlay, "keep-overlay", l.KeepOverlay, "keep overlay.qcow2 in the state directory after exit ($ENDPOINT_KEEP_OVERLAY)")
+	v = getenv(EnvName("keep-state"))
+	l.KeepState = v == "1" || v == "true"
+	fs.BoolVar(&l.KeepState, "keep-state", l.KeepState, "keep the state directory after a clean stop ($ENDPOINT_KEEP_STATE)")
+	if v := getenv(EnvName("max-restarts")); v != "" {
+		if l.MaxRestarts, err = strconv.Atoi(v); err != nil {
+			return Launch{}, fmt.Errorf("%w: $%s=%q: not a number", ErrUsage, EnvName("max-restarts"), v)
+		}
+	}
+	fs.IntVar(&l.MaxRestarts, "max-restarts", l.MaxRestarts, fmt.Sprintf("restarts in a row before giving up (default %d) ($ENDPOINT_MAX_RESTARTS)", DefaultMaxRestarts))
 	if err := fs.Parse(args); err != nil {
 		return Launch{}, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
@@ -186,6 +217,9 @@ func ParseLaunch(args []string, getenv func(string) string, usage io.Writer) (La
 		if l.MACs, err = parseMACs(*macs); err != nil {
 			return Launch{}, fmt.Errorf("%w: --%v", ErrUsage, err)
 		}
+	}
+	if _, err := ParseRestartPolicy(string(l.Restart)); err != nil {
+		return Launch{}, fmt.Errorf("--restart: %w", err)
 	}
 	return l, nil
 }
@@ -205,8 +239,11 @@ func (l Launch) Validate() error {
 			return configErr("Launch.Forwards", "%s: want tcp or udp and ports 1-65535", f)
 		}
 	}
-	if l.Interfaces < 0 || l.Grace < 0 {
-		return configErr("Launch", "negative interfaces (%d) or grace (%v)", l.Interfaces, l.Grace)
+	if l.Interfaces < 0 || l.Grace < 0 || l.MaxRestarts < 0 {
+		return configErr("Launch", "negative interfaces (%d), grace (%v) or max restarts (%d)", l.Interfaces, l.Grace, l.MaxRestarts)
+	}
+	if _, err := ParseRestartPolicy(string(l.Restart)); err != nil {
+		return configErr("Launch.Restart", "%v", err)
 	}
 	for _, m := range l.MACs {
 		if m.Interface == "" || strings.ContainsAny(m.Interface, ",= \t\n\r\v\f\x00") || len(m.MAC) != 6 || m.MAC[0]&1 != 0 {

@@ -79,12 +79,13 @@ func TestLaunchFor(t *testing.T) {
 
 // parse(render(l)) == l, for the command line and for the environment.
 func FuzzLaunchRoundTrip(f *testing.F) {
-	f.Add("/img", "/lesson", "r1", "/run/ek/r1", "ek-x.r1", "tcg", "mirred", "22,830,161/udp,8022:22", "eth0=02:00:00:00:00:01,eth1=02:00:00:00:00:02", 2, int64(5*time.Second), true)
-	f.Add("-x", "a b", "", "", "", "", "bridge", "", "", 0, int64(0), false)
-	f.Add("=", "--name", "\n", "é", "x=y", "kvm", "odd", "1", "e=02:00:00:00:00:03", 1, int64(1), false)
-	f.Fuzz(func(t *testing.T, image, lesson, name, state, netns, accel, stitch, fwd, macs string, ifs int, grace int64, keep bool) {
+	f.Add("/img", "/lesson", "r1", "/run/ek/r1", "ek-x.r1", "tcg", "mirred", "22,830,161/udp,8022:22", "eth0=02:00:00:00:00:01,eth1=02:00:00:00:00:02", 2, int64(5*time.Second), true, "always", 3, true)
+	f.Add("-x", "a b", "", "", "", "", "bridge", "", "", 0, int64(0), false, "", 0, false)
+	f.Add("=", "--name", "\n", "é", "x=y", "kvm", "odd", "1", "e=02:00:00:00:00:03", 1, int64(1), false, "never", 1, false)
+	f.Fuzz(func(t *testing.T, image, lesson, name, state, netns, accel, stitch, fwd, macs string, ifs int, grace int64, keep bool, restart string, maxRestarts int, keepState bool) {
 		l := Launch{Image: image, Lesson: lesson, Name: name, State: state, NetNS: netns, Accel: Accel(accel),
-			Stitch: StitchMode(stitch), Interfaces: ifs, Grace: time.Duration(grace), KeepOverlay: keep}
+			Stitch: StitchMode(stitch), Interfaces: ifs, Grace: time.Duration(grace), KeepOverlay: keep,
+			Restart: RestartPolicy(restart), MaxRestarts: maxRestarts, KeepState: keepState}
 		if fs, err := ParsePorts(fwd); err == nil && len(fs) > 0 {
 			l.Forwards = fs
 		}
@@ -116,6 +117,8 @@ func TestLaunchValidate(t *testing.T) {
 		"multicast":  {MACs: []InterfaceMAC{{"eth1", mac("01:00:00:00:00:01")}}},
 		"short mac":  {MACs: []InterfaceMAC{{"eth1", net.HardwareAddr{2, 0}}}},
 		"neg. grace": {Grace: -time.Second},
+		"restart":    {Restart: "sometimes"},
+		"neg. max":   {MaxRestarts: -1},
 	} {
 		if err := l.Validate(); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: Validate = %v; want ErrConfig", name, err)

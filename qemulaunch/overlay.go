@@ -105,8 +105,12 @@ func checkKernel(p string, format vmimage.KernelFormat) error {
 }
 
 // createOverlay makes path a qcow2 overlay backed by base (read-only to
-// QEMU through the overlay: the base is never written).
-func createOverlay(ctx context.Context, base, baseFormat, path string) error {
+// QEMU through the overlay: the base is never written). With reuse, an
+// overlay already at path is kept (a restarted guest keeps its disk).
+func createOverlay(ctx context.Context, base, baseFormat, path string, reuse bool) error {
+	if _, err := os.Stat(path); reuse && err == nil {
+		return nil
+	}
 	os.Remove(path)
 	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2",
 		"-b", base, "-F", baseFormat, path).CombinedOutput()

@@ -102,25 +102,9 @@ func (c Config) Plan() (*Plan, error) {
 		return nil, configErr("KernelArgs", "image %s boots its own bootloader; kernel arguments cannot be passed", m.Slug)
 	}
 
-	var devs []device
-	devs = append(devs, userNIC{model: c.NICModel, mac: c.Management.MAC.String(), addr: c.Management.Address, forwards: p.Forwards})
-	for i, it := range c.Interfaces {
-		devs = append(devs, tapNIC{model: c.NICModel, tap: it.TAP, mac: it.MAC.String(), mtu: it.MTU, slot: 3 + i})
-	}
-	if m.Disk != "" {
-		p.Overlay = dir.Overlay()
-		p.BaseDisk = c.Image.Path(m.Disk)
-		p.BaseFormat = m.DiskFormat
-		if p.BaseFormat == "" {
-			p.BaseFormat = "qcow2"
-		}
-		devs = append(devs, disk{path: p.Overlay, bus: m.QEMU.DiskBus})
-	}
-	if m.Seed != "" {
-		devs = append(devs, seed{path: c.Image.Path(m.Seed)})
-	}
-	if c.LessonDir != "" {
-		devs = append(devs, share9p{path: c.LessonDir, tag: ShareTag})
+	devs, err := c.placeDevices(p)
+	if err != nil {
+		return nil, err
 	}
 	if m.Kernel == "" && m.Disk == "" {
 		return nil, fmt.Errorf("%w: %s: manifest names neither a kernel nor a disk", ErrImage, imageManifest(c.Image))

@@ -3,6 +3,7 @@ package qemulaunch
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -36,6 +37,18 @@ func diskImage() *vmimage.Image {
 	}}
 }
 
+// frrImage lays its NICs out as Antidote's frr image did: the management
+// NIC at 03.0, the data NICs as functions 1-7 of slot 3.
+func frrImage() *vmimage.Image {
+	im := diskImage()
+	im.Manifest.Slug = "frr"
+	im.Manifest.QEMU = vmimage.QEMUHints{NICModel: "virtio-net-pci", Machine: "q35"}
+	im.Manifest.NICs = vmimage.NICLayout{Placement: vmimage.PlaceFunctions, Data: vmimage.PCIAddr{Slot: 3, Function: 1},
+		Management: vmimage.PCIAddr{Slot: 3}, ManagementName: "enp0s3f0"}
+	im.Manifest.NetworkInterfaces = []string{"enp0s3f1", "enp0s3f2"}
+	return im
+}
+
 func mac(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
 
 func TestPlanGolden(t *testing.T) {
@@ -47,6 +60,11 @@ func TestPlanGolden(t *testing.T) {
 			Forwards:   []Forward{{GuestPort: 22}, {GuestPort: 830, HostPort: 8830}, {Proto: "udp", GuestPort: 161}},
 			Management: Management{Address: netip.MustParseAddr("10.0.0.5")},
 			Interfaces: []Interface{{Name: "eth1", MTU: 9000}, {Name: "eth2", MTU: 1500, MAC: mac("02:00:00:00:00:02")}},
+		},
+		"frr_functions": {
+			Name: "hub", Image: frrImage(), Accel: AccelTCG, StateDir: "/state/hub", LessonDir: "/lessons/frr",
+			Forwards:   []Forward{{GuestPort: 22}},
+			Interfaces: []Interface{{Name: "eth1", MTU: 1500}, {Name: "eth2", MTU: 1500}},
 		},
 		"disk_kvm_extra": {
 			Name: "vqfx", Image: diskImage(), Accel: AccelKVM, StateDir: "/state/vqfx",
@@ -274,5 +292,40 @@ func TestFromEndpointAndMACs(t *testing.T) {
 		if err := d.ParseMACs(bad); err == nil {
 			t.Errorf("ParseMACs(%q) accepted", bad)
 		}
+	}
+}
+
+// TestPlanNICLayoutCapacity: more interfaces than the image's layout holds
+// is refused before anything starts, naming the layout; a layout that
+// cannot be placed is the image's fault.
+func TestPlanNICLayoutCapacity(t *testing.T) {
+	t.Setenv(AccelEnv, "")
+	cfg := Config{Name: "hub", Image: frrImage(), Accel: AccelTCG, StateDir: "/state/hub"}
+	for i := 1; i <= 8; i++ {
+		cfg.Interfaces = append(cfg.Interfaces, Interface{Name: fmt.Sprintf("eth%d", i)})
+	}
+	_, err := cfg.Plan()
+	if !errors.Is(err, ErrConfig) || !errors.Is(err, vmimage.ErrNICLayout) {
+		t.Fatalf("Plan with 8 NICs = %v; want ErrConfig and ErrNICLayout", err)
+	}
+	for _, want := range []string{"8 data interfaces", "image frr's NIC layout holds 7", "functions 1-7 of slot 3"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	cfg.Interfaces = cfg.Interfaces[:7]
+	p, err := cfg.Plan()
+	if err != nil {
+		t.Fatalf("Plan with 7 NICs: %v", err)
+	}
+	if argv := strings.Join(p.Args, " "); !strings.Contains(argv, "addr=0x3.0x7 ") {
+		t.Errorf("NIC 7 not at 03.7:\n%s", argv)
+	}
+
+	bad := frrImage()
+	bad.Manifest.NICs.Management = vmimage.PCIAddr{Slot: 4}
+	cfg.Image = bad
+	if _, err := cfg.Plan(); !errors.Is(err, ErrImage) || !strings.Contains(err.Error(), "function 0 of slot 3 would be empty") {
+		t.Errorf("unplaceable layout: %v; want ErrImage naming the empty function 0", err)
 	}
 }

@@ -141,6 +141,9 @@ func LauncherRunning(pid int, stateDir string) bool {
 	return !zombie(pid) && !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
+// Zombie reports whether pid has exited and only awaits its parent's wait.
+func Zombie(pid int) bool { return zombie(pid) }
+
 // zombie reports whether pid has exited and only awaits its parent's wait
 // (state Z in /proc/PID/stat).
 func zombie(pid int) bool {

@@ -25,7 +25,9 @@ var ErrNotReady = errors.New("qemulaunch: guest not ready")
 //  1. QMP: QEMU reports status "running" (Timeouts.QMP).
 //  2. serial: a console line matches the manifest's readiness.serialRegex
 //     (Timeouts.Serial; skipped when the manifest has none).
-//  3. ssh: for each readiness.sshPorts guest port, a complete SSH handshake
+//  3. hostkeys: when the manifest lists no SSH host keys, the guest's are
+//     learned from its console and pinned (see [PinnedHostKeys]; Timeouts.Serial);
+//  4. ssh: for each readiness.sshPorts guest port, a complete SSH handshake
 //     — key exchange and, when the image names a user, password auth —
 //     through its forward (Timeouts.SSH). A TCP connect is not enough: QEMU
 //     user networking accepts before the guest listens. readiness.tcpPorts
@@ -82,6 +84,14 @@ func (vm *VM) Ready(ctx context.Context) error {
 			}
 			return err
 		}); err != nil {
+			return err
+		}
+	}
+	vm.mu.Lock()
+	vm.hostKeys = vm.cfg.Image.Manifest.HostKeys
+	vm.mu.Unlock()
+	if len(r.SSHPorts) > 0 && len(vm.cfg.Image.Manifest.HostKeys) == 0 {
+		if err := layer("hostkeys", t.Serial, vm.learnHostKeys); err != nil {
 			return err
 		}
 	}
@@ -229,9 +239,12 @@ func (vm *VM) sshHandshake(ctx context.Context, addr string) error {
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
 	m := vm.cfg.Image.Manifest
+	vm.mu.Lock()
+	pinned := vm.hostKeys
+	vm.mu.Unlock()
 	cc := &ssh.ClientConfig{
 		User:            m.Users.SSHUser,
-		HostKeyCallback: HostKeyCallback(m.HostKeys),
+		HostKeyCallback: HostKeyCallback(pinned),
 		Timeout:         5 * time.Second,
 	}
 	if cc.User == "" {
@@ -260,13 +273,14 @@ type permanentError struct{ error }
 
 func (p permanentError) Unwrap() error { return p.error }
 
-// HostKeyCallback accepts exactly the host keys an image manifest lists (by
-// SHA256 fingerprint), or any key when it lists none.
+// HostKeyCallback accepts exactly the given host keys (by SHA256
+// fingerprint) — an image manifest's, or those [PinnedHostKeys] returns —
+// and refuses every key when there are none: nothing is taken on trust.
 func HostKeyCallback(keys []vmimage.HostKey) ssh.HostKeyCallback {
-	if len(keys) == 0 {
-		return ssh.InsecureIgnoreHostKey()
-	}
 	return func(host string, _ net.Addr, key ssh.PublicKey) error {
+		if len(keys) == 0 {
+			return permanentError{fmt.Errorf("%w: refusing host key %s %s of %s", ErrNoHostKeys, key.Type(), ssh.FingerprintSHA256(key), host)}
+		}
 		fp := ssh.FingerprintSHA256(key)
 		for _, k := range keys {
 			if k.Fingerprint == fp {

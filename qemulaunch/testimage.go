@@ -21,6 +21,7 @@ type TestReport struct {
 	Accel    Accel
 	Ready    time.Duration // Start to Ready
 	Login    string        // what `id -un` printed over SSH
+	Tests    []SelfTestResult
 	Stop     time.Duration
 	Exit     Exit
 	Forwards []Forward
@@ -28,9 +29,9 @@ type TestReport struct {
 
 // TestImage boots im on the loopback address (any free host ports, in the
 // caller's namespace, no data NICs), waits until it is ready, logs in over
-// SSH as the image's user with its password and runs `id -un`, then stops
-// the VM gracefully. It fails unless every step works and the guest powers
-// off by itself. ctx bounds the whole test; log may be nil.
+// SSH as the image's user with its password and runs `id -un`, runs the
+// image's self-tests ([RunSelfTests]), then stops the VM gracefully. It
+// fails unless every step works and the guest powers off by itself. ctx bounds the whole test; log may be nil.
 func TestImage(ctx context.Context, im *vmimage.Image, accel Accel, log *slog.Logger) (*TestReport, error) {
 	m := im.Manifest
 	if m.Users.SSHUser == "" {
@@ -65,17 +66,24 @@ func TestImage(ctx context.Context, im *vmimage.Image, accel Accel, log *slog.Lo
 		return nil, err
 	}
 	defer vm.Kill()
+	m = vm.cfg.Image.Manifest // with the instance's own host keys, if it has an identity
 	rep := &TestReport{Accel: vm.Plan().Accel, Forwards: vm.Forwards()}
 	if err := vm.Ready(ctx); err != nil {
 		return rep, fmt.Errorf("%w\nconsole tail:\n%s", err, vm.Console().Tail(2000))
 	}
 	rep.Ready = time.Since(t0)
+	vm.mu.Lock()
+	m.HostKeys = vm.hostKeys // the manifest's, or those learned from the console
+	vm.mu.Unlock()
 	addr, _ := vm.hostAddr(sshPort)
 	if rep.Login, err = sshOutput(ctx, addr, m, "id -un"); err != nil {
 		return rep, fmt.Errorf("ssh as %s to %s: %w", m.Users.SSHUser, addr, err)
 	}
 	if rep.Login != m.Users.SSHUser {
 		return rep, fmt.Errorf("ssh as %s: id -un says %q", m.Users.SSHUser, rep.Login)
+	}
+	if rep.Tests, err = RunSelfTests(ctx, addr, m); err != nil {
+		return rep, err
 	}
 	t1 := time.Now()
 	if err := vm.Stop(ctx); err != nil {
@@ -129,6 +137,10 @@ func (r *TestReport) String() string {
 	for i, f := range r.Forwards {
 		ports[i] = strconv.Itoa(f.GuestPort)
 	}
-	return fmt.Sprintf("ready in %.2fs (%s), ssh login as %s ok, stopped in %.2fs (%s); guest ports %s",
-		r.Ready.Seconds(), r.Accel, r.Login, r.Stop.Seconds(), r.Exit.Reason, strings.Join(ports, ","))
+	tests := ""
+	if len(r.Tests) > 0 {
+		tests = fmt.Sprintf(", %d self-test(s) passed", len(r.Tests))
+	}
+	return fmt.Sprintf("ready in %.2fs (%s), ssh login as %s ok%s, stopped in %.2fs (%s); guest ports %s",
+		r.Ready.Seconds(), r.Accel, r.Login, tests, r.Stop.Seconds(), r.Exit.Reason, strings.Join(ports, ","))
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/endpointkit/endpointkit/vmimage"
 	"github.com/vishvananda/netlink"
 )
 
@@ -36,15 +37,25 @@ type VM struct {
 	stderr  *tailBuffer
 	stdin   *os.File
 
-	mu       sync.Mutex
-	mon      *monitor
-	stopReq  ExitReason // what Stop/Kill asked for last ("" = nothing)
-	undo     []func() error
+	mu      sync.Mutex
+	mon     *monitor
+	stopReq ExitReason // what Stop/Kill asked for last ("" = nothing)
+	undo    []func() error
+	// nics are the data NICs by container interface, boot and added,
+	// each with its own undo (run by cleanup before undo); hot serialises
+	// AddNIC and RemoveNIC; watching is set once links are watched.
+	nics     map[string]*nicState
+	hot      sync.Mutex
+	watching bool
+	cleaned  bool          // cleanup ran: a NIC added now must undo itself
 	procDone chan struct{} // QEMU reaped
 	started  chan struct{} // Start finished (cleanup must not race it)
 	exited   chan struct{} // reaped and cleaned up; exit is final
 	exit     Exit
 	readyAt  time.Time
+	// hostKeys are the guest's SSH host keys readiness pins: the
+	// manifest's, or those learned from the console.
+	hostKeys []vmimage.HostKey
 }
 
 // Start resolves the accelerator, waits for the container interfaces,
@@ -87,10 +98,16 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	if err := claimStateDir(dir); err != nil {
 		return nil, err
 	}
-	vm := &VM{cfg: cfg, log: log, procDone: make(chan struct{}), started: make(chan struct{}), exited: make(chan struct{})}
+	cfg, err := withIdentity(cfg)
+	if err != nil {
+		os.Remove(dir.LauncherPID())
+		return nil, err
+	}
+	vm := &VM{cfg: cfg, log: log, procDone: make(chan struct{}), started: make(chan struct{}), exited: make(chan struct{}),
+		nics: map[string]*nicState{}}
 	vm.undo = append(vm.undo, func() error { os.Remove(dir.LauncherPID()); return nil })
 	writeHealth(dir.Health(), HealthStarting, "")
-	err := vm.start(ctx)
+	err = vm.start(ctx)
 	close(vm.started)
 	if err != nil {
 		if vm.cmd != nil && vm.cmd.Process != nil {
@@ -199,17 +216,24 @@ func (vm *VM) start(ctx context.Context) error {
 			}
 			return nil
 		})
-		if err := createOverlay(ctx, plan.BaseDisk, plan.BaseFormat, plan.Overlay); err != nil {
+		if err := createOverlay(ctx, plan.BaseDisk, plan.BaseFormat, plan.Overlay, cfg.reuseOverlay); err != nil {
 			return err
 		}
 	}
-	var recs []*stitchRec
 	for i, it := range plan.Interfaces {
-		r, err := vm.stitchOne(i, it, found.data[i])
+		place, err := cfg.placeNIC(cfg.dataIndex(i))
 		if err != nil {
 			return err
 		}
-		recs = append(recs, r)
+		ns := &nicState{NIC: place}
+		ns.Interface, ns.TAP, ns.MAC, ns.MTU = it.Name, it.TAP, it.MAC.String(), it.MTU
+		ns.Netdev, ns.Device = nicIDs(ns.Index)
+		vm.mu.Lock()
+		vm.nics[it.Name] = ns // before stitching: cleanup undoes what was done
+		vm.mu.Unlock()
+		if ns.rec, err = vm.stitchOne(ns.Index, it, found.data[i], &ns.undo); err != nil {
+			return err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -221,18 +245,21 @@ func (vm *VM) start(ctx context.Context) error {
 	if execErr != nil {
 		return execErr
 	}
-	vm.watchLinks(recs)
+	if len(plan.Interfaces) > 0 {
+		vm.watchLinks()
+	}
 	return nil
 }
 
-// stitchOne creates the TAP for one interface and joins it to eth.
-func (vm *VM) stitchOne(i int, it Interface, eth netlink.Link) (*stitchRec, error) {
+// stitchOne creates the TAP for one interface (data NIC index) and joins
+// it to eth, appending what undoes each step to undo.
+func (vm *VM) stitchOne(index int, it Interface, eth netlink.Link, undo *[]func() error) (*stitchRec, error) {
 	env := vm.env
 	tap, err := env.createTAP(it.TAP, vm.cfg.Name, it.MTU)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", it.Name, err)
 	}
-	vm.undo = append(vm.undo, func() error {
+	*undo = append(*undo, func() error {
 		if err := env.h.LinkDel(tap); err != nil {
 			return fmt.Errorf("delete TAP %s: %w", it.TAP, err)
 		}
@@ -241,11 +268,11 @@ func (vm *VM) stitchOne(i int, it Interface, eth netlink.Link) (*stitchRec, erro
 	if err := env.disableTXChecksum(it.Name); err != nil {
 		vm.log.Warn("could not disable TX checksum offload", "interface", it.Name, "err", err)
 	}
-	st, err := stitcherFor(vm.plan.Stitch, vm.cfg.Name, i+1)
+	st, err := stitcherFor(vm.plan.Stitch, vm.cfg.Name, index)
 	if err != nil {
 		return nil, err
 	}
-	vm.undo = append(vm.undo, func() error {
+	*undo = append(*undo, func() error {
 		cur, err := env.h.LinkByName(it.Name)
 		if err != nil {
 			cur = nil // gone: nothing of ours left on it
@@ -404,6 +431,11 @@ func (vm *VM) cleanup() error {
 	vm.mu.Lock()
 	undo := vm.undo
 	vm.undo = nil
+	for _, ns := range vm.nics { // the NICs' TAPs and stitches, before the namespace handle closes
+		undo = append(undo, ns.undo...)
+	}
+	vm.nics = map[string]*nicState{}
+	vm.cleaned = true
 	vm.mu.Unlock()
 	for i := len(undo) - 1; i >= 0; i-- {
 		if err := undo[i](); err != nil {

@@ -13,15 +13,22 @@ type stitchRec struct {
 	tap netlink.Link
 }
 
-// watchLinks follows netlink link events for the VM's lifetime. When a
-// stitched container interface disappears (its veth peer was deleted) the
-// TAP is left as it is and a warning logged; when an interface of that name
-// appears again with a new ifindex — a re-created link — the stitch is
-// redone, since tc filters and bridge ports are bound to the old ifindex.
-func (vm *VM) watchLinks(recs []*stitchRec) {
-	if len(recs) == 0 {
+// watchLinks follows netlink link events for the VM's lifetime (once
+// started, by Start for the boot's data NICs or by the first AddNIC). When
+// a stitched container interface disappears (its veth peer was deleted)
+// the TAP is left as it is and a warning logged; when an interface of that
+// name appears again with a new ifindex — a re-created link — the stitch
+// is redone, since tc filters and bridge ports are bound to the old
+// ifindex. It follows the VM's NICs as they are at each event, so NICs
+// added later are re-stitched too, and removed ones no longer.
+func (vm *VM) watchLinks() {
+	vm.mu.Lock()
+	if vm.watching {
+		vm.mu.Unlock()
 		return
 	}
+	vm.watching = true
+	vm.mu.Unlock()
 	updates := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
 	ns := vm.env.ns
@@ -36,19 +43,22 @@ func (vm *VM) watchLinks(recs []*stitchRec) {
 	go func() {
 		for u := range updates {
 			name := u.Link.Attrs().Name
-			for _, r := range recs {
-				if r.it.Name != name {
-					continue
-				}
-				vm.mu.Lock()
-				cur := r.eth
-				vm.mu.Unlock()
-				switch {
-				case u.Header.Type == unix.RTM_DELLINK && u.Link.Attrs().Index == cur.Attrs().Index:
-					vm.log.Warn("container interface vanished; its VM NIC is cut off until it returns", "interface", name)
-				case u.Header.Type == unix.RTM_NEWLINK && u.Link.Attrs().Index != cur.Attrs().Index:
-					vm.restitch(r, u.Link)
-				}
+			vm.mu.Lock()
+			var r *stitchRec
+			if n := vm.nics[name]; n != nil {
+				r = n.rec
+			}
+			var cur netlink.Link
+			if r != nil {
+				cur = r.eth
+			}
+			vm.mu.Unlock()
+			switch {
+			case r == nil:
+			case u.Header.Type == unix.RTM_DELLINK && u.Link.Attrs().Index == cur.Attrs().Index:
+				vm.log.Warn("container interface vanished; its VM NIC is cut off until it returns", "interface", name)
+			case u.Header.Type == unix.RTM_NEWLINK && u.Link.Attrs().Index != cur.Attrs().Index:
+				vm.restitch(r, u.Link)
 			}
 		}
 	}()

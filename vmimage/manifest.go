@@ -6,6 +6,11 @@
 // Antidote-compatible image.meta.yaml, and the artefacts the manifest names
 // by paths relative to the directory (kernel, initrd, disk). Readers must
 // reject a manifest whose Version they do not know ([ErrVersion]).
+//
+// The manifest also records the image's NIC layout ([NICLayout],
+// [Manifest.Layout]): where each NIC sits on the guest's PCI bus and the
+// name the guest gives it. Launchers place NICs there; the image makes the
+// names true.
 package vmimage
 
 import (
@@ -36,6 +41,7 @@ const (
 	KindInitramfs   Kind = "initramfs"   // kernel + initramfs, no disk (the tiny endpoint)
 	KindDebootstrap Kind = "debootstrap" // full Debian: kernel + initrd + qcow2 root disk
 	KindDisk        Kind = "disk"        // a vendor disk, booted by its own firmware/bootloader
+	KindISO         Kind = "iso"         // installed from an installer ISO, booted by its own bootloader
 )
 
 // KernelFormat says how the kernel is booted.
@@ -91,6 +97,10 @@ type Manifest struct {
 	// NIC order (the first is the guest's name for the container's eth1).
 	// Empty means eth1, eth2, … . The management NIC is never listed.
 	NetworkInterfaces []string `json:"networkInterfaces,omitempty"`
+	// NICs is where the NICs sit on the guest's PCI bus and what the
+	// management NIC is called; zero: the default layout (see [Layout],
+	// which also brings in NetworkInterfaces and QEMU.NICModel).
+	NICs NICLayout `json:"nics,omitzero"`
 
 	// Share9P says the guest mounts the 9p share tagged "antidote" (the
 	// lesson directory) at /antidote.
@@ -100,6 +110,14 @@ type Manifest struct {
 	// launcher or configurator can pin them instead of trusting on first
 	// use.
 	HostKeys []HostKey `json:"hostKeys,omitempty"`
+	// Identity, when IdentityFWCfg, says the image has no host keys of its
+	// own: each instance gets its hostname and host keys from the
+	// launcher through fw_cfg (see [Identity]), and HostKeys is empty.
+	Identity string `json:"identity,omitempty"`
+
+	// Tests are the image's self-tests (`imagebuild test` runs them): each
+	// a script the SSH user runs over SSH after boot, expected to exit 0.
+	Tests []SelfTest `json:"tests,omitempty"`
 
 	// BuildKey identifies the recipe and inputs the image was built from
 	// (hex sha256); a rebuild with the same key is a cache hit. Readers
@@ -159,6 +177,12 @@ type HostKey struct {
 	Type        string `json:"type"`        // e.g. "ssh-ed25519"
 	Fingerprint string `json:"fingerprint"` // "SHA256:…" as ssh.FingerprintSHA256 prints it
 	PublicKey   string `json:"publicKey"`   // authorized_keys format
+}
+
+// SelfTest is one self-test of an image.
+type SelfTest struct {
+	Name string `json:"name"`
+	Run  string `json:"run"` // a script for sh -ec
 }
 
 // Image is a loaded image directory.

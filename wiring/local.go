@@ -107,7 +107,9 @@ type applier struct {
 // Apply builds the plan's endpoints and links that belong on this host (see
 // Host) and returns the state, also written to StateDir(plan.Instance).
 // It converges: applying again repairs what is missing and changes nothing
-// that is right (an endpoint dropped from the plan stays until Teardown). On error the state file still records everything that may
+// that is right; a link added to the plan is created (a running instance's
+// new link, in milliseconds), while an endpoint or link dropped from the
+// plan stays until Teardown (or RemoveLink). On error the state file still records everything that may
 // exist; call Teardown with the state dir to remove it. ctx bounds the whole
 // call; cancelling it stops at the next step and leaves a partial apply.
 func (l *Local) Apply(ctx context.Context, p *Plan) (*State, error) {
@@ -317,7 +319,7 @@ func (a *applier) openNamespaces(ctx context.Context) error {
 		g.Go(func() error {
 			set := nsSettings{noIPv6: ns == a.fabric}
 			if e := a.endpointByNamespace(ns); e != nil {
-				set = nsSettings{forwarding: e.EnableForwarding, noIPv6: !a.l.AssignLinkAddresses}
+				set = nsSettings{forwarding: e.EnableForwarding, pinForwarding: true, noIPv6: !a.l.AssignLinkAddresses}
 			}
 			env, err := openEnv(ns, a.fresh[ns], set)
 			if errors.Is(err, nsutil.ErrNotExist) {

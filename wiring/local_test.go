@@ -337,3 +337,69 @@ func TestRemoveWithoutState(t *testing.T) {
 		t.Error("Remove accepted a bad instance name")
 	}
 }
+
+// A link added to a running instance's plan is made by Apply (converging,
+// the other links untouched) and removed again by RemoveLink, state file
+// included; applying the plan without it does not bring it back.
+func TestAddAndRemoveLinkLive(t *testing.T) {
+	ctx := context.Background()
+	m := triangle()
+	l, p, _ := applied(t, Options{})
+	s, err := m.NewLink("foobar1", "foobar2", mustPrefix("10.99.0.0/24"), p.Instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.AddLink(s, nil); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := NewPlan(m, Options{Instance: p.Instance})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := l.Apply(ctx, p2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := p2.Links[3]
+	if added.Kind != KindVeth || added.A.Interface != "eth3" || added.B.Interface != "eth3" {
+		t.Fatalf("added link planned as %+v", added)
+	}
+	if e1, _ := st.Endpoint("foobar1"); !slices.Contains(e1.Interfaces, "eth3") {
+		t.Errorf("state lists foobar1's interfaces %v; want eth3 among them", e1.Interfaces)
+	}
+	ns1, ns2 := p2.endpoint("foobar1").Namespace, p2.endpoint("foobar2").Namespace
+	ping(t, ns1, "10.99.0.3")
+	ping(t, ns2, "10.99.0.2")
+	for _, lk := range p.Links { // the lesson's links still carry traffic
+		ping(t, p.endpoint(lk.A.Endpoint).Namespace, lk.B.Address.Addr().String())
+	}
+
+	if err := l.RemoveLink(ctx, p.Instance, added); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{ns1, ns2} {
+		if out, err := nsRun(ns, "ip", "link", "show", "eth3"); err == nil {
+			t.Errorf("%s: eth3 still there:\n%s", ns, out)
+		}
+	}
+	st, err = LoadState(l.StateDir(p.Instance))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range st.Endpoints {
+		if slices.Contains(e.Interfaces, "eth3") {
+			t.Errorf("state still lists %s eth3", e.Name)
+		}
+	}
+	if err := l.RemoveLink(ctx, p.Instance, added); err != nil {
+		t.Errorf("removing again: %v", err)
+	}
+	if _, err := l.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := nsRun(ns1, "ip", "link", "show", "eth3"); err == nil {
+		t.Errorf("Apply of the plan without the link brought it back:\n%s", out)
+	}
+	ping(t, ns1, "10.12.0.3")
+	teardownClean(t, l, p)
+}

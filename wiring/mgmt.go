@@ -75,6 +75,11 @@ func (a *applier) mgmtNetwork(context.Context) error {
 	if err == nil {
 		err = a.hostH.LinkSetUp(hl)
 	}
+	if err == nil && hl.Attrs().Alias != hostLinkAlias(a.p.Instance) {
+		// Names the owner: Remove of another instance whose host link name
+		// is the same (a 24-bit tag) leaves this one alone.
+		err = a.hostH.LinkSetAlias(hl, hostLinkAlias(a.p.Instance))
+	}
 	if err == nil {
 		gw := netip.PrefixFrom(a.st.Gateway, a.st.MgmtSubnet.Bits())
 		if err = a.hostH.AddrReplace(hl, &netlink.Addr{IPNet: ipNet(gw)}); err != nil {

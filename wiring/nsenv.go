@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/endpointkit/endpointkit/internal/ethtool"
 	"github.com/endpointkit/endpointkit/internal/nsutil"
@@ -32,6 +33,11 @@ type nsEnv struct {
 // nsSettings are sysctls openEnv sets inside a namespace.
 type nsSettings struct {
 	forwarding bool // IPv4 forwarding on
+	// pinForwarding writes forwarding's value even when it is off: a new
+	// namespace copies the host's IPv4 sysctls (net.core.
+	// devconf_inherit_init_net 0), so on a host that forwards (a
+	// Kubernetes node, Docker) an endpoint would forward too.
+	pinForwarding bool
 	// noIPv6 turns IPv6 off for interfaces created afterwards, so the
 	// namespace's own stack sends nothing (router solicitations, duplicate
 	// address detection, MLD) onto links a guest owns.
@@ -55,9 +61,10 @@ func openEnv(name string, fresh bool, set nsSettings) (*nsEnv, error) {
 			return fmt.Errorf("ioctl socket: %w", err)
 		}
 		// /proc/sys/net is resolved against the opening thread's namespace.
-		if set.forwarding {
-			if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
-				return fmt.Errorf("enable forwarding: %w", err)
+		if set.forwarding || set.pinForwarding {
+			v := map[bool]string{true: "1\n", false: "0\n"}[set.forwarding]
+			if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte(v), 0o644); err != nil {
+				return fmt.Errorf("set forwarding to %s: %w", strings.TrimSpace(v), err)
 			}
 		}
 		if set.noIPv6 {

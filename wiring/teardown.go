@@ -68,7 +68,7 @@ func teardownHost(st *State) error {
 		}
 	}
 	if st.HostLinkMade {
-		if err := deleteHostLink(host, st.HostLink); err != nil {
+		if err := deleteHostLink(host, st.HostLink, st.Instance); err != nil {
 			errs = append(errs, fmt.Errorf("wiring: instance %s: %w", st.Instance, err))
 		}
 	}
@@ -119,11 +119,16 @@ func removeHostLeftovers(hostNetNS string, n names) error {
 		return err
 	}
 	defer host.close()
-	return errors.Join(deleteTable(host.fd, n.nftTable()), deleteHostLink(host, n.hostLink()))
+	return errors.Join(deleteTable(host.fd, n.nftTable()), deleteHostLink(host, n.hostLink(), n.instance))
 }
 
-// deleteHostLink deletes the veth named link in host, if it is there.
-func deleteHostLink(host *nsEnv, link string) error {
+// hostLinkAlias is the alias of an instance's host link: its owner.
+func hostLinkAlias(instance string) string { return "endpointkit-instance:" + instance }
+
+// deleteHostLink deletes the veth named link in host, if it is there and,
+// when owner is given, belongs to that instance (its alias names it, or
+// it has none: made before links were named).
+func deleteHostLink(host *nsEnv, link, owner string) error {
 	h, err := netlink.NewHandleAt(host.fd, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("host namespace: %w", err)
@@ -133,6 +138,9 @@ func deleteHostLink(host *nsEnv, link string) error {
 	var notFound netlink.LinkNotFoundError
 	if errors.As(err, &notFound) || errors.Is(err, unix.ENODEV) || (err == nil && lk.Type() != "veth") {
 		return nil
+	}
+	if err == nil && owner != "" && lk.Attrs().Alias != "" && lk.Attrs().Alias != hostLinkAlias(owner) {
+		return nil // another instance's (same tag)
 	}
 	if err == nil {
 		err = h.LinkDel(lk)

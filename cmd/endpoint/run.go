@@ -20,9 +20,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"health":         runHealth,
 		"logs":           runLogs,
 		"remove-bridges": runRemoveBridges,
+		"heal":           runHeal,
+		"nic":            runNIC,
 	}
 	if len(args) == 0 || cmds[args[0]] == nil {
-		fmt.Fprintln(stderr, "usage: endpoint run|console|health|logs|remove-bridges [flags]  (endpoint COMMAND -h for flags)")
+		fmt.Fprintln(stderr, "usage: endpoint run|console|health|logs|remove-bridges|heal|nic [flags]  (endpoint COMMAND -h for flags)")
 		if len(args) == 0 {
 			return fmt.Errorf("%w: no command", qemulaunch.ErrUsage)
 		}
@@ -32,7 +34,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 // runRun is flags → launch → config → supervise; SIGTERM and SIGINT stop
-// the guest gracefully.
+// the guest gracefully, SIGUSR1 restarts it (SIGUSR2: on a fresh overlay).
 func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	l, err := qemulaunch.ParseLaunch(args, os.Getenv, stderr)
 	if err != nil {
@@ -42,8 +44,28 @@ func runRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	sigs := make(chan os.Signal, 2)
+	sigs, usr := make(chan os.Signal, 2), make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(usr, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
-	return qemulaunch.Supervise(ctx, cfg, qemulaunch.SuperviseOptions{Stdout: stdout, Stderr: stderr, Stop: sigs})
+	defer signal.Stop(usr)
+	restart, done := make(chan qemulaunch.RestartRequest), make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case sig := <-usr:
+				select {
+				case restart <- qemulaunch.RestartRequest{Reset: sig == syscall.SIGUSR2}:
+				case <-done:
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	o := l.SuperviseOptions()
+	o.Stdout, o.Stderr, o.Stop, o.Restart = stdout, stderr, sigs, restart
+	return qemulaunch.Supervise(ctx, cfg, o)
 }

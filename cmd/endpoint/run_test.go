@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -24,6 +25,7 @@ import (
 	"github.com/endpointkit/endpointkit/internal/nsutil"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/qemulaunch/qemulaunchtest"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,6 +44,10 @@ func TestUsageErrors(t *testing.T) {
 		"stray arg":     {[]string{"run", "--image", img, "extra"}, qemulaunch.ExitCodeUsage, "unexpected"},
 		"console gone":  {[]string{"console", "--state", img}, qemulaunch.ExitCodeFailed, "console.sock"},
 		"health gone":   {[]string{"health", "--state", img}, qemulaunch.ExitCodeFailed, "health"},
+		"nic no verb":   {[]string{"nic"}, qemulaunch.ExitCodeUsage, "nic add or nic del"},
+		"nic no iface":  {[]string{"nic", "add", "--state", img}, qemulaunch.ExitCodeUsage, "needs --interface"},
+		"nic bad mac":   {[]string{"nic", "add", "--state", img, "--interface", "eth3", "--mac", "x"}, qemulaunch.ExitCodeUsage, "--mac"},
+		"nic no run":    {[]string{"nic", "del", "--state", img, "--interface", "eth3"}, qemulaunch.ExitCodeFailed, "no launcher answers"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -201,7 +207,7 @@ func assertStateClean(t *testing.T, dir qemulaunch.StateDir) {
 	ents, _ := os.ReadDir(string(dir))
 	for _, e := range ents {
 		switch e.Name() {
-		case "console.log", "console.log.1", "health":
+		case "console.log", "console.log.1", "health", "restarts":
 		default:
 			t.Errorf("state dir: %s left behind", e.Name())
 		}
@@ -254,6 +260,7 @@ func TestRunDataPlane(t *testing.T) {
 			if out, err := exec.Command(bin, "health", "--state", string(l.state)).Output(); err != nil || !strings.HasPrefix(string(out), "ready") {
 				t.Errorf("health: %s %v", out, err)
 			}
+			nicAddedAndRemoved(t, bin, c, l.state, mgmt)
 
 			t0 := time.Now()
 			l.cmd.Process.Signal(syscall.SIGTERM)
@@ -399,12 +406,13 @@ func TestRunProcessGroupInterrupt(t *testing.T) {
 	}
 }
 
-// kill -9 of QEMU: endpoint notices, exits with "died" and cleans up.
+// kill -9 of QEMU with --restart never: endpoint notices, exits with
+// "died" and cleans up.
 func TestRunQEMUKilled(t *testing.T) {
 	ektest.RequireQEMU(t)
 	im := imagetest.Tiny(t)
 	c := qemulaunchtest.NewContainer(t, 1)
-	l := startLauncher(t, c.NS, "--image", im.Dir, "--name", "ep-kill", "--forward", "22")
+	l := startLauncher(t, c.NS, "--image", im.Dir, "--name", "ep-kill", "--forward", "22", "--restart", "never")
 	l.waitReady(t)
 	b, err := os.ReadFile(l.state.QEMUPID())
 	if err != nil {
@@ -419,6 +427,9 @@ func TestRunQEMUKilled(t *testing.T) {
 		t.Errorf("stderr does not explain:\n%s", l.stderr)
 	}
 	qemulaunchtest.AssertClean(t, c.NS)
+	if _, err := os.Stat(l.state.ConsoleLog()); err != nil {
+		t.Errorf("after a failure the state directory keeps the console log: %v", err)
+	}
 }
 
 func TestMain(m *testing.M) {
@@ -427,4 +438,33 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
+}
+
+// nicAddedAndRemoved asks the running launcher (`endpoint nic`) for a NIC
+// behind a new eth2, reaches the guest from the peer over it, and removes
+// it again: the guest's eth2 is gone.
+func nicAddedAndRemoved(t *testing.T, bin string, c *qemulaunchtest.Container, state qemulaunch.StateDir, mgmt string) {
+	t.Helper()
+	qemulaunchtest.VethPair(t, c.NS, "eth2", c.PeerNS, "p2")
+	mac := qemulaunch.DeriveMAC("nic-test", 2).String()
+	out, err := exec.Command(bin, "nic", "add", "--state", string(state), "--interface", "eth2", "--mac", mac).Output()
+	var nic qemulaunch.NIC
+	if err != nil || json.Unmarshal(out, &nic) != nil || nic.Interface != "eth2" || nic.MAC != mac || nic.PCI == "" {
+		t.Fatalf("endpoint nic add: %v\n%s", err, out)
+	}
+	qemulaunchtest.SSH(t, "", mgmt, user, pass, `for i in $(seq 100); do [ -e /sys/class/net/eth2 ] && break; sleep 0.1; done; `+
+		`sudo ip addr add 198.51.100.2/24 dev eth2 && sudo ip link set eth2 up`, nil)
+	ph, _ := nsutil.Handle(c.PeerNS)
+	defer ph.Close()
+	p2, _ := ph.LinkByName("p2")
+	ph.AddrAdd(p2, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("198.51.100.1"), Mask: net.CIDRMask(24, 32)}})
+	if out := qemulaunchtest.SSH(t, c.PeerNS, "198.51.100.2:22", user, pass, "cat /sys/class/net/eth2/address", nil); strings.TrimSpace(out) != mac {
+		t.Errorf("via the added NIC the guest said %q", out)
+	}
+	if out, err := exec.Command(bin, "nic", "del", "--state", string(state), "--interface", "eth2").CombinedOutput(); err != nil {
+		t.Fatalf("endpoint nic del: %v\n%s", err, out)
+	}
+	if out := qemulaunchtest.SSH(t, "", mgmt, user, pass, "ls /sys/class/net", nil); strings.Contains(out, "eth2") {
+		t.Errorf("the guest still has eth2 after nic del: %q", out)
+	}
 }

@@ -10,8 +10,10 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/endpointkit/endpointkit/imagebuild"
+	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/mattn/go-isatty"
 )
 
@@ -31,7 +33,7 @@ func commands() map[string]command {
 		"dockerfile": {"regenerate the Dockerfile and Makefile of an image directory", runDockerfile},
 		"export":     {"write an image directory's OCI image as a tarball (ctr images import, docker load)", runExport},
 		"push":       {"push an image directory's OCI image to a registry", runPush},
-		"test":       {"boot an image directory, wait until ready, log in over SSH, stop", runTest},
+		"test":       {"boot an image directory, wait until ready, log in over SSH, run its self-tests, stop", runTest},
 	}
 }
 
@@ -111,6 +113,8 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	cache := fs.String("cache", "", "cache directory (default /var/cache/endpointkit as root, else ~/.cache/endpointkit)")
 	store := fs.String("store", "", "raw-image store of vendor disks, a bucket URL: file:///dir, s3://bucket?…, gs://bucket (default file://CACHE/disks)")
 	verbose := fs.Bool("v", false, "log every step (debug level)")
+	test := fs.Bool("test", false, "then boot the image and run its self-tests (as `imagebuild test`)")
+	accel := fs.String("accel", "auto", "accelerator for --test: auto, kvm or tcg")
 	oci := addOCIFlags(fs)
 	pos, err := parse(fs, args, 1)
 	if err != nil {
@@ -150,7 +154,10 @@ func runBuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	fmt.Fprintf(stdout, "%s: %s image %s in %s (%s)\n", res.Image.Manifest.Slug, res.Image.Manifest.Kind, res.Image.Dir,
 		res.Elapsed.Round(1e7), how)
-	return buildOCI(ctx, b, res.Image, oci, stdout, stderr)
+	if err := buildOCI(ctx, b, res.Image, oci, stdout, stderr); err != nil || !*test {
+		return err
+	}
+	return testImage(ctx, res.Image, qemulaunch.Accel(*accel), 10*time.Minute, nil, stdout)
 }
 
 func runDockerfile(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +13,8 @@ import (
 )
 
 // runTest boots a built image with the product launcher, waits until it is
-// ready, logs in over SSH as the image's user and stops it.
+// ready, logs in over SSH as the image's user, runs the image's self-tests
+// and stops it.
 func runTest(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flagSet("test", "IMAGE_DIR", stderr)
 	accel := fs.String("accel", "auto", "accelerator: auto, kvm or tcg")
@@ -30,11 +32,24 @@ func runTest(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if *verbose {
 		log = slog.New(slog.NewTextHandler(stderr, nil))
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	return testImage(ctx, im, qemulaunch.Accel(*accel), *timeout, log, stdout)
+}
+
+// testImage boots im, logs in, runs its self-tests and stops it, within
+// timeout, and prints the report.
+func testImage(ctx context.Context, im *vmimage.Image, accel qemulaunch.Accel, timeout time.Duration, log *slog.Logger, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	rep, err := qemulaunch.TestImage(ctx, im, qemulaunch.Accel(*accel), log)
+	rep, err := qemulaunch.TestImage(ctx, im, accel, log)
 	if err != nil {
+		var st *qemulaunch.SelfTestError
+		if errors.As(err, &st) {
+			return err
+		}
 		return fmt.Errorf("image %s: %w", im.Manifest.Slug, err)
+	}
+	for _, t := range rep.Tests {
+		fmt.Fprintf(stdout, "image %s: self-test %q passed in %.2fs\n", im.Manifest.Slug, t.Name, t.Elapsed.Seconds())
 	}
 	fmt.Fprintf(stdout, "image %s: %s\n", im.Manifest.Slug, rep)
 	return nil

@@ -52,6 +52,10 @@ type Config struct {
 	Hostname string `json:"hostname,omitempty"`
 	// DHCP lists the interfaces configured by DHCP (usually ["eth0"]).
 	DHCP []string `json:"dhcp,omitempty"`
+	// NICNames are the names the image's NIC layout gives NICs the kernel
+	// would call ethN, by PCI address; the agent renames each NIC as it
+	// appears (at boot or added later) and brings it up.
+	NICNames []NICName `json:"nicNames,omitempty"`
 	// Share9PTag is the virtio 9p mount tag mounted at Share9PPath when the
 	// VM offers it.
 	Share9PTag  string `json:"share9pTag,omitempty"`
@@ -68,6 +72,18 @@ type SSHConfig struct {
 	HostKeys []string `json:"hostKeys"` // private key files (OpenSSH format)
 	Users    []User   `json:"users"`    // who may log in
 }
+
+// NICName names the NIC at a PCI address on the root bus.
+type NICName struct {
+	PCI  string `json:"pci"` // as in /sys/bus/pci/devices, "0000:00:03.1"
+	Name string `json:"name"`
+}
+
+// MaxSessions is how many sessions the SSH server runs at once on one
+// connection, as the MaxSessions of debootstrap images' sshd: lesson
+// scripts (paramiko's exec_command) open one per command without waiting
+// for the previous one, which OpenSSH's default of 10 refuses.
+const MaxSessions = 100
 
 // User is an account allowed to log in over SSH. Its uid, groups, home and
 // shell come from /etc/passwd and /etc/group; authorized keys from

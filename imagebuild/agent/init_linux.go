@@ -151,6 +151,10 @@ func Init(cfg *Config) error {
 	}
 
 	ctx := context.Background()
+	namer := newNICNamer(cfg.NICNames, log)
+	if err := namer.watch(ctx); err != nil {
+		log.Warn("name NICs", "err", err)
+	}
 	bound := startDHCP(ctx, cfg.DHCP, name, log, tr)
 	if err := loadModules(cfg.Modules, tr); err != nil {
 		log.Warn("modules", "err", err)
@@ -161,7 +165,7 @@ func Init(cfg *Config) error {
 		}
 	}
 	tr.step("modules loaded")
-	if err := linksUp(); err != nil {
+	if err := linksUp(namer); err != nil {
 		log.Warn("links", "err", err)
 	}
 	if cfg.Share9PTag != "" && has9PTag(cfg.Share9PTag) {
@@ -204,6 +208,7 @@ func Init(cfg *Config) error {
 		if bound == nil && sshReady && !announced {
 			announced = true
 			tr.step("ready")
+			announceHostKeys(con, cfg.SSH.HostKeys)
 			say("ready hostname=%s addr=%s", name, ifaceAddr(firstOr(cfg.DHCP, "eth0")))
 			sup.startGetty(loginTTY)
 		}

@@ -14,17 +14,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// linksUp brings lo and every ethN up. Data NICs get no address; the DHCP
-// interfaces get theirs from the DHCP client.
-func linksUp() error {
+// linksUp brings lo, every ethN and every NIC the layout names up, naming
+// it first. Data NICs get no address; the DHCP interfaces get theirs from
+// the DHCP client.
+func linksUp(n *nicNamer) error {
 	links, err := netlink.LinkList()
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return err
 	}
 	var errs []error
 	for _, l := range links {
+		l = n.name(l)
 		name := l.Attrs().Name
-		if name != "lo" && !strings.HasPrefix(name, "eth") {
+		if name != "lo" && !strings.HasPrefix(name, "eth") && !n.named(name) {
 			continue
 		}
 		if err := netlink.LinkSetUp(l); err != nil {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/curve25519"
 	"golang.org/x/crypto/ssh"
@@ -208,17 +209,26 @@ func (s *Server) handleConn(c net.Conn, cfg *ssh.ServerConfig) {
 	}
 	u := newAccount(uu)
 	u.env = append(u.env, "SSH_CONNECTION="+connString(sc))
+	var open atomic.Int32 // sessions of this connection
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			nc.Reject(ssh.UnknownChannelType, "only session channels are supported")
+			continue
+		}
+		if open.Load() >= MaxSessions {
+			nc.Reject(ssh.ResourceShortage, fmt.Sprintf("too many sessions on this connection (at most %d at once)", MaxSessions))
 			continue
 		}
 		ch, creqs, err := nc.Accept()
 		if err != nil {
 			continue
 		}
+		open.Add(1)
 		sess := &session{srv: s, acct: u, ch: ch}
-		go sess.serve(creqs)
+		go func() {
+			defer open.Add(-1)
+			sess.serve(creqs)
+		}()
 	}
 }
 

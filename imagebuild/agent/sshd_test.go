@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -158,5 +159,49 @@ func TestServerRejectsOtherChannels(t *testing.T) {
 	s, _ := c.NewSession()
 	if err := s.RequestSubsystem("netconf"); err == nil {
 		t.Error("unknown subsystem accepted")
+	}
+}
+
+// TestServerSessionLimit: MaxSessions sessions run at once on one
+// connection (lesson scripts open one per command without waiting); the
+// next is refused as a resource shortage, and a session that ends frees
+// its place.
+func TestServerSessionLimit(t *testing.T) {
+	addr, _, _ := startServer(t)
+	c, err := dial(t, addr, ssh.Password("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sessions := make([]*ssh.Session, 0, MaxSessions)
+	for range MaxSessions {
+		s, err := c.NewSession()
+		if err != nil {
+			t.Fatalf("session %d of %d: %v", len(sessions)+1, MaxSessions, err)
+		}
+		sessions = append(sessions, s)
+	}
+	_, err = c.NewSession()
+	var oce *ssh.OpenChannelError
+	if !errors.As(err, &oce) || oce.Reason != ssh.ResourceShortage || !strings.Contains(oce.Message, "at most 100 at once") {
+		t.Fatalf("session %d: %v; want a resource shortage", MaxSessions+1, err)
+	}
+	if out, err := sessions[0].CombinedOutput("echo freed"); err != nil || strings.TrimSpace(string(out)) != "freed" {
+		t.Fatalf("run in session 1: %q, %v", out, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := c.NewSession()
+		if err == nil {
+			s.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after session 1 ended: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, s := range sessions[1:] {
+		s.Close()
 	}
 }

@@ -231,3 +231,23 @@ func AssertClean(tb testing.TB, prefix string, procSubs ...string) {
 		}
 	}
 }
+
+// DebianPython is Debian's Python interpreter, /usr/bin/python3: `make
+// deps` installs the libraries NRE Labs lesson scripts import
+// (python3-paramiko, python3-scp, …) for it, while the first python3 on a
+// developer's PATH (pyenv, a virtualenv) may lack them. Tests that run
+// lesson scripts pass it explicitly (configure.Python.Interpreter). It
+// skips unless the interpreter imports every named module.
+func DebianPython(tb testing.TB, modules ...string) string {
+	tb.Helper()
+	const py = "/usr/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		tb.Skipf("needs Debian's %s: run `make deps`", py)
+	}
+	if len(modules) > 0 {
+		if out, err := exec.Command(py, "-c", "import "+strings.Join(modules, ", ")).CombinedOutput(); err != nil {
+			tb.Skipf("%s lacks a module of %v: run `make deps`: %s", py, modules, strings.TrimSpace(string(out)))
+		}
+	}
+	return py
+}

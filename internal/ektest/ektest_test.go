@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/endpointkit/endpointkit/internal/nsutil"
 )
@@ -55,7 +56,15 @@ func TestProcessesMatching(t *testing.T) {
 		t.Skip(err)
 	}
 	defer cmd.Process.Kill()
-	pids, err := ProcessesMatching("sleep", "30.123")
+	// Start returns once execve has begun; the new command line shows in
+	// /proc a moment later.
+	var pids []int
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if pids, err = ProcessesMatching("sleep", "30.123"); err != nil || len(pids) > 0 {
+			break
+		}
+	}
 	if err != nil || len(pids) != 1 || pids[0] != cmd.Process.Pid {
 		t.Fatalf("ProcessesMatching = %v, %v; want [%d]", pids, err, cmd.Process.Pid)
 	}

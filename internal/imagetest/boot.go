@@ -36,7 +36,8 @@ type BootOptions struct {
 	// ExtraForwards are more guest TCP ports forwarded to random local
 	// ports (see VM.Forwarded).
 	ExtraForwards []int
-	// Timeout bounds the wait for the serial marker and SSH; default 2 min.
+	// Timeout bounds the wait for the serial marker and SSH; default 5 min (a loaded
+	// 2-CPU machine has taken 3.5 min to boot the Debian image).
 	Timeout time.Duration
 	// Drives are extra raw disk images attached read-only (virtio), after
 	// the image's own disk.
@@ -48,6 +49,10 @@ type BootOptions struct {
 	// Debug adds endpointkit.debug to the kernel command line: the agent
 	// prints its boot steps with the kernel's uptime (see VM.Steps).
 	Debug bool
+	// NoIdentity boots an image that takes a per-instance identity
+	// (Manifest.Identity) without one, and NoWait returns as soon as QEMU
+	// runs, without waiting for the marker or SSH (see VM.WaitConsole).
+	NoIdentity, NoWait bool
 }
 
 // VM is a booted test guest.
@@ -60,6 +65,12 @@ type VM struct {
 	// ReadyAfter is the time from starting QEMU to the serial marker;
 	// SSHAfter to the first successful SSH login.
 	ReadyAfter, SSHAfter time.Duration
+	// HostKeys are the keys SSH logins pin: the manifest's, or those of
+	// the instance's identity when the image takes one from fw_cfg.
+	HostKeys []vmimage.HostKey
+	// Identity is the instance's identity (nil unless the image takes
+	// one).
+	Identity *vmimage.Identity
 
 	forwards map[int]string
 	cmd      *exec.Cmd
@@ -151,29 +162,46 @@ func Args(im *vmimage.Image, opts BootOptions, forwards map[int]string, qmpPath 
 			args = append(args, "-initrd", im.Path(m.Initrd))
 		}
 	}
+	// Devices sit where the product launcher puts them: the NICs where the
+	// image's NIC layout says (the guest names them by address), the
+	// drives and the share from vmimage.AuxSlot up.
+	aux := vmimage.AuxSlot
+	drive := func(spec string) {
+		id := fmt.Sprintf("d%d", aux)
+		args = append(args, "-drive", spec+",if=none,id="+id, "-device", fmt.Sprintf("virtio-blk-pci,drive=%s,addr=0x%x", id, aux))
+		aux++
+	}
 	if m.Disk != "" {
 		bus := m.QEMU.DiskBus
-		if bus == "" {
-			bus = "virtio"
+		switch bus {
+		case "", "virtio":
+			drive("file=" + im.Path(m.Disk) + ",format=" + m.DiskFormat + ",snapshot=on")
+		default:
+			args = append(args, "-drive", "file="+im.Path(m.Disk)+",format="+m.DiskFormat+",if="+bus+",snapshot=on")
 		}
-		args = append(args, "-drive", "file="+im.Path(m.Disk)+",format="+m.DiskFormat+",if="+bus+",snapshot=on")
 	}
 	if m.Seed != "" {
-		args = append(args, "-drive", "file="+im.Path(m.Seed)+",format=raw,if=virtio,readonly=on")
+		drive("file=" + im.Path(m.Seed) + ",format=raw,readonly=on")
 	}
 	for _, d := range opts.Drives {
-		args = append(args, "-drive", "file="+d+",format=raw,if=virtio,readonly=on")
+		drive("file=" + d + ",format=raw,readonly=on")
 	}
+	nics := m.Layout()
 	user := "user,id=n0"
 	for guest, local := range forwards {
 		user += fmt.Sprintf(",hostfwd=tcp:%s-:%d", local, guest)
 	}
-	args = append(args, "-netdev", user, "-device", nic+",netdev=n0")
+	args = append(args, "-netdev", user, "-device", nic+",netdev=n0,"+nics.ManagementNIC().QEMU())
 	for i := 1; i <= opts.DataNICs; i++ {
-		args = append(args, "-netdev", fmt.Sprintf("user,id=n%d,restrict=on,net=10.%d.0.0/24", i, 10+i), "-device", fmt.Sprintf("%s,netdev=n%d", nic, i))
+		at, err := nics.DataNIC(i)
+		if err != nil {
+			break // Boot checks DataNICs against the layout
+		}
+		args = append(args, "-netdev", fmt.Sprintf("user,id=n%d,restrict=on,net=10.%d.0.0/24", i, 10+i), "-device", fmt.Sprintf("%s,netdev=n%d,%s", nic, i, at.QEMU()))
 	}
 	if opts.Share != "" {
-		args = append(args, "-virtfs", "local,path="+opts.Share+",mount_tag=antidote,security_model=none,id=share0")
+		args = append(args, "-fsdev", "local,path="+opts.Share+",security_model=none,id=share0",
+			"-device", fmt.Sprintf("virtio-9p-pci,fsdev=share0,mount_tag=antidote,addr=0x%x", aux))
 	}
 	return args
 }
@@ -188,7 +216,7 @@ func Boot(tb testing.TB, im *vmimage.Image, opts BootOptions) *VM {
 		opts.Hostname = ektest.Name("t")
 	}
 	if opts.Timeout == 0 {
-		opts.Timeout = 2 * time.Minute
+		opts.Timeout = 5 * time.Minute
 	}
 	dir, err := os.MkdirTemp("", "ekboot")
 	if err != nil {
@@ -204,8 +232,21 @@ func Boot(tb testing.TB, im *vmimage.Image, opts BootOptions) *VM {
 		fwd[p] = fmt.Sprintf("127.0.0.1:%d", freePort(tb))
 	}
 	v := &VM{Image: im, SSHAddr: fwd[guestSSH], Hostname: opts.Hostname, forwards: fwd,
-		qmp: filepath.Join(dir, "qmp.sock"), done: make(chan struct{})}
-	v.cmd = exec.Command("qemu-system-x86_64", Args(im, opts, fwd, v.qmp)...)
+		qmp: filepath.Join(dir, "qmp.sock"), done: make(chan struct{}), HostKeys: im.Manifest.HostKeys}
+	args := Args(im, opts, fwd, v.qmp)
+	if im.Manifest.Identity == vmimage.IdentityFWCfg && !opts.NoIdentity {
+		var err error
+		if v.Identity, err = vmimage.NewIdentity(opts.Hostname); err != nil {
+			tb.Fatal(err)
+		}
+		file := filepath.Join(dir, "identity")
+		if err := os.WriteFile(file, v.Identity.FWCfg(), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		args = append(args, "-fw_cfg", "name="+vmimage.IdentityFWCfgName+",file="+file)
+		v.HostKeys = v.Identity.HostKeys()
+	}
+	v.cmd = exec.Command("qemu-system-x86_64", args...)
 	v.cmd.Stdout = v
 	v.cmd.Stderr = v
 	start := time.Now()
@@ -224,10 +265,13 @@ func Boot(tb testing.TB, im *vmimage.Image, opts BootOptions) *VM {
 			<-v.done
 		}
 	})
+	if opts.NoWait {
+		return v
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 	defer cancel()
 	if re := im.Manifest.Readiness.SerialRegex; re != "" {
-		if err := v.waitConsole(ctx, regexp.MustCompile(re)); err != nil {
+		if err := v.WaitConsole(ctx, regexp.MustCompile(re)); err != nil {
 			tb.Fatalf("imagetest: %s: %v\nconsole:\n%s", im.Manifest.Slug, err, tail(v.Console(), 40))
 		}
 		v.ReadyAfter = time.Since(start)
@@ -251,7 +295,8 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (v *VM) waitConsole(ctx context.Context, re *regexp.Regexp) error {
+// WaitConsole waits until the console matches re, QEMU exits or ctx ends.
+func (v *VM) WaitConsole(ctx context.Context, re *regexp.Regexp) error {
 	for {
 		if re.MatchString(v.Console()) {
 			return nil
@@ -269,8 +314,16 @@ func (v *VM) waitConsole(ctx context.Context, re *regexp.Regexp) error {
 // ClientConfig is an SSH client configuration for the image's sshUser
 // that accepts only the host keys recorded in the manifest.
 func ClientConfig(im *vmimage.Image) *ssh.ClientConfig {
+	return clientConfig(im, im.Manifest.HostKeys)
+}
+
+// ClientConfig is an SSH client configuration for the image's sshUser
+// that accepts only this VM's host keys (VM.HostKeys).
+func (v *VM) ClientConfig() *ssh.ClientConfig { return clientConfig(v.Image, v.HostKeys) }
+
+func clientConfig(im *vmimage.Image, pinned []vmimage.HostKey) *ssh.ClientConfig {
 	keys := map[string]bool{}
-	for _, k := range im.Manifest.HostKeys {
+	for _, k := range pinned {
 		keys[k.Fingerprint] = true
 	}
 	return &ssh.ClientConfig{
@@ -278,7 +331,7 @@ func ClientConfig(im *vmimage.Image) *ssh.ClientConfig {
 		Auth: []ssh.AuthMethod{ssh.Password(im.Manifest.Users.SSHPassword)},
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
 			if !keys[ssh.FingerprintSHA256(key)] {
-				return fmt.Errorf("host key %s is not in the image manifest", ssh.FingerprintSHA256(key))
+				return fmt.Errorf("host key %s is not pinned (the image manifest's or the instance identity's)", ssh.FingerprintSHA256(key))
 			}
 			return nil
 		},
@@ -289,7 +342,7 @@ func ClientConfig(im *vmimage.Image) *ssh.ClientConfig {
 // dialSSH retries until a real SSH login succeeds (user-mode networking
 // accepts TCP before the guest listens).
 func (v *VM) dialSSH(ctx context.Context) (*ssh.Client, error) {
-	cfg := ClientConfig(v.Image)
+	cfg := v.ClientConfig()
 	var last error
 	for {
 		c, err := ssh.Dial("tcp", v.SSHAddr, cfg)

@@ -20,6 +20,7 @@ package imagetest
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,6 +102,22 @@ func RequireBuildTools(tb testing.TB, kind string) {
 		ektest.RequireTool(tb, "apt-get", "apt-cache", "dpkg-deb", "depmod", "xz", "go", "debootstrap", "mkfs.ext4", "qemu-img")
 	case "disk":
 		ektest.RequireTool(tb, "qemu-img")
+	case "iso":
+		ektest.RequireTool(tb, "qemu-img", "xorriso")
+	}
+}
+
+// NoTempFiles fails the test for each temporary build entry
+// (imagebuild.IsTempName) in dirs or their subdirectories.
+func NoTempFiles(tb testing.TB, dirs ...string) {
+	tb.Helper()
+	for _, d := range dirs {
+		filepath.WalkDir(d, func(path string, e fs.DirEntry, err error) error {
+			if err == nil && path != d && imagebuild.IsTempName(e.Name()) {
+				tb.Errorf("temporary build entry left behind: %s", path)
+			}
+			return nil
+		})
 	}
 }
 

@@ -27,12 +27,12 @@ func TestArgs(t *testing.T) {
 	for _, want := range []string{
 		"-machine pc -accel tcg -m 384 -smp 1",
 		"-kernel /img/vmlinux -append console=ttyS0 endpointkit.hostname=h1 -initrd /img/initrd.cpio",
-		"-drive file=/img/disk.qcow2,format=qcow2,if=virtio,snapshot=on",
-		"-drive file=/img/seed.iso,format=raw,if=virtio,readonly=on",
-		"-drive file=/x.iso,format=raw,if=virtio,readonly=on",
-		"-netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device e1000,netdev=n0",
-		"-netdev user,id=n2,restrict=on,net=10.12.0.0/24 -device e1000,netdev=n2",
-		"-virtfs local,path=/lesson,mount_tag=antidote",
+		"-drive file=/img/disk.qcow2,format=qcow2,snapshot=on,if=none,id=d27 -device virtio-blk-pci,drive=d27,addr=0x1b",
+		"-drive file=/img/seed.iso,format=raw,readonly=on,if=none,id=d28 -device virtio-blk-pci,drive=d28,addr=0x1c",
+		"-drive file=/x.iso,format=raw,readonly=on,if=none,id=d29 -device virtio-blk-pci,drive=d29,addr=0x1d",
+		"-netdev user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22 -device e1000,netdev=n0,addr=0x2",
+		"-netdev user,id=n2,restrict=on,net=10.12.0.0/24 -device e1000,netdev=n2,addr=0x4",
+		"-fsdev local,path=/lesson,security_model=none,id=share0 -device virtio-9p-pci,fsdev=share0,mount_tag=antidote,addr=0x1e",
 		"-qmp unix:/q.sock,server=on,wait=off",
 		"-cpu qemu64,+rdrand",
 	} {

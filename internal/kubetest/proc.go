@@ -63,10 +63,14 @@ func (p *Process) Running() bool {
 // exited says why the process counts as gone, or "" while it runs.
 func (p *Process) exited() string {
 	if p.done != nil {
+		// Started here: the Wait goroutine knows. /proc would mislead for
+		// a moment after Start, while the kernel is still laying out the
+		// new program: its cmdline then reads empty.
 		select {
 		case <-p.done:
 			return p.status
 		default:
+			return ""
 		}
 	}
 	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.PID), "cmdline"))

@@ -161,6 +161,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if isNull(n) {
 		return // absent in effect; the caller's required-field rules report it
 	}
+	if d.decodeScalar(n, v, path) {
+		return
+	}
 	switch v.Kind() {
 	case reflect.Pointer:
 		if v.IsNil() {
@@ -377,3 +380,41 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 	}
 	v.Set(m)
 }
+
+// ScalarDecoder is implemented (on the pointer) by field types that read a
+// scalar their own way, such as "true, false or a port number".
+// DecodeYAMLScalar gets the scalar node and returns what to say when the
+// value does not fit (for example "want true, false or a port number"),
+// or "" when it was taken. Anything but a scalar is reported without
+// calling it.
+type ScalarDecoder interface {
+	DecodeYAMLScalar(n *yaml.Node) (problem string)
+}
+
+// decodeScalar decodes n into v when v's type is a [ScalarDecoder] and
+// reports whether it was one.
+func (d *decoder) decodeScalar(n *yaml.Node, v reflect.Value, path string) bool {
+	if !v.CanAddr() {
+		return false
+	}
+	sd, ok := v.Addr().Interface().(ScalarDecoder)
+	if !ok {
+		return false
+	}
+	if n.Kind != yaml.ScalarNode {
+		d.typeProblem(n, path, "want a single value, got %s", Describe(n))
+		return true
+	}
+	if msg := sd.DecodeYAMLScalar(n); msg != "" {
+		d.typeProblem(n, path, "%s, got %s", msg, Describe(n))
+	}
+	return true
+}
+
+// Bool reads a scalar as a boolean the way Decode does (yes/no/on/off
+// too), for [ScalarDecoder] implementations.
+func Bool(n *yaml.Node) (bool, bool) { return parseBool(n) }
+
+// WholeNumber reads a scalar as a whole number the way Decode does (22.0
+// is 22), for [ScalarDecoder] implementations.
+func WholeNumber(n *yaml.Node) (int64, bool) { return wholeNumber(n) }

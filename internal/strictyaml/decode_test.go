@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // target is a small struct shaped like the module's file formats.
@@ -243,4 +245,43 @@ func TestDecodePanicsOnUnsupportedField(t *testing.T) {
 		F float64 `yaml:"f"`
 	}
 	Unmarshal([]byte("f: 1.5"), &out, Options{})
+}
+
+// onOrPort is a ScalarDecoder: true, false or a port number.
+type onOrPort struct {
+	On   bool
+	Port int
+}
+
+func (o *onOrPort) DecodeYAMLScalar(n *yaml.Node) string {
+	if b, ok := Bool(n); ok {
+		o.On = b
+		return ""
+	}
+	if p, ok := WholeNumber(n); ok && p > 0 && p < 65536 {
+		o.On, o.Port = true, int(p)
+		return ""
+	}
+	return "want true, false or a port number"
+}
+
+func TestScalarDecoder(t *testing.T) {
+	var out struct {
+		A onOrPort  `yaml:"a"`
+		B *onOrPort `yaml:"b"`
+		C onOrPort  `yaml:"c"`
+		D onOrPort  `yaml:"d"`
+		E onOrPort  `yaml:"e"`
+	}
+	res := Unmarshal([]byte("a: yes\nb: 830.0\nc: [1]\nd: 70000\ne: false\n"), &out, Options{Strict: true})
+	want := "3:4 type c: want a single value, got a list\n4:4 type d: want true, false or a port number, got the number 70000\n"
+	if g := got(res.Problems); g != want {
+		t.Errorf("problems:\n%s\nwant:\n%s", g, want)
+	}
+	if !out.A.On || out.A.Port != 0 || out.B == nil || *out.B != (onOrPort{true, 830}) || out.E.On {
+		t.Errorf("decoded %+v, b %+v", out, out.B)
+	}
+	if p := res.Positions.At("b"); p.Line != 2 {
+		t.Errorf("position of b = %v", p)
+	}
 }

@@ -11,6 +11,7 @@ COPY endpoint /usr/local/bin/endpoint
 COPY manifest.json image.meta.yaml disk.qcow2 initrd.cpio vmlinux /image/
 ENV PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LABEL io.endpointkit.api.ssh="22"
+LABEL io.endpointkit.interfaces="enp0s3f1,enp0s3f2,enp0s3f3,enp0s3f4,enp0s3f5,enp0s3f6,enp0s3f7"
 LABEL io.endpointkit.kind="debootstrap"
 LABEL io.endpointkit.ports="22/tcp"
 LABEL io.endpointkit.slug="frr"
@@ -18,7 +19,7 @@ LABEL io.endpointkit.users.config="antidote"
 LABEL io.endpointkit.users.config-password="antidotepassword"
 LABEL io.endpointkit.users.ssh="antidote"
 LABEL io.endpointkit.users.ssh-password="antidotepassword"
-LABEL org.opencontainers.image.description="Debian 12 router endpoint with FRRouting (zebra, ospfd, bgpd)"
+LABEL org.opencontainers.image.description="Debian 12 router endpoint with FRRouting (zebra, ospfd, bgpd), NICs laid out as NRE Labs' frr image"
 LABEL org.opencontainers.image.title="frr"
 EXPOSE 22/tcp
 ENTRYPOINT ["/usr/local/bin/endpoint","run","--image","/image"]

@@ -63,7 +63,9 @@ func commands() []*Command {
 		configureCommand(),
 		consoleCommand(),
 		sshCommand(),
+		linkCommand(),
 		logsCommand(),
+		restartCommand(),
 		downCommand(),
 		completionCommand(),
 	}

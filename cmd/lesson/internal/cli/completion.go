@@ -32,6 +32,7 @@ const (
 	OperandFiles    Operand = iota // the shell's own file completion (lesson directories)
 	OperandEndpoint                // an endpoint of the selected running instance
 	OperandShell                   // a shell that `lesson completion` knows
+	OperandLink                    // add ENDPOINT ENDPOINT, or del ENDPOINT:INTERFACE
 )
 
 // completionScripts are the scripts of `lesson completion SHELL`.
@@ -169,6 +170,8 @@ func candidates(cmds []*Command, before []string, cur string) []string {
 			}
 		})
 		return names
+	case c.Operand == OperandLink && !dashdash:
+		return linkOperands(fs, pos)
 	case dashdash || len(pos) > 0:
 		return nil
 	}
@@ -271,6 +274,34 @@ func selectedInstance(fs *flag.FlagSet) *endpointkit.Instance {
 }
 
 // endpointNames lists the endpoints of the selected instance.
+// linkOperands completes `lesson link`: the verb, then for add two
+// endpoints, for del the ENDPOINT:INTERFACE ends of the instance's links.
+func linkOperands(fs *flag.FlagSet, pos []string) []string {
+	switch {
+	case len(pos) == 0:
+		return []string{"add", "del"}
+	case pos[0] == "add" && len(pos) < 3:
+		return endpointNames(fs)
+	case pos[0] == "del" && len(pos) == 1:
+		inst := selectedInstance(fs)
+		if inst == nil {
+			return nil
+		}
+		m, err := inst.Topology()
+		if err != nil {
+			return nil
+		}
+		var ends []string
+		for _, e := range m.Endpoints {
+			for _, it := range e.Interfaces {
+				ends = append(ends, e.Name+":"+it.Name)
+			}
+		}
+		return ends
+	}
+	return nil
+}
+
 func endpointNames(fs *flag.FlagSet) []string {
 	inst := selectedInstance(fs)
 	if inst == nil {

@@ -9,15 +9,22 @@ import (
 	"testing"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/vmimage"
 )
 
-// fakeInstance writes the record of an instance (nothing runs): enough for
-// completion, which reads names only.
+// fakeInstance writes the record of an instance (nothing runs) and a
+// manifest of its image: enough for completion, which reads names and the
+// lesson's links only.
 func fakeInstance(t *testing.T, root, name, lessonDir string, endpoints ...string) {
 	t.Helper()
 	inst := endpointkit.Instance{Version: 1, Name: name, Lesson: "linux-triangle", LessonDir: lessonDir}
+	imageDir := filepath.Join(root, name, "image")
+	os.MkdirAll(imageDir, 0o755)
+	if err := vmimage.Write(imageDir, vmimage.Manifest{Slug: "tiny"}); err != nil {
+		t.Fatal(err)
+	}
 	for _, e := range endpoints {
-		inst.Endpoints = append(inst.Endpoints, endpointkit.RunningEndpoint{Name: e, Image: "tiny"})
+		inst.Endpoints = append(inst.Endpoints, endpointkit.RunningEndpoint{Name: e, Image: "tiny", ImageDir: imageDir})
 	}
 	raw, err := json.Marshal(&inst)
 	if err != nil {
@@ -46,7 +53,13 @@ func TestComplete(t *testing.T) {
 		words []string
 		want  []string
 	}{
-		{[]string{""}, []string{"validate", "plan", "migrate", "schema", "up", "status", "configure", "console", "ssh", "logs", "down", "completion", "help"}},
+		{[]string{""}, []string{"validate", "plan", "migrate", "schema", "up", "status", "configure", "console", "ssh", "link", "logs", "down", "completion", "help"}},
+		{append(append([]string{"link"}, sr...), ""), []string{"add", "del"}},
+		{append(append([]string{"link"}, sr...), "add", ""), []string{"r1", "r2", "r3"}},
+		{append(append([]string{"link"}, sr...), "add", "r1", "r"), []string{"r1", "r2", "r3"}},
+		{append(append([]string{"link"}, sr...), "add", "r1", "r2", ""), nil},
+		{append(append([]string{"link"}, sr...), "del", "r1"), []string{"r1:eth1", "r1:eth2"}},
+		{append(append([]string{"link"}, sr...), "add", "r1", "r2", "--subnet", ""), nil},
 		{[]string{"s"}, []string{"schema", "status", "ssh"}},
 		{[]string{"help", "co"}, []string{"configure", "console", "completion"}},
 		{append(append([]string{"ssh"}, sr...), ""), []string{"r1", "r2", "r3"}},

@@ -25,6 +25,7 @@ DIR (named after its slug), else the only one running.`,
 		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			inf := addInstanceFlags(fs)
 			inf.addLogFormat(fs)
+			addPythonFlag(fs, inf)
 			stage := fs.Int("stage", -1, "the stage to apply (required)")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if *stage < 0 {

@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/configure"
+	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/lessonmeta"
 	"github.com/mattn/go-isatty"
 )
@@ -20,6 +22,7 @@ type instanceFlags struct {
 	root, name string
 	verbose    bool
 	logFormat  string // --log-format, on commands that report progress (view.go)
+	python     string // --python, on the commands that configure
 }
 
 func addInstanceFlags(fs *flag.FlagSet) *instanceFlags {
@@ -67,13 +70,30 @@ func (f *instanceFlags) options(env *Env) endpointkit.Options {
 	}
 	opts.Progress = f.structuredProgress(env.Stderr)
 	opts.RuntimeFor = runtimeFor(opts.Logger)
+	if f.python != "" {
+		opts.Configurators = map[endpoint.Method]configure.Configurator{endpoint.MethodPython: &configure.Python{Interpreter: f.python}}
+	}
 	return opts
+}
+
+// addPythonFlag adds --python to a command that configures endpoints.
+func addPythonFlag(fs *flag.FlagSet, f *instanceFlags) {
+	fs.StringVar(&f.python, "python", "", "the Python interpreter of python-configured endpoints (`PATH` or name; default $"+
+		configure.PythonEnv+", else the first python3 on PATH)")
 }
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// restartPolicy names the instance's restart policy.
+func restartPolicy(inst *endpointkit.Instance) string {
+	if inst.Restart == "" {
+		return "on-failure"
+	}
+	return string(inst.Restart)
 }
 
 // writeInstance prints an instance: one row per endpoint with its state and
@@ -83,9 +103,14 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 	if inst.Stage >= 0 {
 		stage = fmt.Sprintf("stage %d", inst.Stage)
 	}
-	fmt.Fprintf(w, "lesson %s, instance %s (%s, %s)\n\n", inst.Lesson, inst.Name, stage, inst.Accel)
+	fmt.Fprintf(w, "lesson %s, instance %s (%s, %s, restart %s)\n\n", inst.Lesson, inst.Name, stage, inst.Accel, restartPolicy(inst))
+	if inst.Abandoned() {
+		fmt.Fprintf(w, "  ✗ `lesson up` (pid %d) ended before this instance was up: it is only good for removing: lesson down --instance %s\n\n", inst.UpPID, inst.Name)
+	} else if inst.HealerPID > 0 && !inst.HealerRunning() {
+		fmt.Fprintf(w, "  ✗ the instance's healer (pid %d) is not running: an endpoint whose launcher dies stays down until `lesson restart ENDPOINT`\n\n", inst.HealerPID)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENDPOINT\tIMAGE\tSTATE\tADDRESS\tBOOT\tREACH")
+	fmt.Fprintln(tw, "ENDPOINT\tIMAGE\tSTATE\tADDRESS\tBOOT\tRESTARTS\tREACH")
 	var problems []string
 	for _, e := range inst.Endpoints {
 		state := string(e.State)
@@ -110,14 +135,18 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 				addr = "pod " + e.Pod
 			}
 		}
+		restarts := fmt.Sprint(e.Restarts)
+		if e.Restarts > 0 && e.LastExit != "" {
+			restarts += " (last: " + e.LastExit + ")"
+		}
 		for k, r := range reach {
 			if k == 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Image, state, addr, boot, r)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Image, state, addr, boot, restarts, r)
 			} else {
-				fmt.Fprintf(tw, "\t\t\t\t\t%s\n", r)
+				fmt.Fprintf(tw, "\t\t\t\t\t\t%s\n", r)
 			}
 		}
-		if e.Error != "" {
+		if e.Error != "" && !inst.Abandoned() {
 			problems = append(problems, fmt.Sprintf("%s: %s", e.Name, e.Error))
 		}
 	}
@@ -127,6 +156,7 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 	for _, p := range problems {
 		fmt.Fprintln(w, "  ✗", p)
 	}
+	writeLinkChanges(w, inst.Links)
 	logins := map[string]bool{}
 	var loginList []string
 	for _, e := range inst.Endpoints {
@@ -150,4 +180,19 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 	}
 	fmt.Fprintf(w, "console: lesson console%s ENDPOINT   shell (no password): lesson ssh%s ENDPOINT   remove: lesson down%s\n", sel, sel, sel)
 	return nil
+}
+
+// writeLinkChanges lists the links added to the running instance and the
+// lesson links removed from it.
+func writeLinkChanges(w io.Writer, c endpointkit.LinkChanges) {
+	if len(c.Added)+len(c.Removed) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	for _, l := range c.Added {
+		fmt.Fprintf(w, "link added:   %s; guest %s on %s, %s on %s\n", l, l.A.GuestName, l.A.Endpoint, l.B.GuestName, l.B.Endpoint)
+	}
+	for _, e := range c.Removed {
+		fmt.Fprintf(w, "link removed: the lesson's link at %s\n", e)
+	}
 }

@@ -39,10 +39,18 @@ forwards), and later commands find the cluster in the instance's record.
 Ctrl-C removes everything started; so does a failed boot, unless
 --keep-on-failure. If an endpoint's configuration fails, the lesson stays
 up and the failure is shown (exit status 1); fix it and run
-` + "`lesson configure`" + `, or ` + "`lesson down`" + `. Needs root on this machine.`,
+` + "`lesson configure`" + `, or ` + "`lesson down`" + `. Needs root on this machine.
+
+An endpoint whose VM ends unasked (killed, crashed, powered off) is started
+again and the stage configured on it (--restart on-failure, the default;
+always also retries VMs that failed to boot; never leaves it down): its
+launcher restarts the VM in place, and the instance's healer (a process of
+its own, ` + "`endpoint heal`" + `) restarts endpoints whose launcher or namespace
+is gone and repairs deleted links, with no lesson command running.`,
 		Setup: func(fs *flag.FlagSet) func(context.Context, *Env, []string) error {
 			inf := addInstanceFlags(fs)
 			inf.addLogFormat(fs)
+			addPythonFlag(fs, inf)
 			stage := fs.Int("stage", 0, "stage to configure (-1: none)")
 			var images, recipes stringList
 			fs.Var(&images, "images", "a directory of built images (`DIR`/<slug>/manifest.json); repeatable")
@@ -54,6 +62,7 @@ up and the failure is shown (exit status 1); fix it and run
 			timeout := fs.Duration("ready-timeout", endpointkit.DefaultReadyTimeout, "how long each endpoint may take to boot")
 			keep := fs.Bool("keep-on-failure", false, "leave what was placed when an endpoint does not boot, for inspection (then lesson down)")
 			kf := addKubeFlags(fs)
+			restart := fs.String("restart", "on-failure", "when an endpoint whose VM ended unasked is started again and configured: on-failure, always or never")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {
 					return fmt.Errorf("%w: give one lesson DIR", ErrUsage)
@@ -64,6 +73,11 @@ up and the failure is shown (exit status 1); fix it and run
 				opts := inf.options(env)
 				opts.Stage, opts.Replace, opts.Launcher, opts.ReadyTimeout, opts.KeepOnFailure = *stage, *replace, *launcher, *timeout, *keep
 				opts.Accel = qemulaunch.Accel(*accel)
+				policy, err := qemulaunch.ParseRestartPolicy(*restart)
+				if err != nil {
+					return fmt.Errorf("%w: --restart: %v", ErrUsage, err)
+				}
+				opts.Restart = policy
 				opts.Images.Dirs, opts.Images.Recipes = images, recipes
 				opts.Images.Build.Logger = opts.Logger
 				if isTerminal(env.Stderr) {
