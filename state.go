@@ -295,6 +295,11 @@ func (i *Instance) adopt(o *Instance) {
 	i.Stage, i.Created, i.Restart, i.Placing, i.UpPID, i.HealerPID = o.Stage, o.Created, o.Restart, o.Placing, o.UpPID, o.HealerPID
 	i.Endpoints = slices.Clone(o.Endpoints)
 	i.Links = LinkChanges{Added: slices.Clone(o.Links.Added), Removed: slices.Clone(o.Links.Removed)}
+	i.Runtime = nil
+	if o.Runtime != nil {
+		rec := *o.Runtime
+		i.Runtime = &rec
+	}
 }
 
 // update changes endpoint name's record (see mutate).

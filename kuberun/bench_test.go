@@ -2,15 +2,10 @@ package kuberun_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/endpointkit/endpointkit"
-	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/kubetest"
 	"github.com/endpointkit/endpointkit/kuberun"
 )
@@ -30,7 +25,7 @@ func BenchmarkKubernetesUp(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	launcher := buildLauncher(b)
+	launcher := goBuild(b, "./cmd/endpoint", endpointkit.LauncherName)
 	lesson := lessonPath(b, "linux-triangle")
 	ctx := context.Background()
 	up := func(rt endpointkit.Runtime) time.Duration {
@@ -64,20 +59,4 @@ func BenchmarkKubernetesUp(b *testing.B) {
 	b.ReportMetric(local.Seconds()/n, "local-up-s")
 	b.ReportMetric(kube.Seconds()/local.Seconds(), "kube/local")
 	b.ReportMetric(0, "ns/op")
-}
-
-// buildLauncher builds cmd/endpoint for the local runtime.
-func buildLauncher(tb testing.TB) string {
-	tb.Helper()
-	dir := tb.TempDir()
-	bin := filepath.Join(dir, endpointkit.LauncherName)
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/endpoint")
-	cmd.Dir = ektest.RepoRoot(tb)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatal(fmt.Errorf("go build ./cmd/endpoint: %v\n%s", err, out))
-	}
-	if _, err := os.Stat(bin); err != nil {
-		tb.Fatal(err)
-	}
-	return bin
 }

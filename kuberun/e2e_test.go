@@ -17,16 +17,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TestKubernetesLinuxTriangle is issue #12's must-show: linux-triangle up
-// on a real single-node cluster (kubelet, containerd, Multus, a registry
-// the images are pushed to), stage 0 configured through port forwards →
-// every link pings from both ends → stage 1 → pings with the new
-// addresses; the instance is reopened from its record alone (status,
-// console, logs) → down → the namespace is gone, no pods, no link bridges
-// and no IPAM leases are left on the node.
+// TestKubernetesLinuxTriangle is issue #12's must-show: `lesson up
+// --kubeconfig --check` of linux-triangle on a real single-node cluster
+// (kubelet, containerd, Multus, a registry the images are pushed to):
+// pods Ready, SSH and stage 0 configured through port forwards, every link
+// pinged from both ends; the instance reopened from its record alone →
+// stage 1 → pings with the new addresses, status, ssh, console, logs →
+// `lesson down` → the namespace is gone, no pods, no link bridges and no
+// IPAM leases are left on the node.
 func TestKubernetesLinuxTriangle(t *testing.T) {
 	requireCluster(t)
 	images := tinyOCI(t)
+	lesson := goBuild(t, "./cmd/lesson", "lesson")
 	cp := kubetest.StartCluster(t)
 	rt, err := kuberun.New(runtimeOptions(t, cp))
 	if err != nil {
@@ -37,12 +39,28 @@ func TestKubernetesLinuxTriangle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 
+	// As a person would: lesson up --kubeconfig, pinging every link from
+	// both ends (--check) once stage 0 is configured.
 	t0 := time.Now()
-	inst, err := endpointkit.Up(ctx, lessonPath(t, "linux-triangle"), opts)
-	if err != nil {
-		t.Fatalf("Up: %v", err)
+	out := lessonCmd(ctx, t, lesson, "up", "--kubeconfig", cp.Kubeconfig, "--registry", cp.Node.Registry+"/endpointkit",
+		"--instance", opts.Instance, "--state-root", opts.StateRoot, "--accel", "tcg",
+		"--images", filepath.Dir(images["tiny"]), "--check", lessonPath(t, "linux-triangle"))
+	t.Logf("lesson up --kubeconfig --check (ready, stage 0 configured, links pinged) in %.1fs", time.Since(t0).Seconds())
+	if n := strings.Count(out, "  ok\n"); n != 6 || strings.Contains(out, "FAILED") {
+		t.Errorf("stage 0: %d link checks ok, want 6 (3 links, both ends):\n%s", n, out)
 	}
-	t.Logf("up and configured (stage 0) on Kubernetes in %.1fs", time.Since(t0).Seconds())
+
+	// The record alone says where the instance runs (as for every later
+	// lesson command).
+	inst, err := endpointkit.Open(endpointkit.InstanceDir(opts.StateRoot, opts.Instance), endpointkit.Options{RuntimeFor: func(rec endpointkit.RuntimeRecord) (endpointkit.Runtime, error) {
+		if rec.Kind != kuberun.Kind || rec.Kubeconfig != cp.Kubeconfig {
+			t.Errorf("instance record says runtime %+v", rec)
+		}
+		return kuberun.ForRecord(rec, kuberun.Options{Logger: testLogger(t)})
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, e := range inst.Endpoints {
 		if e.State != endpointkit.StateConfigured || e.Pod != kubeplan.Namespace(opts.Instance)+"/"+e.Name {
 			t.Errorf("%s: state %s, pod %q", e.Name, e.State, e.Pod)
@@ -53,19 +71,6 @@ func TestKubernetesLinuxTriangle(t *testing.T) {
 			}
 		}
 	}
-	checks, err := inst.CheckLinks(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(checks) != 6 {
-		t.Errorf("%d link checks, want 6 (3 links, both ends)", len(checks))
-	}
-	for _, c := range checks {
-		if !c.OK {
-			t.Errorf("stage 0: %s %s → %s %s: %v", c.From, c.Interface, c.To, c.Address, c.Err)
-		}
-	}
-
 	if err := inst.Configure(ctx, 1); err != nil {
 		t.Fatalf("Configure(1): %v", err)
 	}
@@ -79,39 +84,27 @@ func TestKubernetesLinuxTriangle(t *testing.T) {
 		}
 	}
 
-	// Another process: the record alone says where the instance runs.
-	again, err := endpointkit.Open(inst.Dir, endpointkit.Options{RuntimeFor: func(rec endpointkit.RuntimeRecord) (endpointkit.Runtime, error) {
-		if rec.Kind != kuberun.Kind || rec.Kubeconfig != cp.Kubeconfig {
-			t.Errorf("instance record says runtime %+v", rec)
-		}
-		return kuberun.ForRecord(rec, kuberun.Options{})
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range again.Status(ctx) {
+	for _, e := range inst.Status(ctx) {
 		if e.State != endpointkit.StateConfigured || e.Stage != 1 {
 			t.Errorf("status %s: %s (stage %d) %s", e.Name, e.State, e.Stage, e.Error)
 		}
 	}
-	if res, err := again.Run(ctx, "r2", "hostname"); err != nil || strings.TrimSpace(res.Output) != "r2" {
+	if res, err := inst.Run(ctx, "r2", "hostname"); err != nil || strings.TrimSpace(res.Output) != "r2" {
 		t.Errorf("ssh r2 hostname: %q %v", res.Output, err)
 	}
-	checkConsole(ctx, t, again, "r3")
+	checkConsole(ctx, t, inst, "r3")
 	var logs bytes.Buffer
-	if err := again.WriteLog(ctx, "r1", &logs, endpointkit.LogOptions{Source: endpointkit.LogLauncher}); err != nil || !strings.Contains(logs.String(), "ready") {
+	if err := inst.WriteLog(ctx, "r1", &logs, endpointkit.LogOptions{Source: endpointkit.LogLauncher}); err != nil || !strings.Contains(logs.String(), "ready") {
 		t.Errorf("launcher log of r1 (%v):\n%s", err, logs.String())
 	}
 	logs.Reset()
-	if err := again.WriteLog(ctx, "r1", &logs, endpointkit.LogOptions{Lines: 5}); err != nil || logs.Len() == 0 {
+	if err := inst.WriteLog(ctx, "r1", &logs, endpointkit.LogOptions{Lines: 5}); err != nil || logs.Len() == 0 {
 		t.Errorf("console log of r1 (%v): %q", err, logs.String())
 	}
 
 	t0 = time.Now()
-	if err := again.Down(ctx); err != nil {
-		t.Fatalf("Down: %v", err)
-	}
-	t.Logf("down in %.1fs", time.Since(t0).Seconds())
+	lessonCmd(ctx, t, lesson, "down", "--instance", opts.Instance, "--state-root", opts.StateRoot)
+	t.Logf("lesson down in %.1fs", time.Since(t0).Seconds())
 	if left := nodeLeftovers(ctx, t, cp, opts.Instance); len(left) > 0 {
 		t.Errorf("left after down: %s", strings.Join(left, "; "))
 	}

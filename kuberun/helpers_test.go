@@ -1,10 +1,12 @@
 package kuberun_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -137,4 +139,35 @@ func nodeLeftovers(ctx context.Context, tb testing.TB, cp *kubetest.ControlPlane
 		}
 	}
 	return left
+}
+
+// goBuild builds the command of package pkg (relative to the repository)
+// as NAME in a directory of the test.
+func goBuild(tb testing.TB, pkg, name string) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), name)
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = ektest.RepoRoot(tb)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// lessonCmd runs the lesson command with args, passes its standard error
+// (progress records) to the test log as it comes, and returns its
+// standard output; a failure fails the test.
+func lessonCmd(ctx context.Context, tb testing.TB, bin string, args ...string) string {
+	tb.Helper()
+	var stdout bytes.Buffer
+	lw := &logWriter{tb: tb}
+	defer func() { lw.mu.Lock(); lw.done = true; lw.mu.Unlock() }()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, lw
+	err := cmd.Run()
+	tb.Logf("lesson %s:\n%s", strings.Join(args, " "), stdout.String())
+	if err != nil {
+		tb.Fatalf("lesson %s: %v", args[0], err)
+	}
+	return stdout.String()
 }

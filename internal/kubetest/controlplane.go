@@ -212,6 +212,9 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, bin, etcdURL string)
 		argv := []string{bin,
 			"--etcd-servers", etcdURL,
 			"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+			// The kubelet listens on loopback and is reached by its node's
+			// name (localhost; see NodeOptions.Name).
+			"--kubelet-preferred-address-types", "Hostname",
 			"--secure-port", strconv.Itoa(port),
 			"--tls-cert-file", filepath.Join(cp.Dir, serverCertFile),
 			"--tls-private-key-file", filepath.Join(cp.Dir, serverKeyFile),
@@ -260,8 +263,13 @@ func (cp *ControlPlane) httpClient() (*http.Client, error) {
 }
 
 // controllers are the controllers the test cluster runs: enough for
-// namespaces to be deleted and to get their `default` service account.
-var controllers = []string{"namespace-controller", "serviceaccount-controller"}
+// namespaces to be deleted, to get their `default` service account, and
+// for a node to be schedulable — the kubelet registers its node tainted
+// node.kubernetes.io/not-ready:NoSchedule and the node lifecycle
+// controller lifts the taint once the node is Ready (without it the
+// scheduler leaves every pod Pending). No taint-eviction controller: a
+// node that misses heartbeats on a loaded machine keeps its pods.
+var controllers = []string{"namespace-controller", "serviceaccount-controller", "node-lifecycle-controller"}
 
 // startControllerManager runs kube-controller-manager with the admin
 // kubeconfig and no listener of its own, and waits until its

@@ -30,7 +30,13 @@ import (
 type NodeOptions struct {
 	// Kubelet and Multus are the binaries (see Build).
 	Kubelet, Multus string
-	// Name is the node's name; default "ek-" and 8 random hex digits.
+	// Name is the node's name; default "localhost". The API server
+	// reaches the kubelet (exec, logs, port-forward) at the node's
+	// Hostname address, which is its name, so the name must resolve to
+	// this machine's loopback, where the kubelet listens: the kubelet
+	// refuses a loopback --node-ip and then publishes no address at all.
+	// Clusters of parallel tests each have their own API server, so the
+	// one name never collides.
 	Name string
 }
 
@@ -95,7 +101,7 @@ func (cp *ControlPlane) startNode(ctx context.Context, o NodeOptions, log *slog.
 	}
 	n := &Node{Name: o.Name, Dir: filepath.Join(cp.Dir, "node")}
 	if n.Name == "" {
-		n.Name = "ek-" + randomHex(4)
+		n.Name = "localhost"
 	}
 	n.Bridge = "ekn" + randomHex(4)
 	n.IPAMDir = filepath.Join(n.Dir, "ipam")
@@ -350,7 +356,6 @@ func (n *Node) startKubelet(ctx context.Context, cp *ControlPlane, bin string) e
 			"--root-dir", n.KubeletRoot,
 			"--cert-dir", filepath.Join(n.Dir, "kubelet-pki"),
 			"--hostname-override", n.Name,
-			"--node-ip", "127.0.0.1",
 			"--v", "1",
 		}
 		p, err := startProcess("kubelet", argv, n.KubeletRoot, filepath.Join(n.Dir, "kubelet.log"))
@@ -372,10 +377,17 @@ func (n *Node) startKubelet(ctx context.Context, cp *ControlPlane, bin string) e
 	return lastErr
 }
 
-// waitReady waits until the node reports Ready.
+// waitReady waits until the node reports Ready and is schedulable: no
+// NoSchedule taint left (the node lifecycle controller lifts the
+// not-ready taint the kubelet registers the node with).
 func (n *Node) waitReady(ctx context.Context, cp *ControlPlane) error {
 	kubelet := n.Processes[len(n.Processes)-1]
 	return n.poll(ctx, cp, kubelet, 2*time.Minute, func(node *corev1.Node) bool {
+		for _, t := range node.Spec.Taints {
+			if t.Effect == corev1.TaintEffectNoSchedule {
+				return false
+			}
+		}
 		for _, c := range node.Status.Conditions {
 			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
 				return true
@@ -420,6 +432,9 @@ func conditions(node *corev1.Node) string {
 	var cs []string
 	for _, c := range node.Status.Conditions {
 		cs = append(cs, fmt.Sprintf("%s=%s (%s)", c.Type, c.Status, c.Message))
+	}
+	for _, t := range node.Spec.Taints {
+		cs = append(cs, "taint "+t.ToString())
 	}
 	return strings.Join(cs, ", ")
 }
