@@ -2,6 +2,7 @@ package kuberun_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,13 +31,28 @@ func BenchmarkKubernetesUp(b *testing.B) {
 	ctx := context.Background()
 	up := func(rt endpointkit.Runtime) time.Duration {
 		opts := upOptions(b, rt, images)
-		opts.Progress, opts.Launcher = nil, launcher
+		opts.Launcher = launcher
+		// Where the time goes: the last boot (launchers started), ready
+		// and configured event of the Up.
+		var mu sync.Mutex
+		last := map[endpointkit.Step]time.Duration{}
+		opts.Progress = func(e endpointkit.Event) {
+			mu.Lock()
+			last[e.Step] = e.Elapsed
+			mu.Unlock()
+		}
 		t0 := time.Now()
 		inst, err := endpointkit.Up(ctx, lesson, opts)
 		took := time.Since(t0)
 		if err != nil {
 			b.Fatal(err)
 		}
+		where := "Kubernetes"
+		if rt == nil {
+			where = "local"
+		}
+		b.Logf("%s: launchers started %.1fs, all ready %.1fs, all configured %.1fs, up %.1fs", where,
+			last[endpointkit.StepBoot].Seconds(), last[endpointkit.StepReady].Seconds(), last[endpointkit.StepConfigured].Seconds(), took.Seconds())
 		if err := inst.Down(ctx); err != nil {
 			b.Fatal(err)
 		}
