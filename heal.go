@@ -219,7 +219,8 @@ func (i *Instance) repair(ctx context.Context, why string) error {
 	return i.runtime().Repair(ctx, p)
 }
 
-// reconfigure applies the instance's current stage to an endpoint whose VM
+// reconfigure applies the instance's current stage (and brings up the
+// links added to the running instance) on an endpoint whose VM
 // booted again (boot o.Boot), and records the boot.
 func (i *Instance) reconfigure(ctx context.Context, name string, o Observation) error {
 	rep := reporter{fn: i.opts.Progress, start: time.Now()}
@@ -227,7 +228,7 @@ func (i *Instance) reconfigure(ctx context.Context, name string, o Observation) 
 		r.State, r.Error, r.BootID = StateReady, "", o.Boot
 		r.Restarts, r.LastExit = o.Restarts+r.Replaced, firstNonEmpty(o.LastExit, r.LastExit)
 	})
-	if err != nil || i.Stage < 0 {
+	if err != nil || (i.Stage < 0 && len(i.Links.Added) == 0) {
 		return err
 	}
 	_, m, images, err := i.model()
@@ -242,8 +243,10 @@ func (i *Instance) reconfigure(ctx context.Context, name string, o Observation) 
 	if err := i.writeKnownHosts(ctx, images); err != nil { // a fresh disk may bring new keys
 		return err
 	}
-	i.configure(ctx, i.Stage, []configTarget{{*ep, rec, images[rec.Image]}}, rep)
-	return nil
+	if i.Stage >= 0 {
+		i.configure(ctx, i.Stage, []configTarget{{*ep, rec, images[rec.Image]}}, rep)
+	}
+	return i.restoreAddedLinks(ctx, *ep, rec, images[rec.Image])
 }
 
 // placementNow is the instance's Placement rebuilt from its record and

@@ -349,6 +349,40 @@ func (e *linkEnd) bringUp(ctx context.Context) error {
 	return nil
 }
 
+// restoreAddedLinks brings up, in the guest of an endpoint that booted
+// again, the NICs of the links added to the running instance (the stage's
+// configuration knows only the lesson's links): each found by its MAC,
+// named and addressed as when the link was added.
+func (i *Instance) restoreAddedLinks(ctx context.Context, ep endpoint.Endpoint, rec RunningEndpoint, im *vmimage.Image) error {
+	var ends []AddedEnd
+	for _, l := range i.Links.Added {
+		for _, e := range []AddedEnd{l.A, l.B} {
+			if e.Endpoint == ep.Name {
+				ends = append(ends, e)
+			}
+		}
+	}
+	if len(ends) == 0 {
+		return nil
+	}
+	t, err := i.learnerTarget(ctx, ep, rec, im)
+	if err != nil {
+		return err
+	}
+	c, err := configure.DialSSH(ctx, t, configure.DialOptions{})
+	if err != nil {
+		return fmt.Errorf("endpoint %s: log in to bring up its added links: %w", ep.Name, err)
+	}
+	defer c.Close()
+	var errs []error
+	for _, e := range ends {
+		if _, err := c.Run(ctx, guestUpScript(e.MAC, e.GuestName, e.Address)); err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %s: bring up the NIC behind %s (an added link) in the guest: %w", ep.Name, e.Interface, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // guestUpWait bounds the wait in the guest for an added NIC to appear
 // (the kernel's hot-plug handler probes it within a second, also under
 // TCG).

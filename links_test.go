@@ -90,6 +90,29 @@ func TestLiveLinks(t *testing.T) {
 		t.Errorf("recorded links %+v", again.Links)
 	}
 
+	// A restart of r2 keeps the added link: its launcher boots the VM
+	// again with the NIC, and the stage's configuration runs again on it.
+	if err := inst.RestartEndpoint(ctx, "r2", false); err != nil {
+		t.Fatalf("RestartEndpoint r2 after the add: %v", err)
+	}
+	ssh["r2"].Close()
+	if ssh["r2"], err = inst.DialSSH(ctx, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	defer ssh["r2"].Close()
+	if nics := guestNICs("r2"); !strings.Contains(nics, "eth3 "+l.B.MAC) {
+		t.Errorf("r2 after a restart: guest NICs %q lack eth3 with %s", nics, l.B.MAC)
+	}
+	if checks, err := inst.CheckLinks(ctx); err != nil || len(checks) != 8 {
+		t.Errorf("CheckLinks after r2's restart: %d checks, %v; want 8", len(checks), err)
+	} else {
+		for _, c := range checks {
+			if !c.OK {
+				t.Errorf("after r2's restart: %s → %s (%s) via %s: %v", c.From, c.To, c.Address, c.Interface, c.Err)
+			}
+		}
+	}
+
 	// Refusals, each named, each changing nothing.
 	before := interfaces(t, inst)
 	if _, err := inst.AddLink(ctx, "r1", "r9", netip.Prefix{}); !errors.Is(err, ErrNoEndpoint) || !strings.Contains(err.Error(), `"r9"`) {

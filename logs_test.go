@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -68,8 +69,23 @@ func TestConsole(t *testing.T) {
 	// Not running: fails at once, saying so.
 	t0 := time.Now()
 	_, err := inst.Console(ctx, "r1")
-	if err == nil || !strings.Contains(err.Error(), "endpoint down") || time.Since(t0) > 2*time.Second {
-		t.Errorf("console of a stopped endpoint: %v after %v", err, time.Since(t0))
+	if !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "r1 is down") || time.Since(t0) > 2*time.Second {
+		t.Errorf("console of a stopped endpoint: %v after %v; want ErrNotRunning at once", err, time.Since(t0))
+	}
+	// A running launcher (a stand-in whose command line names the state
+	// directory, as a launcher's does) that says its guest is ready.
+	sd := qemulaunch.StateDir(inst.Endpoints[0].StateDir)
+	fake := exec.Command("sh", "-c", "sleep 60; :", string(sd)) // "; :" keeps sh from exec-ing sleep
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { fake.Process.Kill(); fake.Wait() }()
+	inst.Endpoints[0].PID = fake.Process.Pid
+	os.WriteFile(sd.Health(), []byte(qemulaunch.HealthReady+"\n"), 0o644)
+	for deadline := time.Now().Add(5 * time.Second); !qemulaunch.LauncherRunning(fake.Process.Pid, string(sd)); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stand-in launcher does not show as running")
+		}
 	}
 	// A console socket: the connection reaches it both ways.
 	l, err := net.Listen("unix", inst.Endpoints[0].ConsoleSocket)

@@ -32,8 +32,9 @@ func TestHotplugNICSupervised(t *testing.T) {
 	cfg := Config{Name: "hot", Image: im, NetNS: c.NS, Accel: AccelTCG, StateDir: string(dir),
 		Forwards: []Forward{{GuestPort: 22}}, Logger: testLogger(t)}
 	stop := make(chan os.Signal, 1)
+	restart := make(chan RestartRequest, 1)
 	done := make(chan error, 1)
-	go func() { done <- Supervise(bg(), cfg, SuperviseOptions{Stop: stop}) }()
+	go func() { done <- Supervise(bg(), cfg, SuperviseOptions{Stop: stop, Restart: restart}) }()
 	t.Cleanup(func() {
 		select {
 		case stop <- os.Interrupt:
@@ -92,9 +93,28 @@ func TestHotplugNICSupervised(t *testing.T) {
 	if _, err := h.LinkByName("tap2"); err == nil {
 		t.Error("tap2 left after the removal")
 	}
-	// Added again (the slot is free), then left for the stop to clean up.
+	// Added again (the slot is free); a restart in place boots with it.
 	if _, err := AddNIC(ctx, dir, Interface{Name: "eth2", MAC: mac}); err != nil {
 		t.Fatalf("AddNIC after the removal: %v", err)
+	}
+	restart <- RestartRequest{}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if rec, _ := ReadRestarts(dir); rec.Count == 1 {
+			if h, _, _ := ReadHealth(dir); h != HealthReady {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no restart recorded a minute after the request")
+		}
+	}
+	waitHealth(t, dir, HealthReady, 3*time.Minute)
+	if out := ssh(fmt.Sprintf(`for d in /sys/class/net/*; do [ "$(cat $d/address)" = %s ] && { sudo ip addr add 198.51.100.2/24 dev ${d##*/}; `+
+		`sudo ip link set ${d##*/} up; ping -c 1 -W 2 198.51.100.1 >/dev/null && echo pong; exit 0; }; done; echo no NIC`, mac)); out != "pong\n" {
+		t.Fatalf("guest after a restart in place: %q; want the added NIC there at boot, answering the peer", out)
+	}
+	if _, err := AddNIC(ctx, dir, Interface{Name: "eth2", MAC: mac}); !errors.Is(err, ErrConfig) {
+		t.Errorf("AddNIC of eth2 after the restart: %v; want ErrConfig (the VM has it)", err)
 	}
 	stop <- os.Interrupt
 	if err := <-done; err != nil {
