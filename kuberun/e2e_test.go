@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/internal/containerdtest"
 	"github.com/endpointkit/endpointkit/internal/kubetest"
 	"github.com/endpointkit/endpointkit/kubeplan"
 	"github.com/endpointkit/endpointkit/kuberun"
@@ -107,6 +108,15 @@ func TestKubernetesLinuxTriangle(t *testing.T) {
 	t.Logf("lesson down in %.1fs", time.Since(t0).Seconds())
 	if left := nodeLeftovers(ctx, t, cp, opts.Instance); len(left) > 0 {
 		t.Errorf("left after down: %s", strings.Join(left, "; "))
+	}
+	// Down itself stopped the pods' containers: no shim is left on the
+	// node (the cluster runs nothing else), before the cluster stops.
+	shims := containerdtest.ShimPIDs(cp.Node.Containerd)
+	for deadline := time.Now().Add(30 * time.Second); len(shims) > 0 && time.Now().Before(deadline); shims = containerdtest.ShimPIDs(cp.Node.Containerd) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(shims) > 0 {
+		t.Errorf("container shims left after down: pids %v", shims)
 	}
 	if leases := ipamLeases(t, cp); len(leases) > 0 {
 		t.Errorf("IPAM leases left on the node: %s", strings.Join(leases, ", "))
