@@ -172,9 +172,11 @@ demo: deps bin
 demo-down: bin
 	bin/lesson down --instance $(DEMO_INSTANCE)
 
-# A single-node Kubernetes control plane (etcd + kube-apiserver built from
-# the Go module proxy, cached in the test cache) for trying the Kubernetes
-# objects by hand; the tests start their own. KUBE_DIR holds its files and PIDs.
+# A single-node Kubernetes (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, and a node: kubelet, containerd, Multus, a registry on
+# 127.0.0.1 — built from the Go module proxy, cached in the test cache) for
+# `lesson up --kubeconfig` by hand; the tests start their own. KUBE_DIR holds
+# its files and PIDs.
 KUBE_DIR ?= /var/tmp/endpointkit-kube
 
 kube-up: deps

@@ -38,6 +38,8 @@ func (i *Instance) Down(ctx context.Context) error {
 //  2. removes the wiring: what wiring.json records, then any namespace or
 //     host link still named after the instance (wiring.Local.Remove);
 //
+// — or, for an instance whose record names another runtime (a cluster,
+// see Options.RuntimeFor), has that runtime remove it —
 // then deletes the state directory. It is idempotent. The instance name is
 // the directory's base name.
 func Teardown(ctx context.Context, dir string, opts Options) error {
@@ -61,6 +63,13 @@ func teardown(ctx context.Context, dir string, opts Options, graceful bool) erro
 	rep.report(StepTeardown, "", "removing instance "+name, nil)
 	grace := opts.stopGrace()
 	inst, err := Open(dir, opts)
+	if errors.Is(err, ErrRuntime) {
+		return err // removing it locally would leave it running where it is
+	}
+	rt := opts.runtime()
+	if err == nil {
+		rt = inst.runtime()
+	}
 	if err == nil && inst.Accel != "" {
 		grace *= time.Duration(inst.Accel.SlowDown())
 	} else {
@@ -73,8 +82,8 @@ func teardown(ctx context.Context, dir string, opts Options, graceful bool) erro
 	}
 	stopHealers(dir) // nothing may start an endpoint again meanwhile
 	var errs []error
-	stopped := watchStops(ctx, opts.runtime(), inst, rep)
-	err = opts.runtime().Remove(ctx, dir, grace)
+	stopped := watchStops(ctx, rt, inst, rep)
+	err = rt.Remove(ctx, dir, grace)
 	stopped(err == nil)
 	if err != nil {
 		errs = append(errs, err)

@@ -57,9 +57,18 @@ type Options struct {
 	StopGrace time.Duration
 	// Runtime places the instance and reaches its endpoints (see
 	// [Runtime]); nil is the local runtime: namespaces, links and launcher
-	// processes on this machine. Open and Teardown must be given the
-	// runtime the instance was placed with.
+	// processes on this machine. Open and Teardown use it too; when it is
+	// nil they rebuild the runtime an instance's record names with
+	// RuntimeFor.
 	Runtime Runtime
+	// RuntimeFor makes the runtime an instance record names (see
+	// [Recorded]) when Runtime is nil: how `lesson status` reaches an
+	// instance on a cluster without being given the cluster again.
+	RuntimeFor func(RuntimeRecord) (Runtime, error)
+	// KeepOnFailure leaves what Up placed when an endpoint does not become
+	// ready, for inspection (remove it with Teardown); a cancelled Up
+	// (Ctrl-C) still removes everything.
+	KeepOnFailure bool
 	// Restart is the instance's restart policy (default on-failure): an
 	// endpoint whose VM ends unasked is started again — by its launcher
 	// in place, or by the instance's healer (see Heal) when the launcher

@@ -87,6 +87,17 @@ type Placement struct {
 	Record func(endpoint string, change func(*RunningEndpoint)) error
 	// Report sends a progress event (StepWire, StepBoot).
 	Report func(step Step, endpoint, message string)
+
+	// Model is the endpoint model the launches come from (the lesson's
+	// slug, every endpoint); Stage the stage Up configures (-1: none);
+	// LessonDir the lesson directory on this machine.
+	Model     *endpoint.Model
+	Stage     int
+	LessonDir string
+	// Replace: an existing placement of the instance that this machine
+	// has no record of (a cluster namespace left by another machine) is
+	// removed first; otherwise Place refuses it.
+	Replace bool
 }
 
 // EndpointLaunch is one endpoint of a Placement.

@@ -183,3 +183,46 @@ func TestLiveLinksRefusedByRuntime(t *testing.T) {
 		t.Errorf("refused changes were recorded: %+v", inst.Links)
 	}
 }
+
+// recordedRuntime is a fakeRuntime that says, in the instance record,
+// where it placed the instance (Recorded).
+type recordedRuntime struct{ fakeRuntime }
+
+func (*recordedRuntime) RuntimeRecord() RuntimeRecord {
+	return RuntimeRecord{Kind: "fake", Kubeconfig: "/k/config", Namespace: "ns"}
+}
+
+// The runtime's record survives every write of the instance record (each
+// endpoint's update re-reads it from disk): a later process finds the
+// runtime through RuntimeFor, and without one is told it cannot reach the
+// instance rather than looking for it on this machine.
+func TestRuntimeRecordReopened(t *testing.T) {
+	ektest.RequireTool(t, "go")
+	opts := testOptions(t, tinyImages(t))
+	opts.Stage = -1
+	rt := &recordedRuntime{}
+	opts.Runtime = rt
+	inst, err := Up(context.Background(), pairLesson(t), opts)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	var got []RuntimeRecord
+	reopen := opts
+	reopen.Runtime = nil
+	reopen.RuntimeFor = func(rec RuntimeRecord) (Runtime, error) { got = append(got, rec); return rt, nil }
+	again, err := Open(inst.Dir, reopen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := rt.RuntimeRecord(); len(got) != 1 || got[0] != want || again.Runtime == nil || *again.Runtime != want {
+		t.Errorf("RuntimeFor given %+v, record says %+v; want %+v", got, again.Runtime, want)
+	}
+	reopen.RuntimeFor = nil
+	if _, err := Open(inst.Dir, reopen); !errors.Is(err, ErrRuntime) || !strings.Contains(err.Error(), "/k/config") {
+		t.Errorf("Open without RuntimeFor: %v; want ErrRuntime naming the kubeconfig", err)
+	}
+	if err := again.Down(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustNotExist(t, opts)
+}

@@ -47,6 +47,9 @@ type Instance struct {
 	Stage     int               `json:"stage"`
 	Created   time.Time         `json:"created"`
 	Endpoints []RunningEndpoint `json:"endpoints"`
+	// Runtime says which runtime placed the instance; nil is this
+	// machine's (see [Recorded]).
+	Runtime *RuntimeRecord `json:"runtime,omitempty"`
 	// Restart is the instance's restart policy (Options.Restart): when an
 	// endpoint that ended unasked is started again.
 	Restart qemulaunch.RestartPolicy `json:"restart,omitempty"`
@@ -108,6 +111,9 @@ type RunningEndpoint struct {
 	ConsoleSocket string `json:"consoleSocket"`
 	Log           string `json:"log"` // the launcher's output
 	PID           int    `json:"pid"` // the launcher's
+	// Pod is the Kubernetes pod (NAMESPACE/NAME) a cluster runtime placed
+	// the endpoint in; "" locally.
+	Pod string `json:"pod,omitempty"`
 
 	State RunState `json:"state"`
 	Stage int      `json:"stage"` // last stage applied to it (-1: none)
@@ -185,8 +191,10 @@ func InstanceDir(root, name string) string {
 
 // Open reattaches to a running instance from its state directory. opts
 // supplies what the next calls use (Logger, Progress, ConfigTimeout,
-// StopGrace); its other fields are ignored. The error wraps ErrNoInstance
-// when dir holds no instance.
+// StopGrace, and the runtime: Runtime, else RuntimeFor of the record's);
+// its other fields are ignored. The error wraps ErrNoInstance when dir
+// holds no instance, ErrRuntime when the record names a runtime opts
+// cannot give.
 func Open(dir string, opts Options) (*Instance, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, StateFile))
 	if errors.Is(err, os.ErrNotExist) {
@@ -207,7 +215,9 @@ func Open(dir string, opts Options) (*Instance, error) {
 	}
 	inst.Dir = dir
 	inst.opts = opts
-	inst.rt = opts.runtime()
+	if inst.rt, err = opts.runtimeFor(inst.Name, inst.Runtime); err != nil {
+		return nil, err
+	}
 	return inst, nil
 }
 
@@ -285,6 +295,11 @@ func (i *Instance) adopt(o *Instance) {
 	i.Stage, i.Created, i.Restart, i.Placing, i.UpPID, i.HealerPID = o.Stage, o.Created, o.Restart, o.Placing, o.UpPID, o.HealerPID
 	i.Endpoints = slices.Clone(o.Endpoints)
 	i.Links = LinkChanges{Added: slices.Clone(o.Links.Added), Removed: slices.Clone(o.Links.Removed)}
+	i.Runtime = nil
+	if o.Runtime != nil {
+		rec := *o.Runtime
+		i.Runtime = &rec
+	}
 }
 
 // update changes endpoint name's record (see mutate).

@@ -44,7 +44,7 @@ const cleanupTimeout = 3 * time.Minute
 func Up(ctx context.Context, lessonDir string, opts Options) (*Instance, error) {
 	rep := reporter{fn: opts.Progress, start: time.Now()}
 	log := opts.log()
-	p, err := prepare(ctx, lessonDir, &opts, rep)
+	p, err := prepare(ctx, lessonDir, &opts, rep, true)
 	if err != nil {
 		return nil, err
 	}
@@ -62,10 +62,14 @@ func Up(ctx context.Context, lessonDir string, opts Options) (*Instance, error) 
 	} else if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", p.name, err)
 	}
-	// From the first file on, a failure removes everything.
+	// From the first file on, a failure removes everything (but what
+	// KeepOnFailure keeps of a failure that is not a cancellation).
 	keep := false
 	defer func() {
-		if keep {
+		if keep || (opts.KeepOnFailure && ctx.Err() == nil) {
+			if !keep {
+				log.Info("up failed; instance kept (KeepOnFailure): remove it with Teardown", "instance", p.name, "dir", dir)
+			}
 			return
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
@@ -127,8 +131,12 @@ type prepared struct {
 
 // prepare validates the lesson, resolves every image (building those that
 // come from recipes), plans the endpoints and the wiring, resolves the
-// accelerator and finds the launcher — all before anything starts.
-func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter) (*prepared, error) {
+// accelerator and finds the launcher — all before anything starts. For Up
+// (forUp), an instance of the same name is refused (unless Replace) and a
+// runtime that can check (Checker) is asked whether it can place it, both
+// before any image is built; for Plan the launcher and the accelerator of
+// this machine do not matter.
+func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter, forUp bool) (*prepared, error) {
 	l, err := lessonmeta.Load(lessonDir, lessonmeta.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", lessonDir, err)
@@ -140,7 +148,7 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter)
 	if err := wiring.ValidInstance(p.name); err != nil {
 		return nil, err
 	}
-	if dir := InstanceDir(opts.stateRoot(), p.name); !opts.Replace {
+	if dir := InstanceDir(opts.stateRoot(), p.name); forUp && !opts.Replace {
 		if err := claim(ctx, dir, *opts); err != nil {
 			return nil, err
 		}
@@ -152,8 +160,15 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter)
 	}
 	rep.report(StepValidate, "", fmt.Sprintf("lesson %s: %d endpoints, %d links, %d stages", l.Slug, len(l.Endpoints), len(l.Connections), len(l.Stages)), nil)
 	p.rt = opts.runtime()
-	if lr, ok := p.rt.(*localRuntime); ok {
+	lr, local := p.rt.(*localRuntime)
+	local = local && forUp
+	if local {
 		if lr.launcher, err = FindLauncher(opts.Launcher); err != nil {
+			return nil, err
+		}
+	}
+	if c, ok := p.rt.(Checker); ok && forUp {
+		if err := c.Check(ctx, p.name, opts.Replace); err != nil {
 			return nil, err
 		}
 	}
@@ -203,8 +218,13 @@ func prepare(ctx context.Context, lessonDir string, opts *Options, rep reporter)
 	if p.plan, err = planWiring(p.model, p.name); err != nil {
 		return nil, fmt.Errorf("lesson %s: %w", l.File, err)
 	}
-	if p.accel, err = qemulaunch.ResolveAccel(ctx, opts.accel(), "", opts.log()); err != nil {
-		return nil, err
+	// The accelerator is this machine's only for the local runtime; on
+	// another the launcher resolves it where it runs.
+	p.accel = opts.accel()
+	if local {
+		if p.accel, err = qemulaunch.ResolveAccel(ctx, p.accel, "", opts.log()); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -230,6 +250,10 @@ func newInstance(p *prepared, dir string, opts Options) *Instance {
 	inst := &Instance{Name: p.name, Lesson: p.lesson.Slug, LessonDir: p.lesson.Dir, Dir: dir, Accel: p.accel,
 		Stage: -1, Created: time.Now().UTC().Truncate(time.Second), opts: opts, rt: p.rt,
 		Restart: opts.Restart, Placing: true, UpPID: os.Getpid()}
+	if r, ok := p.rt.(Recorded); ok {
+		rec := r.RuntimeRecord()
+		inst.Runtime = &rec
+	}
 	for _, ep := range p.model.Endpoints {
 		im := p.images[ep.Image]
 		var ports []Port
@@ -250,6 +274,7 @@ func newInstance(p *prepared, dir string, opts Options) *Instance {
 func (i *Instance) placement(p *prepared, rep reporter) *Placement {
 	i.started = map[string]time.Time{}
 	pl := &Placement{Instance: i.Name, Dir: i.Dir, Accel: p.accel, Wiring: p.plan, Record: i.update,
+		Model: p.model, Stage: i.opts.Stage, LessonDir: i.LessonDir, Replace: i.opts.Replace,
 		Report: func(step Step, ep, msg string) {
 			if step == StepBoot { // boot time counts from the launcher's start
 				i.mu.Lock()
@@ -272,15 +297,21 @@ func (i *Instance) placement(p *prepared, rep reporter) *Placement {
 // line of each presentation, by the address and port the runtime gives
 // for the guest port, and the pinned host keys in known_hosts.
 func (i *Instance) reachable(ctx context.Context, p *prepared) error {
+	acc, accessor := i.runtime().(Accessor)
 	for k, ep := range p.model.Endpoints {
 		rec := i.Endpoints[k]
 		var prs []Presentation
 		for _, pr := range ep.Presentations {
+			p := Presentation{Name: pr.Name, Type: string(pr.Type), Port: pr.Port}
+			if accessor {
+				p.Access = acc.Access(i.Name, rec, p)
+				prs = append(prs, p)
+				continue
+			}
 			ap, err := i.runtime().Reach(ctx, rec, pr.Port)
 			if err != nil {
 				return err
 			}
-			p := Presentation{Name: pr.Name, Type: string(pr.Type), Port: pr.Port}
 			switch pr.Type {
 			case endpoint.PresentationSSH:
 				p.Access = sshCommand(rec.SSHUser, ap, filepath.Join(i.Dir, KnownHostsFile))
@@ -299,12 +330,15 @@ func (i *Instance) reachable(ctx context.Context, p *prepared) error {
 // writeKnownHosts writes every endpoint's pinned SSH host keys to the
 // instance's known_hosts, by the address and port the runtime reaches its
 // SSH at: its image's, or those its launcher learned from its console
-// (qemulaunch.PinnedHostKeys; rewritten once they are known).
+// (qemulaunch.PinnedHostKeys; rewritten once they are known). A runtime
+// that reaches endpoints only for a while (an Accessor) has no address
+// that lasts beyond this process to pin keys by: the file stays empty.
 func (i *Instance) writeKnownHosts(ctx context.Context, images imageMetas) error {
 	var hosts []byte
+	_, accessor := i.runtime().(Accessor)
 	for _, rec := range i.Endpoints {
 		im, ok := images[rec.Image]
-		if !ok {
+		if !ok || accessor {
 			continue
 		}
 		ap, err := i.runtime().Reach(ctx, rec, sshGuestPort(im.Manifest))
@@ -431,4 +465,22 @@ func sshGuestPort(m vmimage.Manifest) int {
 		return m.APIs.SSH
 	}
 	return 22
+}
+
+// Plan does what Up does before it creates anything — validate the
+// lesson, resolve (or build) every image, plan the endpoints and their
+// wiring — and returns the Placement Up would give the runtime, for a
+// runtime to render elsewhere (`lesson render --kubernetes` prints a
+// cluster's objects). Nothing is started, created or checked against an
+// existing instance; Options.Instance, Stage, Images and Runtime matter.
+func Plan(ctx context.Context, lessonDir string, opts Options) (*Placement, error) {
+	rep := reporter{fn: opts.Progress, start: time.Now()}
+	p, err := prepare(ctx, lessonDir, &opts, rep, false)
+	if err != nil {
+		return nil, err
+	}
+	inst := newInstance(p, InstanceDir(opts.stateRoot(), p.name), opts)
+	pl := inst.placement(p, rep)
+	pl.Record = func(string, func(*RunningEndpoint)) error { return nil } // no record: nothing is placed
+	return pl, nil
 }

@@ -305,3 +305,41 @@ func (m *mountingImage) Layers() ([]v1.Layer, error) {
 	}
 	return out, nil
 }
+
+// ErrNotInRegistry: the registry answered that it does not have the
+// reference's manifest.
+var ErrNotInRegistry = errors.New("not in the registry")
+
+// Lookup asks the registry of ref (REGISTRY/REPOSITORY:TAG or @DIGEST)
+// for its manifest's digest without downloading anything, with Push's
+// transport rules (CA, plain HTTP only to loopback unless Insecure,
+// credentials from the keychain). An image the registry lacks is an error
+// wrapping ErrNotInRegistry; an unreachable or refusing registry one
+// wrapping ErrPush.
+func Lookup(ctx context.Context, ref string, opts PushOptions) (string, error) {
+	var nopts []name.Option
+	if opts.Insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, nopts...)
+	if err != nil {
+		return "", fmt.Errorf("imagebuild: %s: not an image reference (want REGISTRY/REPOSITORY:TAG or @sha256:…): %v", ref, err)
+	}
+	tr, err := pushTransport(opts)
+	if err != nil {
+		return "", err
+	}
+	kc := opts.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	desc, err := remote.Head(r, remote.WithContext(ctx), remote.WithTransport(&countingTransport{base: tr, insecure: opts.Insecure}), remote.WithAuthFromKeychain(kc))
+	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+			return "", fmt.Errorf("imagebuild: %s: %w", r.Name(), ErrNotInRegistry)
+		}
+		return "", fmt.Errorf("imagebuild: look up %s: %w: %v", r.Name(), ErrPush, err)
+	}
+	return desc.Digest.String(), nil
+}

@@ -235,16 +235,17 @@ func (a *Applier) Delete(ctx context.Context, instances ...string) error {
 }
 
 // WaitDeleted waits until the namespaces of the given instances are gone
-// (the cluster's namespace controller removes their contents first).
+// (the cluster's namespace controller removes their contents first). It
+// goes by name, not by label: an instance's namespace that someone else
+// made (one Options.Replace replaces) has none of endpointkit's labels.
 func (a *Applier) WaitDeleted(ctx context.Context, instances ...string) error {
 	want := map[string]bool{}
 	for _, inst := range instances {
 		want[Namespace(inst)] = true
 	}
 	nss := a.Client.Resource(resources["Namespace"])
-	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedBy}
 	for {
-		list, err := nss.List(ctx, sel)
+		list, err := nss.List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return fmt.Errorf("kubeplan: list namespaces: %w", err)
 		}

@@ -12,11 +12,11 @@
 //   - per connection a NetworkAttachmentDefinition (Multus): bridge CNI on a
 //     Linux bridge named ek<tag><l|s><n> (at most 15 bytes; tag is 8 hex
 //     digits of a hash of the namespace, so bridges of different instances
-//     on one node never meet), host-local IPAM only when the lesson gives
-//     the connection a subnet (the planned address is requested through
-//     the "ips" capability, so each end gets the address the wiring plan
-//     gives it). Connections that share a subnet (a wiring segment) share
-//     one bridge;
+//     on one node never meet), static IPAM only when the lesson gives the
+//     connection a subnet (the planned address is requested through the
+//     "ips" capability, so each end gets the address the wiring plan gives
+//     it, and no lease is kept on the node). Connections that share a
+//     subnet (a wiring segment) share one bridge;
 //   - per endpoint a Pod: the endpoint image by digest, running the
 //     launcher (`endpoint run`, see [Launcher]) with the data interfaces
 //     attached through the k8s.v1.cni.cncf.io/networks annotation under

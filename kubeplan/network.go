@@ -59,13 +59,12 @@ type cniNetwork struct {
 	IPAM         *cniIPAM        `json:"ipam,omitempty"`
 }
 
+// cniIPAM is the static IPAM plugin: each pod asks for its planned
+// address through the "ips" capability (the networks annotation), and
+// nothing is kept on the node (host-local would leave a lease directory
+// per network behind on every node).
 type cniIPAM struct {
-	Type   string       `json:"type"`
-	Ranges [][]cniRange `json:"ranges"`
-}
-
-type cniRange struct {
-	Subnet string `json:"subnet"`
+	Type string `json:"type"`
 }
 
 // networks renders one NetworkAttachmentDefinition per connection.
@@ -85,12 +84,12 @@ func (r *renderer) networks() ([]*unstructured.Unstructured, error) {
 		if len(bridge) > maxIfName {
 			return nil, fmt.Errorf("%w: %s: bridge name %s is longer than %d bytes (too many links)", ErrInvalid, where, bridge, maxIfName)
 		}
-		// The CNI network name keys host-local's leases on the node: one
-		// per bridge, unique on the node.
+		// One CNI network name per bridge, unique on the node (it keys
+		// the plugins' caches).
 		cfg := cniNetwork{CNIVersion: cniVersion, Name: r.ns + "-" + bridge[len("ek")+bridgeTagHx:], Type: "bridge", Bridge: bridge, MTU: l.MTU}
 		if l.Subnet.IsValid() {
 			cfg.Capabilities = map[string]bool{"ips": true}
-			cfg.IPAM = &cniIPAM{Type: "host-local", Ranges: [][]cniRange{{{Subnet: l.Subnet.String()}}}}
+			cfg.IPAM = &cniIPAM{Type: "static"}
 		}
 		raw, err := json.Marshal(cfg)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -44,8 +45,12 @@ type Launch struct {
 	// Forwards are the guest ports forwarded from the management address;
 	// nil means the image's ([ExposedPorts] without lesson ports).
 	Forwards []Forward
-	Accel    Accel      // "" means auto ($ENDPOINTKIT_ACCEL overrides)
-	Stitch   StitchMode // "" means mirred
+	// Listen is the IPv4 address the forwards listen on; "" means eth0's.
+	// "0.0.0.0" also takes the namespace's loopback, where a container
+	// runtime's port forward (kubectl port-forward) connects.
+	Listen string
+	Accel  Accel      // "" means auto ($ENDPOINTKIT_ACCEL overrides)
+	Stitch StitchMode // "" means mirred
 	// Interfaces is how many data interfaces eth1…ethN to wait for; 0
 	// means those present.
 	Interfaces int
@@ -94,6 +99,7 @@ func (l *Launch) strings() []struct {
 		{"netns", "named network namespace to run in (default: the current one)", &l.NetNS},
 		{"accel", "accelerator: auto, kvm or tcg (default auto; $ENDPOINTKIT_ACCEL also works)", (*string)(&l.Accel)},
 		{"stitch", "how ethN joins tapN: mirred or bridge (default mirred)", (*string)(&l.Stitch)},
+		{"listen", "IPv4 address the forwarded ports listen on (default: eth0's; 0.0.0.0 adds loopback, for port forwards)", &l.Listen},
 		{"restart", "when a VM that ended unasked is started again: on-failure, always or never (default on-failure)", (*string)(&l.Restart)},
 	}
 }
@@ -265,6 +271,13 @@ func (l Launch) Config(log *slog.Logger) (Config, error) {
 	}
 	cfg := l.config(im)
 	cfg.Logger = log
+	if l.Listen != "" {
+		a, err := netip.ParseAddr(l.Listen)
+		if err != nil || !a.Is4() {
+			return cfg, fmt.Errorf("%w: --listen %q: want an IPv4 address", ErrUsage, l.Listen)
+		}
+		cfg.Management.Address = a
+	}
 	if len(cfg.Interfaces) > 0 && l.Interfaces > len(cfg.Interfaces) {
 		return cfg, fmt.Errorf("%w: --macs names %d data interfaces but --interfaces is %d", ErrUsage, len(cfg.Interfaces), l.Interfaces)
 	}

@@ -125,3 +125,30 @@ func TestLaunchValidate(t *testing.T) {
 		}
 	}
 }
+
+// --listen sets the address the forwards bind to (all of the namespace's
+// for 0.0.0.0, as a pod needs for port forwards through its runtime); it
+// must be IPv4.
+func TestLaunchListen(t *testing.T) {
+	dir := t.TempDir()
+	m := tinyImage().Manifest
+	if err := vmimage.Write(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ParseLaunch(nil, getenv(Launch{Image: dir, Name: "r1", Listen: "0.0.0.0"}.Env()), io.Discard)
+	if err != nil || l.Listen != "0.0.0.0" {
+		t.Fatalf("ParseLaunch: %+v, %v", l, err)
+	}
+	cfg, err := l.Config(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Management.Address; a.String() != "0.0.0.0" {
+		t.Errorf("management address %v, want 0.0.0.0", a)
+	}
+	for _, bad := range []string{"::", "eth0", "10.0.0"} {
+		if _, err := (Launch{Image: dir, Name: "r1", Listen: bad}).Config(nil); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--listen") {
+			t.Errorf("--listen %q: %v, want a usage error", bad, err)
+		}
+	}
+}

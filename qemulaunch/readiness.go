@@ -144,7 +144,7 @@ func (vm *VM) hostAddr(p int) (string, error) {
 	for _, f := range vm.plan.Forwards {
 		if f.GuestPort == p && f.Proto == "tcp" {
 			host := "127.0.0.1"
-			if a := vm.cfg.Management.Address; a.IsValid() {
+			if a := vm.cfg.Management.Address; a.IsValid() && !a.IsUnspecified() {
 				host = a.String()
 			}
 			return net.JoinHostPort(host, strconv.Itoa(f.HostPort)), nil

@@ -9,6 +9,8 @@
 //	             [--restart on-failure|always|never] [--max-restarts N]
 //	endpoint console [--name NAME | --state DIR]
 //	endpoint health  [--name NAME | --state DIR]
+//	endpoint logs    [--name NAME | --state DIR] [--lines N] [--follow]
+//	endpoint remove-bridges NAME...
 //	endpoint nic add --interface ethN --mac MAC [--mtu N] [--name NAME | --state DIR]
 //	endpoint nic del --interface ethN [--name NAME | --state DIR]
 //	endpoint heal    --dir INSTANCE-STATE-DIR

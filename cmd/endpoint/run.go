@@ -15,14 +15,16 @@ import (
 // Run runs the endpoint command line args (without the program name).
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) error{
-		"run":     runRun,
-		"console": runConsole,
-		"health":  runHealth,
-		"heal":    runHeal,
-		"nic":     runNIC,
+		"run":            runRun,
+		"console":        runConsole,
+		"health":         runHealth,
+		"logs":           runLogs,
+		"remove-bridges": runRemoveBridges,
+		"heal":           runHeal,
+		"nic":            runNIC,
 	}
 	if len(args) == 0 || cmds[args[0]] == nil {
-		fmt.Fprintln(stderr, "usage: endpoint run|console|health|heal|nic [flags]  (endpoint COMMAND -h for flags)")
+		fmt.Fprintln(stderr, "usage: endpoint run|console|health|logs|remove-bridges|heal|nic [flags]  (endpoint COMMAND -h for flags)")
 		if len(args) == 0 {
 			return fmt.Errorf("%w: no command", qemulaunch.ErrUsage)
 		}

@@ -61,8 +61,23 @@ type Daemon struct {
 	log  *os.File
 }
 
-// PID is the daemon's process id.
-func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+// PID is the daemon's process id (0 for a daemon of [At]).
+func (d *Daemon) PID() int {
+	if d.cmd == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
+// At is a handle on a daemon that runs with the layout of dir but was
+// started elsewhere (by a harness that records its PID itself): [Daemon.Ctr],
+// [Daemon.Leftovers] and [Daemon.RemoveAll] work; [Daemon.Stop] does not.
+func At(dir, snapshotter string) *Daemon {
+	if snapshotter == "" {
+		snapshotter = "overlayfs"
+	}
+	return &Daemon{Paths: PathsIn(dir), Dir: dir, Snapshotter: snapshotter}
+}
 
 // Require skips the test unless it runs as root with containerd, ctr and
 // runc on PATH.
@@ -274,7 +289,10 @@ func (d *Daemon) AssertClean(tb testing.TB) {
 
 // mounts lists the mount points under the daemon's directory, deepest
 // first.
-func (d *Daemon) mounts() []string {
+func (d *Daemon) mounts() []string { return MountsUnder(d.Dir) }
+
+// MountsUnder lists the mount points at or under dir, deepest first.
+func MountsUnder(dir string) []string {
 	raw, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil
@@ -282,7 +300,7 @@ func (d *Daemon) mounts() []string {
 	var ms []string
 	for _, l := range strings.Split(string(raw), "\n") {
 		f := strings.Fields(l)
-		if len(f) > 4 && (f[4] == d.Dir || strings.HasPrefix(f[4], d.Dir+"/")) {
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
 			ms = append(ms, f[4])
 		}
 	}
@@ -290,11 +308,14 @@ func (d *Daemon) mounts() []string {
 	return ms
 }
 
-// shims lists the PIDs of the shims this daemon started (their command
-// line names its socket).
-func (d *Daemon) shims() []int {
+// shims lists the PIDs of the shims this daemon started.
+func (d *Daemon) shims() []int { return ShimPIDs(d.Address) }
+
+// ShimPIDs lists the PIDs of the shims started by the containerd whose
+// socket is address (their command line names it).
+func ShimPIDs(address string) []int {
 	// ProcessesMatching joins arguments with spaces, a trailing one too.
-	pids, _ := ektest.ProcessesMatching("containerd-shim", "-address "+d.Address+" ")
+	pids, _ := ektest.ProcessesMatching("containerd-shim", "-address "+address+" ")
 	return pids
 }
 
@@ -305,6 +326,9 @@ func (d *Daemon) shims() []int {
 // itself; leftovers a test should have removed are its business
 // ([Daemon.AssertClean]). Stop is idempotent.
 func (d *Daemon) Stop() error {
+	if d.cmd == nil {
+		return errors.New("containerdtest: Stop of a daemon started elsewhere (At)")
+	}
 	select {
 	case <-d.done:
 	default:
@@ -332,6 +356,10 @@ func (d *Daemon) Stop() error {
 	}
 	return errors.Join(errs...)
 }
+
+// RemoveAll kills and deletes the tasks and containers of every namespace
+// (what a kubelet or a test left).
+func (d *Daemon) RemoveAll(ctx context.Context) { d.removeAll(ctx) }
 
 // removeAll kills and deletes the tasks and containers of every namespace.
 func (d *Daemon) removeAll(ctx context.Context) {

@@ -3,6 +3,7 @@ package containerdtest
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"testing"
@@ -22,9 +23,25 @@ import (
 // without an Entrypoint or Cmd). No registry is needed to make it.
 func BusyboxImage(tb testing.TB, entrypoint ...string) v1.Image {
 	tb.Helper()
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
+	if _, err := os.Stat(busybox); err != nil {
 		tb.Skipf("needs busybox-static (%v): run `make deps`", err)
+	}
+	img, err := NewBusyboxImage(entrypoint...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return img
+}
+
+// busybox is Debian busybox-static's binary.
+const busybox = "/bin/busybox"
+
+// NewBusyboxImage is [BusyboxImage] for callers outside a test (a harness
+// started by a command).
+func NewBusyboxImage(entrypoint ...string) (v1.Image, error) {
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		return nil, fmt.Errorf("containerdtest: %w (install busybox-static: make deps)", err)
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -36,33 +53,29 @@ func BusyboxImage(tb testing.TB, entrypoint ...string) v1.Image {
 		tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755})
 	}
 	if err := tw.Close(); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	raw := buf.Bytes()
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(raw)), nil
 	}, tarball.WithMediaType(types.OCILayer))
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	cf, err := img.ConfigFile()
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
 	cf.Config.Entrypoint = entrypoint
 	cf.Config.Env = []string{"PATH=/bin"}
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return img
+	return mutate.ConfigFile(img, cf)
 }
 
 // WriteImageTar writes img, tagged ref, as an image tarball that `ctr

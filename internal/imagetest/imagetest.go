@@ -21,6 +21,7 @@ package imagetest
 import (
 	"context"
 	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -118,4 +119,62 @@ func NoTempFiles(tb testing.TB, dirs ...string) {
 			return nil
 		})
 	}
+}
+
+// Copy copies an image directory into a directory of the test and loads
+// it: the big artefacts (over 1 MiB) are hard links, which nothing
+// writes; the small files, which a test may rewrite, are copies. The
+// cached images are shared by every test: change a copy.
+func Copy(tb testing.TB, im *vmimage.Image) *vmimage.Image {
+	tb.Helper()
+	dir := filepath.Join(tb.TempDir(), im.Manifest.Slug)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	ents, err := os.ReadDir(im.Dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		src, dst := filepath.Join(im.Dir, e.Name()), filepath.Join(dir, e.Name())
+		if fi, err := e.Info(); err == nil && fi.Size() > 1<<20 {
+			if err := os.Link(src, dst); err != nil {
+				tb.Fatal(err)
+			}
+			continue
+		}
+		raw, err := os.ReadFile(src)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(dst, raw, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	out, err := vmimage.Load(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// OCI returns a copy (see Copy) of the image of recipe NAME with its OCI
+// layout built now (imagebuild.Builder.BuildOCI: cached layers, the
+// current endpoint launcher, boot-checked once per runtime and image
+// layer), ready to push.
+func OCI(tb testing.TB, name string) *vmimage.Image {
+	tb.Helper()
+	ektest.RequireRoot(tb)
+	ektest.RequireQEMU(tb)
+	im := Copy(tb, Build(tb, name))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	b := imagebuild.New(imagebuild.Options{CacheDir: filepath.Join(ektest.CacheDir(tb), "imagebuild"), GoDir: ektest.RepoRoot(tb)})
+	if _, err := b.BuildOCI(ctx, im, imagebuild.OCIOptions{}); err != nil {
+		tb.Fatalf("imagetest: OCI image of %s: %v", name, err)
+	}
+	return im
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -31,18 +32,24 @@ const (
 	multusModule     = "gopkg.in/k8snetworkplumbingwg/multus-cni.v4"
 )
 
-// kubernetesCommands are the programs BuildKubernetes builds: only what a
+// kubernetesCommands are the Kubernetes programs Build builds: only what a
 // control plane plus one node need. The controller-manager runs the
 // namespace controller (without it a deleted namespace never goes away);
-// there is no scheduler: pods name their node.
-var kubernetesCommands = []string{"kube-apiserver", "kube-controller-manager", "kubelet"}
+// the scheduler places pods by their affinity, as on any cluster (it adds
+// 6 packages to the build, the others being shared).
+var kubernetesCommands = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"}
 
-// goBuildFlags keep the binaries lean and the cache key reproducible.
-var goBuildFlags = []string{"-trimpath", "-ldflags=-s -w"}
+// buildOutputs are the files of one build: the Kubernetes programs, the
+// Multus thin plugin and its CRD.
+var buildOutputs = append(slices.Clone(kubernetesCommands), "multus", crdFile)
+
+// buildEnv makes static binaries with Go's own linker: no cgo step for the
+// net and os/user packages, and the internal link is the faster one.
+const buildEnv = "CGO_ENABLED=0"
 
 // kubernetesLDFlags stamp the release into the programs (a build from the
 // module proxy has no git tree to take it from: `kubectl version` and the
-// node status would say v0.0.0-master).
+// node status would say v0.0.0-master) and strip the symbol tables.
 func kubernetesLDFlags(version string) string {
 	major, minor, _ := strings.Cut(strings.TrimPrefix(version, "v"), ".")
 	minor, _, _ = strings.Cut(minor, ".")
@@ -56,6 +63,7 @@ type Kubernetes struct {
 	Version           string
 	APIServer         string // path of kube-apiserver
 	ControllerManager string // path of kube-controller-manager
+	Scheduler         string // path of kube-scheduler
 	Kubelet           string // path of kubelet
 }
 
@@ -68,30 +76,24 @@ type Multus struct {
 	CRD string
 }
 
-// BuildKubernetes returns kube-apiserver, kube-controller-manager and
-// kubelet of KubernetesVersion, building them into cacheDir on first use
-// (35 minutes on a shared 2-CPU machine at load 20; see
-// docs/performance.md). Concurrent callers share one build.
-func BuildKubernetes(ctx context.Context, cacheDir string, log *slog.Logger) (*Kubernetes, error) {
-	dir, err := cached(ctx, cacheDir, recipe{name: "kubernetes", version: KubernetesVersion, outputs: kubernetesCommands,
-		flags: []string{"-trimpath", kubernetesLDFlags(KubernetesVersion)}, build: buildKubernetes}, log)
+// Build returns kube-apiserver, kube-controller-manager, kube-scheduler and
+// kubelet of KubernetesVersion and the Multus thin plugin of MultusVersion
+// with its CRD, building them into cacheDir on first use. One module, one
+// `go build` invocation for the five programs: the 2,400-odd packages they
+// share (client-go, apimachinery, the API types, …) compile once. See
+// docs/performance.md for the cold build's time. Concurrent callers share
+// one build.
+func Build(ctx context.Context, cacheDir string, log *slog.Logger) (*Kubernetes, *Multus, error) {
+	dir, err := cached(ctx, cacheDir, recipe{name: "kubernetes", version: KubernetesVersion + "+multus-" + MultusVersion,
+		outputs: buildOutputs, flags: []string{buildEnv, "-trimpath", kubernetesLDFlags(KubernetesVersion)}, build: buildAll}, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &Kubernetes{Version: KubernetesVersion, APIServer: filepath.Join(dir, "kube-apiserver"),
-		ControllerManager: filepath.Join(dir, "kube-controller-manager"), Kubelet: filepath.Join(dir, "kubelet")}, nil
-}
-
-// BuildMultus returns the Multus thin plugin of MultusVersion and its
-// NetworkAttachmentDefinition CRD, building them into cacheDir on first use
-// (about 1.5 minutes).
-func BuildMultus(ctx context.Context, cacheDir string, log *slog.Logger) (*Multus, error) {
-	dir, err := cached(ctx, cacheDir, recipe{name: "multus", version: MultusVersion, outputs: []string{"multus", crdFile},
-		flags: goBuildFlags, build: buildMultus}, log)
-	if err != nil {
-		return nil, err
-	}
-	return &Multus{Version: MultusVersion, Plugin: filepath.Join(dir, "multus"), CRD: filepath.Join(dir, crdFile)}, nil
+	k := &Kubernetes{Version: KubernetesVersion, APIServer: filepath.Join(dir, "kube-apiserver"),
+		ControllerManager: filepath.Join(dir, "kube-controller-manager"), Scheduler: filepath.Join(dir, "kube-scheduler"),
+		Kubelet: filepath.Join(dir, "kubelet")}
+	m := &Multus{Version: MultusVersion, Plugin: filepath.Join(dir, "multus"), CRD: filepath.Join(dir, crdFile)}
+	return k, m, nil
 }
 
 const crdFile = "network-attachment-definition-crd.yaml"
@@ -225,52 +227,59 @@ func heartbeat(log *slog.Logger, what string, start time.Time) func() {
 // v1.34.3 → v0.34.3.
 func stagingVersion(v string) string { return "v0" + strings.TrimPrefix(v, "v1") }
 
-// buildKubernetes writes a module requiring k8s.io/kubernetes whose replace
-// block points every staging module (k8s.io/kubernetes replaces them with
-// ./staging/src/... in its own go.mod, which a dependency's replace cannot
-// do) at its published release, then builds the commands.
-func buildKubernetes(ctx context.Context, work, out, version string, flags []string, log *slog.Logger) error {
+// buildAll writes a throw-away module requiring k8s.io/kubernetes and
+// Multus, whose replace block points every Kubernetes staging module
+// (k8s.io/kubernetes replaces them with ./staging/src/... in its own go.mod,
+// which a dependency's replace cannot do) at its published release, and
+// Multus at a patched copy (patchMultus); then builds the five programs in
+// one go build and extracts the Multus CRD.
+func buildAll(ctx context.Context, work, out, _ string, flags []string, log *slog.Logger) error {
 	if err := writeGoMod(work, "ekkubebuild", "1.24.0", ""); err != nil {
 		return err
 	}
-	info, err := modDownload(ctx, work, kubernetesModule+"@"+version)
+	kinfo, err := modDownload(ctx, work, kubernetesModule+"@"+KubernetesVersion)
 	if err != nil {
 		return err
 	}
-	gomod, err := os.ReadFile(info.GoMod)
+	gomod, err := os.ReadFile(kinfo.GoMod)
 	if err != nil {
 		return err
 	}
 	staging := stagingModules(gomod)
 	if len(staging) == 0 {
-		return fmt.Errorf("%s: no ./staging replacements in %s", kubernetesModule, info.GoMod)
+		return fmt.Errorf("%s: no ./staging replacements in %s", kubernetesModule, kinfo.GoMod)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "require %s %s\n\nreplace (\n", kubernetesModule, version)
-	for _, m := range staging {
-		fmt.Fprintf(&b, "\t%s => %s %s\n", m, m, stagingVersion(version))
-	}
-	b.WriteString(")\n")
-	if err := writeGoMod(work, "ekkubebuild", goDirective(gomod), b.String()); err != nil {
-		return err
-	}
-	pkgs := make([]string, len(kubernetesCommands))
-	for i, c := range kubernetesCommands {
-		pkgs[i] = kubernetesModule + "/cmd/" + c
-	}
-	return goBuild(ctx, work, out, flags, pkgs, log)
-}
-
-// buildMultus builds cmd/multus (the thin plugin) and extracts the CRD.
-func buildMultus(ctx context.Context, work, out, version string, flags []string, log *slog.Logger) error {
-	if err := writeGoMod(work, "ekmultusbuild", "1.24.0", fmt.Sprintf("require %s %s\n", multusModule, version)); err != nil {
-		return err
-	}
-	info, err := modDownload(ctx, work, multusModule+"@"+version)
+	minfo, err := modDownload(ctx, work, multusModule+"@"+MultusVersion)
 	if err != nil {
 		return err
 	}
-	manifest := filepath.Join(info.Dir, "deployments", "multus-daemonset.yml")
+	if err := extractCRD(minfo.Dir, out); err != nil {
+		return err
+	}
+	if err := patchMultus(minfo.Dir, filepath.Join(work, "multus")); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "require (\n\t%s %s\n\t%s %s\n)\n\nreplace (\n", kubernetesModule, KubernetesVersion, multusModule, MultusVersion)
+	for _, m := range staging {
+		fmt.Fprintf(&b, "\t%s => %s %s\n", m, m, stagingVersion(KubernetesVersion))
+	}
+	fmt.Fprintf(&b, "\t%s => ./multus\n)\n", multusModule)
+	if err := writeGoMod(work, "ekkubebuild", goDirective(gomod), b.String()); err != nil {
+		return err
+	}
+	var pkgs []string
+	for _, c := range kubernetesCommands {
+		pkgs = append(pkgs, kubernetesModule+"/cmd/"+c)
+	}
+	pkgs = append(pkgs, multusModule+"/cmd/multus")
+	return goBuild(ctx, work, out, flags, pkgs, log)
+}
+
+// extractCRD writes the NetworkAttachmentDefinition CRD of the Multus
+// module in modDir to out.
+func extractCRD(modDir, out string) error {
+	manifest := filepath.Join(modDir, "deployments", "multus-daemonset.yml")
 	raw, err := os.ReadFile(manifest)
 	if err != nil {
 		return err
@@ -279,10 +288,55 @@ func buildMultus(ctx context.Context, work, out, version string, flags []string,
 	if err != nil {
 		return fmt.Errorf("%s: %w", manifest, err)
 	}
-	if err := os.WriteFile(filepath.Join(out, crdFile), crd, 0o644); err != nil {
-		return err
+	return os.WriteFile(filepath.Join(out, crdFile), crd, 0o644)
+}
+
+// multusPatches adapt Multus (built against k8s.io/kubelet v0.32) to the
+// v0.34 staging modules it shares with Kubernetes in the one build: the
+// pod-resources API renamed a field. Each must apply, so a version change
+// that no longer needs one is noticed.
+var multusPatches = []struct{ file, old, new string }{
+	{"pkg/kubeletclient/kubeletclient.go", "claimResource.CDIDevices", "claimResource.CdiDevices"},
+}
+
+// patchMultus copies the Multus module from the module cache to dst and
+// applies multusPatches.
+func patchMultus(modDir, dst string) error {
+	err := filepath.WalkDir(modDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(modDir, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, raw, 0o644)
+	})
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", modDir, err)
 	}
-	return goBuild(ctx, work, out, flags, []string{multusModule + "/cmd/multus"}, log)
+	for _, pt := range multusPatches {
+		f := filepath.Join(dst, pt.file)
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if !bytes.Contains(raw, []byte(pt.old)) {
+			return fmt.Errorf("patch %s: %q not found (Multus %s changed: revisit multusPatches)", pt.file, pt.old, MultusVersion)
+		}
+		if err := os.WriteFile(f, bytes.ReplaceAll(raw, []byte(pt.old), []byte(pt.new)), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func writeGoMod(dir, module, goVersion, rest string) error {
@@ -291,6 +345,7 @@ func writeGoMod(dir, module, goVersion, rest string) error {
 }
 
 var (
+	envRE     = regexp.MustCompile(`^[A-Z][A-Z0-9_]*=`)
 	stagingRE = regexp.MustCompile(`(?m)^\s*(k8s\.io/[a-z0-9-]+)\s*=>\s*\./staging/`)
 	goLineRE  = regexp.MustCompile(`(?m)^go\s+(\S+)`)
 )
@@ -345,11 +400,21 @@ func modDownload(ctx context.Context, work, modVersion string) (*modInfo, error)
 	return &info, nil
 }
 
-// goBuild builds pkgs into out at low priority; -mod=mod lets the go command
-// complete go.mod and go.sum of the throw-away module.
+// goBuild builds pkgs into out at low priority, in one go build; -mod=mod
+// lets the go command complete go.mod and go.sum of the throw-away module.
+// Flags of the form NAME=VALUE are set in the environment instead.
 func goBuild(ctx context.Context, work, out string, flags, pkgs []string, log *slog.Logger) error {
-	args := append([]string{"build", "-mod=mod", "-o", out + "/"}, flags...)
+	args := []string{"build", "-mod=mod", "-o", out + "/"}
+	var env []string
+	for _, f := range flags {
+		if envRE.MatchString(f) {
+			env = append(env, f)
+		} else {
+			args = append(args, f)
+		}
+	}
 	cmd := goCmd(ctx, work, append(args, pkgs...)...)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Args = append([]string{"nice", "-n", "10"}, cmd.Args...)
 	cmd.Path = niceBin()
 	var buf bytes.Buffer

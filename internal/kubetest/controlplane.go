@@ -39,6 +39,12 @@ type Options struct {
 	ControllerManager string
 	// Etcd is the etcd binary; default "etcd" on PATH (Debian etcd-server).
 	Etcd string
+	// Scheduler is the kube-scheduler binary; when given, pods without a
+	// node are scheduled (by their affinity), as on any cluster.
+	Scheduler string
+	// Node, when set, adds a node: registry, containerd, CNI, kubelet (see
+	// [Node]).
+	Node *NodeOptions
 	// CRDs are YAML files of CustomResourceDefinitions to install and wait
 	// for (the Multus CRD, see BuildMultus).
 	CRDs []string
@@ -61,6 +67,8 @@ type ControlPlane struct {
 	Kubeconfig  string     `json:"kubeconfig"`
 	EtcdDir     string     `json:"etcdDir"`
 	Processes   []*Process `json:"processes"` // in start order
+	// Node is the cluster's node, nil without Options.Node.
+	Node *Node `json:"node,omitempty"`
 }
 
 // StartControlPlane starts etcd and kube-apiserver and waits until the API
@@ -134,8 +142,21 @@ func StartControlPlane(ctx context.Context, o Options) (cp *ControlPlane, err er
 		}
 		log.Info("kubetest: kube-controller-manager ready", "took", time.Since(start).Round(time.Millisecond))
 	}
+	if o.Scheduler != "" {
+		if err := cp.startScheduler(o.Scheduler); err != nil {
+			return nil, err
+		}
+		if err := cp.save(); err != nil {
+			return nil, err
+		}
+	}
 	for _, crd := range o.CRDs {
 		if err := InstallCRD(ctx, cp.RESTConfig(), crd); err != nil {
+			return nil, err
+		}
+	}
+	if o.Node != nil {
+		if err := cp.startNode(ctx, *o.Node, log); err != nil {
 			return nil, err
 		}
 	}
@@ -191,6 +212,9 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, bin, etcdURL string)
 		argv := []string{bin,
 			"--etcd-servers", etcdURL,
 			"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+			// The kubelet listens on loopback and is reached by its node's
+			// name (localhost; see NodeOptions.Name).
+			"--kubelet-preferred-address-types", "Hostname",
 			"--secure-port", strconv.Itoa(port),
 			"--tls-cert-file", filepath.Join(cp.Dir, serverCertFile),
 			"--tls-private-key-file", filepath.Join(cp.Dir, serverKeyFile),
@@ -239,8 +263,13 @@ func (cp *ControlPlane) httpClient() (*http.Client, error) {
 }
 
 // controllers are the controllers the test cluster runs: enough for
-// namespaces to be deleted and to get their `default` service account.
-var controllers = []string{"namespace-controller", "serviceaccount-controller"}
+// namespaces to be deleted, to get their `default` service account, and
+// for a node to be schedulable — the kubelet registers its node tainted
+// node.kubernetes.io/not-ready:NoSchedule and the node lifecycle
+// controller lifts the taint once the node is Ready (without it the
+// scheduler leaves every pod Pending). No taint-eviction controller: a
+// node that misses heartbeats on a loaded machine keeps its pods.
+var controllers = []string{"namespace-controller", "serviceaccount-controller", "node-lifecycle-controller"}
 
 // startControllerManager runs kube-controller-manager with the admin
 // kubeconfig and no listener of its own, and waits until its
@@ -270,6 +299,24 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context, bin string) 
 	}
 	hdr := http.Header{"Authorization": {"Bearer " + cp.Token}}
 	return waitHTTPClient(ctx, p, hc, hdr, cp.Server+"/api/v1/namespaces/default/serviceaccounts/default", `"name":"default"`, 120*time.Second)
+}
+
+// startScheduler runs kube-scheduler with the admin kubeconfig and no
+// listener of its own; pods wait for it as they would on any cluster.
+func (cp *ControlPlane) startScheduler(bin string) error {
+	argv := []string{bin,
+		"--kubeconfig", cp.Kubeconfig,
+		"--leader-elect=false",
+		"--secure-port", "0",
+		"--kube-api-qps", "200", "--kube-api-burst", "400",
+		"--v", "1",
+	}
+	p, err := startProcess("kube-scheduler", argv, cp.Kubeconfig, filepath.Join(cp.Dir, "kube-scheduler.log"))
+	if err != nil {
+		return err
+	}
+	cp.Processes = append(cp.Processes, p)
+	return nil
 }
 
 // waitHTTP polls url until its body contains want, the process exits or
@@ -373,9 +420,15 @@ func Load(dir string) (*ControlPlane, error) {
 }
 
 // Stop ends the processes (last started first) by PID and removes the
-// directory and etcd's data. Safe to call twice.
+// directory and etcd's data. A node goes first, its pods deleted while
+// the API server still answers (see Node). Safe to call twice.
 func (cp *ControlPlane) Stop() error {
 	var errs []error
+	if cp.Node != nil {
+		if err := cp.Node.stop(cp); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for i := len(cp.Processes) - 1; i >= 0; i-- {
 		if err := cp.Processes[i].Stop(15 * time.Second); err != nil {
 			errs = append(errs, err)

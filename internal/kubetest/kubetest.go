@@ -16,8 +16,8 @@ import (
 // builds first, with `make kube-bin`, so tests normally find the cache).
 const buildTimeout = 60 * time.Minute
 
-// Binaries returns the cached Kubernetes and Multus builds, building them
-// on first use. It skips when etcd or the go command is missing.
+// Binaries returns the cached Kubernetes and Multus build, building it on
+// first use. It skips when etcd or the go command is missing.
 func Binaries(tb testing.TB) (*Kubernetes, *Multus) {
 	tb.Helper()
 	ektest.RequireTool(tb, "go", "etcd", "nice")
@@ -25,11 +25,7 @@ func Binaries(tb testing.TB) (*Kubernetes, *Multus) {
 	defer cancel()
 	log := TestLogger(tb)
 	cache := ektest.CacheDir(tb)
-	k, err := BuildKubernetes(ctx, cache, log)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m, err := BuildMultus(ctx, cache, log)
+	k, m, err := Build(ctx, cache, log)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -55,6 +51,10 @@ func Start(tb testing.TB, configure ...func(*Options)) *ControlPlane {
 	for _, f := range configure {
 		f(&o)
 	}
+	if o.Node != nil {
+		o.Scheduler = k.Scheduler
+		o.Node.Kubelet, o.Node.Multus = k.Kubelet, m.Plugin
+	}
 	cp, err := StartControlPlane(ctx, o)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -69,6 +69,11 @@ func Start(tb testing.TB, configure ...func(*Options)) *ControlPlane {
 				tb.Errorf("kubetest: %s (pid %d) still running after Stop", p.Name, p.PID)
 			}
 		}
+		if cp.Node != nil {
+			for _, l := range cp.Node.Leftovers() {
+				tb.Errorf("kubetest: node left %s", l)
+			}
+		}
 		for _, d := range []string{cp.Dir, cp.EtcdDir} {
 			if _, err := os.Stat(d); err == nil {
 				tb.Errorf("kubetest: %s left behind", d)
@@ -76,6 +81,33 @@ func Start(tb testing.TB, configure ...func(*Options)) *ControlPlane {
 		}
 	})
 	return cp
+}
+
+// WithNode makes Start add a node (registry, containerd, CNI with Multus,
+// kubelet) and the scheduler: pods run. It needs root, containerd, runc,
+// the CNI plugins, docker-registry and busybox-static.
+func WithNode(o *Options) {
+	o.Node = &NodeOptions{}
+}
+
+// StartCluster starts a control plane with a node and the scheduler (see
+// WithNode), skipping unless root with the node's tools installed.
+func StartCluster(tb testing.TB, configure ...func(*Options)) *ControlPlane {
+	tb.Helper()
+	RequireNode(tb)
+	return Start(tb, append([]func(*Options){WithNode}, configure...)...)
+}
+
+// RequireNode skips the test unless a node can run here: root, and
+// containerd, runc, ctr, docker-registry, busybox and the CNI plugins
+// installed (`make deps`).
+func RequireNode(tb testing.TB) {
+	tb.Helper()
+	ektest.RequireRoot(tb)
+	ektest.RequireTool(tb, "containerd", "runc", "ctr", "docker-registry", "busybox")
+	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
+		tb.Skip("needs the CNI plugins in /usr/lib/cni: run `make deps` (containernetworking-plugins)")
+	}
 }
 
 // Clientset returns a typed client for the control plane.

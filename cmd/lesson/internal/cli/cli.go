@@ -55,6 +55,7 @@ func commands() []*Command {
 	return []*Command{
 		validateCommand(),
 		planCommand(),
+		renderCommand(),
 		migrateCommand(),
 		schemaCommand(),
 		upCommand(),

@@ -53,7 +53,7 @@ func TestComplete(t *testing.T) {
 		words []string
 		want  []string
 	}{
-		{[]string{""}, []string{"validate", "plan", "migrate", "schema", "up", "status", "configure", "console", "ssh", "link", "logs", "restart", "down", "completion", "help"}},
+		{[]string{""}, []string{"validate", "plan", "render", "migrate", "schema", "up", "status", "configure", "console", "ssh", "link", "logs", "restart", "down", "completion", "help"}},
 		{append(append([]string{"link"}, sr...), ""), []string{"add", "del"}},
 		{append(append([]string{"link"}, sr...), "add", ""), []string{"r1", "r2", "r3"}},
 		{append(append([]string{"link"}, sr...), "add", "r1", "r"), []string{"r1", "r2", "r3"}},

@@ -69,6 +69,7 @@ func (f *instanceFlags) options(env *Env) endpointkit.Options {
 		opts.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	opts.Progress = f.structuredProgress(env.Stderr)
+	opts.RuntimeFor = runtimeFor(opts.Logger)
 	if f.python != "" {
 		opts.Configurators = map[endpoint.Method]configure.Configurator{endpoint.MethodPython: &configure.Python{Interpreter: f.python}}
 	}
@@ -127,13 +128,20 @@ func writeInstance(w io.Writer, inst *endpointkit.Instance) error {
 		if len(reach) == 0 {
 			reach = append(reach, "-")
 		}
+		addr := e.Address.String()
+		if !e.Address.IsValid() {
+			addr = "-"
+			if e.Pod != "" {
+				addr = "pod " + e.Pod
+			}
+		}
 		restarts := fmt.Sprint(e.Restarts)
 		if e.Restarts > 0 && e.LastExit != "" {
 			restarts += " (last: " + e.LastExit + ")"
 		}
 		for k, r := range reach {
 			if k == 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Image, state, e.Address, boot, restarts, r)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, e.Image, state, addr, boot, restarts, r)
 			} else {
 				fmt.Fprintf(tw, "\t\t\t\t\t\t%s\n", r)
 			}

@@ -10,13 +10,14 @@ import (
 
 	"github.com/endpointkit/endpointkit"
 	"github.com/endpointkit/endpointkit/internal/text"
+	"github.com/endpointkit/endpointkit/kuberun"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 )
 
 func upCommand() *Command {
 	return &Command{
 		Name:    "up",
-		Args:    "[--stage N] [--instance NAME] [--images DIR]... [--recipes DIR]... [--replace] [--check] DIR",
+		Args:    "[--stage N] [--instance NAME] [--images DIR]... [--recipes DIR]... [--replace] [--check] [--kubeconfig FILE [--context NAME] [--registry REPO]] DIR",
 		Summary: "launch a lesson: images, namespaces, VMs, links, stage configuration",
 		Help: `
 Launches the lesson in DIR on this machine and leaves it running: validates
@@ -29,9 +30,16 @@ Images come from --images DIRs (built image directories, DIR/<slug>), else
 are built from recipes (--recipes DIRs, plus the images/ folder beside the
 lesson's lessons/ folder, e.g. examples/images) into the image cache.
 
-Ctrl-C removes everything started. If an endpoint's configuration fails,
-the lesson stays up and the failure is shown (exit status 1); fix it and run
-` + "`lesson configure`" + `, or ` + "`lesson down`" + `. Needs root.
+With --kubeconfig (or --context) the lesson runs on that Kubernetes cluster
+instead: a namespace ek-INSTANCE with a pod per endpoint, a Multus network
+per link; images come from --registry REPO (those it lacks are pushed
+there), endpoints are reached and configured through the API server (port
+forwards), and later commands find the cluster in the instance's record.
+
+Ctrl-C removes everything started; so does a failed boot, unless
+--keep-on-failure. If an endpoint's configuration fails, the lesson stays
+up and the failure is shown (exit status 1); fix it and run
+` + "`lesson configure`" + `, or ` + "`lesson down`" + `. Needs root on this machine.
 
 An endpoint whose VM ends unasked (killed, crashed, powered off) is started
 again and the stage configured on it (--restart on-failure, the default;
@@ -52,6 +60,8 @@ is gone and repairs deleted links, with no lesson command running.`,
 			accel := fs.String("accel", "", "accelerator: auto, kvm or tcg (default auto; $ENDPOINTKIT_ACCEL overrides)")
 			launcher := fs.String("launcher", "", "the endpoint launcher binary (default: `endpoint` beside lesson, else on PATH)")
 			timeout := fs.Duration("ready-timeout", endpointkit.DefaultReadyTimeout, "how long each endpoint may take to boot")
+			keep := fs.Bool("keep-on-failure", false, "leave what was placed when an endpoint does not boot, for inspection (then lesson down)")
+			kf := addKubeFlags(fs)
 			restart := fs.String("restart", "on-failure", "when an endpoint whose VM ended unasked is started again and configured: on-failure, always or never")
 			return func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {
@@ -61,7 +71,7 @@ is gone and repairs deleted links, with no lesson command running.`,
 					return err
 				}
 				opts := inf.options(env)
-				opts.Stage, opts.Replace, opts.Launcher, opts.ReadyTimeout = *stage, *replace, *launcher, *timeout
+				opts.Stage, opts.Replace, opts.Launcher, opts.ReadyTimeout, opts.KeepOnFailure = *stage, *replace, *launcher, *timeout, *keep
 				opts.Accel = qemulaunch.Accel(*accel)
 				policy, err := qemulaunch.ParseRestartPolicy(*restart)
 				if err != nil {
@@ -73,6 +83,13 @@ is gone and repairs deleted links, with no lesson command running.`,
 				if isTerminal(env.Stderr) {
 					opts.Images.Build.Progress = env.Stderr
 				}
+				if kf.set() {
+					rt, err := kuberun.New(kf.options(opts.Images.Build, opts.Logger))
+					if err != nil {
+						return err
+					}
+					opts.Runtime = rt
+				}
 				return runUp(ctx, env, inf, args[0], opts, *check)
 			}
 		},
@@ -80,7 +97,7 @@ is gone and repairs deleted links, with no lesson command running.`,
 }
 
 func runUp(ctx context.Context, env *Env, inf *instanceFlags, dir string, opts endpointkit.Options, check bool) error {
-	if os.Geteuid() != 0 {
+	if os.Geteuid() != 0 && opts.Runtime == nil {
 		return errors.New("needs root (network namespaces, TAPs): run it with sudo")
 	}
 	title, rows := upRows(dir)

@@ -1,5 +1,6 @@
 // Command kubecluster starts and stops the test harness's single-node
-// Kubernetes control plane for people: `make kube-up` and `make kube-down`.
+// Kubernetes (control plane, scheduler and a node with a registry) for
+// people: `make kube-up` and `make kube-down`.
 //
 //	kubecluster up   [-dir DIR]   build (cached) and start; print the kubeconfig
 //	kubecluster down [-dir DIR]   stop what up started, by PID

@@ -35,23 +35,23 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	k, err := kubetest.BuildKubernetes(ctx, ektest.CachePath(), log)
-	if err != nil {
-		return err
-	}
-	m, err := kubetest.BuildMultus(ctx, ektest.CachePath(), log)
+	k, m, err := kubetest.Build(ctx, ektest.CachePath(), log)
 	if err != nil {
 		return err
 	}
 	if args[0] == "build" {
-		fmt.Fprintf(stdout, "%s\n%s\n%s\n%s\n", k.APIServer, k.ControllerManager, k.Kubelet, m.Plugin)
+		fmt.Fprintf(stdout, "%s\n%s\n%s\n%s\n%s\n", k.APIServer, k.ControllerManager, k.Scheduler, k.Kubelet, m.Plugin)
 		return nil
 	}
-	cp, err := kubetest.StartControlPlane(ctx, kubetest.Options{Dir: *dir, APIServer: k.APIServer, ControllerManager: k.ControllerManager, CRDs: []string{m.CRD}, Log: log})
+	cp, err := kubetest.StartControlPlane(ctx, kubetest.Options{Dir: *dir, APIServer: k.APIServer, ControllerManager: k.ControllerManager,
+		Scheduler: k.Scheduler, CRDs: []string{m.CRD}, Log: log, Node: &kubetest.NodeOptions{Kubelet: k.Kubelet, Multus: m.Plugin}})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Kubernetes %s API server at %s (etcd, kube-apiserver, kube-controller-manager; logs in %s)\n", k.Version, cp.Server, cp.Dir)
+	n := cp.Node
+	fmt.Fprintf(stdout, "Kubernetes %s API server at %s (etcd, kube-apiserver, kube-controller-manager, kube-scheduler; logs in %s)\n", k.Version, cp.Server, cp.Dir)
+	fmt.Fprintf(stdout, "node %s: kubelet, containerd (%s), Multus %s, registry %s\n", n.Name, n.Containerd, m.Version, n.Registry)
+	fmt.Fprintf(stdout, "try: lesson up examples/lessons/linux-triangle --kubeconfig %s --registry %s/endpointkit\n", cp.Kubeconfig, n.Registry)
 	fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", cp.Kubeconfig)
 	fmt.Fprintln(stdout, "make kube-down stops it")
 	return nil
