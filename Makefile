@@ -130,12 +130,12 @@ lint:
 
 # The whole suite. Tests that need root, QEMU or a tool skip with the reason
 # when it is missing; `make deps` installs everything, so here they run.
-test: unit fuzz
+test: deps unit fuzz
 
 # kube-bin first: the Kubernetes and Multus binaries the tests need are built
 # once per version into the test cache (a cold build takes many minutes on 2
 # CPUs), alone and outside the tests' timeouts; afterwards it is a cache hit.
-unit: kube-bin
+unit: deps kube-bin
 	$(GO) test $(TEST_FLAGS) ./...
 
 # scripts/fuzz.sh tells a real finding from Go 1.26's fuzz-deadline race.
