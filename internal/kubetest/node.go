@@ -516,11 +516,23 @@ func (n *Node) deletePods(cp *ControlPlane) error {
 	for ctx.Err() == nil {
 		left, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 		if err != nil || len(left.Items) == 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Deleted without grace, a pod leaves the API at once; the kubelet then
+	// stops its sandbox: CNI DEL, and the sandbox's network namespace
+	// (/run/netns/cni-…) removed. A node stopped before that leaves the
+	// namespace behind, so wait until no task of the CRI runs.
+	d := containerdtest.At(filepath.Join(n.Dir, "containerd"), "")
+	for ctx.Err() == nil {
+		out, err := d.Ctr(ctx, "k8s.io", "tasks", "ls")
+		if err != nil || !strings.Contains(out, "RUNNING") {
 			return nil
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return fmt.Errorf("kubetest: pods still there 90s after their deletion")
+	return fmt.Errorf("kubetest: pods or their sandboxes still there 90s after their deletion")
 }
 
 // containerLogs is where a kubelet links each container's log.
