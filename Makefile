@@ -130,7 +130,7 @@ lint:
 
 # The whole suite. Tests that need root, QEMU or a tool skip with the reason
 # when it is missing; `make deps` installs everything, so here they run.
-test: deps unit fuzz
+test: unit fuzz
 
 # kube-bin first: the Kubernetes and Multus binaries the tests need are built
 # once per version into the test cache (a cold build takes many minutes on 2

@@ -37,6 +37,11 @@ type LinkChanges struct {
 	Removed []LinkEnd `json:"removed,omitempty"`
 }
 
+// clone is a copy of c that shares no slice with it.
+func (c LinkChanges) clone() LinkChanges {
+	return LinkChanges{Added: slices.Clone(c.Added), Removed: slices.Clone(c.Removed)}
+}
+
 // AddedLink is a link added to a running instance (`lesson link add`).
 type AddedLink struct {
 	A      AddedEnd     `json:"a"`
@@ -234,7 +239,7 @@ func (i *Instance) RemoveLink(ctx context.Context, ep, iface string) ([2]LinkEnd
 	// links lack, and must not cable the link again while it goes.
 	var was LinkChanges
 	err = i.changeLinks(func(c *LinkChanges) {
-		was = LinkChanges{Added: slices.Clone(c.Added), Removed: slices.Clone(c.Removed)}
+		was = c.clone()
 		n := len(c.Added)
 		c.Added = slices.DeleteFunc(c.Added, func(a AddedLink) bool {
 			return a.A.Endpoint == ends[0].Endpoint && a.A.Interface == ends[0].Interface

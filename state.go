@@ -294,7 +294,7 @@ func (i *Instance) adopt(o *Instance) {
 	i.Version, i.Name, i.Lesson, i.LessonDir, i.Dir, i.Accel = o.Version, o.Name, o.Lesson, o.LessonDir, o.Dir, o.Accel
 	i.Stage, i.Created, i.Restart, i.Placing, i.UpPID, i.HealerPID = o.Stage, o.Created, o.Restart, o.Placing, o.UpPID, o.HealerPID
 	i.Endpoints = slices.Clone(o.Endpoints)
-	i.Links = LinkChanges{Added: slices.Clone(o.Links.Added), Removed: slices.Clone(o.Links.Removed)}
+	i.Links = o.Links.clone()
 	i.Runtime = nil
 	if o.Runtime != nil {
 		rec := *o.Runtime

@@ -212,8 +212,8 @@ func (n *Node) pushPause(ctx context.Context) error {
 // startContainerd writes the CNI and registry configuration and starts
 // containerd with its CRI plugin.
 func (n *Node) startContainerd(ctx context.Context, cp *ControlPlane, multus string) error {
-	dir := filepath.Join(n.Dir, "containerd")
-	paths := containerdtest.PathsIn(dir)
+	d := n.containerd()
+	paths := d.Paths
 	if len(paths.Address) > 100 {
 		return fmt.Errorf("kubetest: containerd socket %s is too long for a unix socket: use a shorter directory", paths.Address)
 	}
@@ -256,7 +256,6 @@ func (n *Node) startContainerd(ctx context.Context, cp *ControlPlane, multus str
 	}
 	n.Processes = append(n.Processes, p)
 	n.Containerd = paths.Address
-	d := containerdtest.At(dir, "")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := d.Ctr(ctx, "", "version"); err == nil {
@@ -456,7 +455,7 @@ func (n *Node) stop(cp *ControlPlane) error {
 		p := n.Processes[i]
 		if p.Name == "containerd" && p.Running() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			containerdtest.At(filepath.Join(n.Dir, "containerd"), "").RemoveAll(ctx)
+			n.containerd().RemoveAll(ctx)
 			cancel()
 		}
 		if err := p.Stop(15 * time.Second); err != nil {
@@ -485,6 +484,11 @@ func (n *Node) stop(cp *ControlPlane) error {
 		os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644)
 	}
 	return errors.Join(errs...)
+}
+
+// containerd is the node's containerd, in its directory.
+func (n *Node) containerd() *containerdtest.Daemon {
+	return containerdtest.At(filepath.Join(n.Dir, "containerd"), "")
 }
 
 func (n *Node) running(name string) bool {
@@ -524,7 +528,7 @@ func (n *Node) deletePods(cp *ControlPlane) error {
 	// stops its sandbox: CNI DEL, and the sandbox's network namespace
 	// (/run/netns/cni-…) removed. A node stopped before that leaves the
 	// namespace behind, so wait until no task of the CRI runs.
-	d := containerdtest.At(filepath.Join(n.Dir, "containerd"), "")
+	d := n.containerd()
 	for ctx.Err() == nil {
 		out, err := d.Ctr(ctx, "k8s.io", "tasks", "ls")
 		if err != nil || !strings.Contains(out, "RUNNING") {
