@@ -30,6 +30,7 @@ var resources = map[string]schema.GroupVersionResource{
 	"ServiceAccount": {Version: "v1", Resource: "serviceaccounts"},
 	"Service":        {Version: "v1", Resource: "services"},
 	"Pod":            {Version: "v1", Resource: "pods"},
+	"ConfigMap":      {Version: "v1", Resource: "configmaps"},
 	"NetworkPolicy":  {Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"},
 	NADKind:          {Group: NADGroup, Version: NADVersion, Resource: NADResource},
 }
@@ -41,9 +42,10 @@ func Resource(kind string) (schema.GroupVersionResource, bool) {
 }
 
 // Waves returns the objects as unstructured data in the order they must
-// be created: the namespace; then the service account, networks, services
-// and policy; then the pods (the API server admits a pod only once its
-// service account exists).
+// be created: the namespace; then the service account, networks, services,
+// policy and lesson ConfigMap; then the pods (the API server admits a pod
+// only once its service account exists, and the kubelet starts it only
+// once its volumes' sources do).
 func (o *Objects) Waves() ([][]*unstructured.Unstructured, error) {
 	first, err := toUnstructured(o.Namespace)
 	if err != nil {
@@ -66,6 +68,13 @@ func (o *Objects) Waves() ([][]*unstructured.Unstructured, error) {
 		return nil, err
 	}
 	second = append(second, pol...)
+	if o.Lesson != nil {
+		cm, err := toUnstructured(o.Lesson)
+		if err != nil {
+			return nil, err
+		}
+		second = append(second, cm...)
+	}
 	var third []*unstructured.Unstructured
 	for _, p := range o.Pods {
 		u, err := toUnstructured(p)

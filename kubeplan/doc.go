@@ -24,10 +24,13 @@
 //     NET_ADMIN and /dev/net/tun only ([SecurityMinimal]); /dev/kvm through
 //     a device plugin's resource where the nodes have one
 //     (Options.KVMResource); ready when the launcher says the guest answers
-//     on its management port; the lesson directory copied by an init
+//     on its management port; the lesson directory from a ConfigMap
+//     (Options.LessonFiles) or, for a larger one, copied by an init
 //     container from a lesson-content image (no hostPath); co-located on
 //     one node by pod affinity, or pinned with Options.Node;
 //   - per presentation a ClusterIP Service (endpoint-presentation);
+//   - a ConfigMap `lesson` with the lesson directory's files, when it is
+//     delivered that way;
 //   - a NetworkPolicy letting the instance's pods talk only to each other,
 //     plus DNS.
 //

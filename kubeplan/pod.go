@@ -112,7 +112,7 @@ func (r *renderer) pod(ep *endpoint.Endpoint, pe *wiring.EndpointPlan) (*corev1.
 		}
 	}
 	in := LaunchInput{Endpoint: ep, Forward: forward}
-	if r.o.LessonImage != "" {
+	if r.o.LessonImage != "" || r.lessonByConfigMap() {
 		in.LessonDir = LessonDir
 	}
 	launcher := r.o.Launcher
@@ -185,6 +185,10 @@ func (r *renderer) pod(ep *endpoint.Endpoint, pe *wiring.EndpointPlan) (*corev1.
 			Command:      []string{"cp", "-a", LessonImageDir + "/.", lessonStaging + "/"},
 			VolumeMounts: []corev1.VolumeMount{{Name: lessonVolume, MountPath: lessonStaging}},
 		}}
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: lessonVolume, MountPath: LessonDir, ReadOnly: true})
+	}
+	if r.lessonByConfigMap() {
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: lessonVolume, VolumeSource: r.lessonVolumeSource()})
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: lessonVolume, MountPath: LessonDir, ReadOnly: true})
 	}
 	pod.Spec.Containers = []corev1.Container{c}

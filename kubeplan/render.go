@@ -81,6 +81,11 @@ type Options struct {
 	// directory at LessonImageDir and a cp program. Empty: pods get no
 	// lesson directory.
 	LessonImage string
+	// LessonFiles are the lesson directory's files, delivered in a
+	// ConfigMap (LessonConfigMap) mounted at LessonDir in every endpoint
+	// container when LessonImage is empty: no init container and no
+	// image to push, for a lesson of up to MaxLessonFiles bytes.
+	LessonFiles []LessonFile
 	// Node pins every pod to the named node (a cluster without a
 	// scheduler, or one chosen by the caller). Empty: pods are co-located
 	// by required pod affinity on kubernetes.io/hostname and the scheduler
@@ -111,6 +116,9 @@ type Objects struct {
 	Pods     []*corev1.Pod // in the lesson's endpoints order
 	Services []*corev1.Service
 	Policy   *networkingv1.NetworkPolicy
+	// Lesson holds the lesson directory (Options.LessonFiles); nil when
+	// the pods get it from the lesson-content image, or get none.
+	Lesson *corev1.ConfigMap
 }
 
 // Namespace is the namespace of an instance.
@@ -152,6 +160,11 @@ func Render(m *endpoint.Model, p *wiring.Plan, o Options) (*Objects, error) {
 		return nil, err
 	}
 	objs.Networks = nets
+	if r.lessonByConfigMap() {
+		if objs.Lesson, err = r.lessonConfigMap(); err != nil {
+			return nil, err
+		}
+	}
 	for i := range m.Endpoints {
 		pod, err := r.pod(&m.Endpoints[i], &p.Endpoints[i])
 		if err != nil {
@@ -163,6 +176,12 @@ func Render(m *endpoint.Model, p *wiring.Plan, o Options) (*Objects, error) {
 		return nil, err
 	}
 	return objs, nil
+}
+
+// lessonByConfigMap reports whether the pods get the lesson directory from
+// the lesson ConfigMap.
+func (r *renderer) lessonByConfigMap() bool {
+	return r.o.LessonImage == "" && len(r.o.LessonFiles) > 0
 }
 
 type renderer struct {

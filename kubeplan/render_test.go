@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -206,6 +208,10 @@ func TestRenderErrors(t *testing.T) {
 		{"by tag", Options{Images: map[string]Image{"tiny": {Ref: "r/tiny:latest"}}}, ErrImage, `"r/tiny:latest", not a reference by digest`},
 		{"lesson by tag", Options{Images: good, LessonImage: "r/lesson:1"}, ErrImage, "lesson image"},
 		{"security", Options{Images: good, Security: "root"}, ErrInvalid, "Options.Security"},
+		{"lesson too large", Options{Images: good, LessonFiles: []LessonFile{{Path: "big", Data: make([]byte, MaxLessonFiles+1)}}}, ErrInvalid, "lesson-content image"},
+		{"lesson path leaves", Options{Images: good, LessonFiles: []LessonFile{{Path: "../x"}}}, ErrInvalid, `lesson file "../x"`},
+		{"lesson path absolute", Options{Images: good, LessonFiles: []LessonFile{{Path: "/etc/x"}}}, ErrInvalid, `lesson file "/etc/x"`},
+		{"lesson path twice", Options{Images: good, LessonFiles: []LessonFile{{Path: "a"}, {Path: "a"}}}, ErrInvalid, "given twice"},
 	} {
 		_, err := Render(m, p, tc.o)
 		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
@@ -267,5 +273,65 @@ func TestWriteYAML(t *testing.T) {
 		if strings.Contains(b.String(), bad) {
 			t.Errorf("YAML holds %q", bad)
 		}
+	}
+}
+
+// A small lesson directory goes in a ConfigMap: text as data, the rest as
+// binaryData, each key mapped to its path and mode in every pod, created
+// before the pods, no init container; a lesson-content image wins.
+func TestRenderLessonConfigMap(t *testing.T) {
+	files := []LessonFile{
+		{Path: "lesson.meta.yaml", Data: []byte("slug: x\n")},
+		{Path: "stage0/configs/r1.sh", Mode: 0o755, Data: []byte("#!/bin/sh\n")},
+		{Path: "stage0/blob.bin", Mode: 0o600, Data: []byte{0xff, 0xfe, 0}},
+	}
+	_, objs := renderTriangle(t, Options{LessonFiles: files})
+	cm := objs.Lesson
+	if cm == nil || cm.Name != LessonConfigMap || cm.Namespace != "ek-tri1" {
+		t.Fatalf("lesson ConfigMap %+v", cm)
+	}
+	if cm.Data["f000"] != "slug: x\n" || cm.Data["f001"] != "#!/bin/sh\n" || !bytes.Equal(cm.BinaryData["f002"], []byte{0xff, 0xfe, 0}) || len(cm.Data)+len(cm.BinaryData) != 3 {
+		t.Errorf("data %q, binaryData %q", cm.Data, cm.BinaryData)
+	}
+	for _, pod := range objs.Pods {
+		if len(pod.Spec.InitContainers) != 0 {
+			t.Errorf("pod %s has init containers", pod.Name)
+		}
+		var vol *corev1.Volume
+		for i := range pod.Spec.Volumes {
+			if pod.Spec.Volumes[i].Name == lessonVolume {
+				vol = &pod.Spec.Volumes[i]
+			}
+		}
+		if vol == nil || vol.ConfigMap == nil || vol.ConfigMap.Name != LessonConfigMap {
+			t.Fatalf("pod %s: lesson volume %+v", pod.Name, vol)
+		}
+		var got []string
+		for _, it := range vol.ConfigMap.Items {
+			got = append(got, fmt.Sprintf("%s:%s:%o", it.Key, it.Path, *it.Mode))
+		}
+		if want := "f000:lesson.meta.yaml:644 f001:stage0/configs/r1.sh:755 f002:stage0/blob.bin:600"; strings.Join(got, " ") != want {
+			t.Errorf("pod %s: items %s, want %s", pod.Name, strings.Join(got, " "), want)
+		}
+		c := pod.Spec.Containers[0]
+		if len(c.VolumeMounts) == 0 || c.VolumeMounts[len(c.VolumeMounts)-1].MountPath != LessonDir || !c.VolumeMounts[len(c.VolumeMounts)-1].ReadOnly {
+			t.Errorf("pod %s: mounts %+v", pod.Name, c.VolumeMounts)
+		}
+	}
+	waves, err := objs.Waves()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, u := range waves[1] {
+		kinds = append(kinds, u.GetKind())
+	}
+	if !slices.Contains(kinds, "ConfigMap") {
+		t.Errorf("second wave %v has no ConfigMap (it must exist before the pods)", kinds)
+	}
+
+	_, objs = renderTriangle(t, Options{LessonFiles: files, LessonImage: "127.0.0.1:5000/endpointkit/lesson" + digest("b")})
+	if objs.Lesson != nil || len(objs.Pods[0].Spec.InitContainers) != 1 {
+		t.Errorf("with a lesson image: ConfigMap %v, init containers %d", objs.Lesson, len(objs.Pods[0].Spec.InitContainers))
 	}
 }

@@ -19,8 +19,10 @@
 //     registry: Options.Images, else REGISTRY/PATH/SLUG with the digest of
 //     the image's OCI layout (imagebuild.Builder.BuildOCI builds one when
 //     missing), pushed with imagebuild.Push when the registry lacks it;
-//     with a registry, also a lesson-content image (LessonImage) that the
-//     pods' init container copies the lesson directory from;
+//     the lesson directory goes in a ConfigMap (LessonFiles) mounted in
+//     every pod; one larger than kubeplan.MaxLessonFiles goes, with a
+//     registry, as a lesson-content image (LessonImage) that the pods'
+//     init container copies;
 //  2. renders the objects with package kubeplan from the placement: the
 //     pods run exactly the launch the placement gives each endpoint (the
 //     launcher contract, qemulaunch.Launch), rewritten for the container

@@ -93,6 +93,16 @@ func TestKubernetesLinuxTriangle(t *testing.T) {
 	if res, err := inst.Run(ctx, "r2", "hostname"); err != nil || strings.TrimSpace(res.Output) != "r2" {
 		t.Errorf("ssh r2 hostname: %q %v", res.Output, err)
 	}
+	// The lesson directory reached the guest (ConfigMap → pod → 9p share),
+	// contents and modes.
+	want, err := os.ReadFile(filepath.Join(lessonPath(t, "linux-triangle"), "stage1", "configs", "r3.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := inst.Run(ctx, "r3", "cat /antidote/stage1/configs/r3.sh && test -x /antidote/stage1/configs/r3.sh && test -f /antidote/lesson.meta.yaml && echo lesson-ok"); err != nil ||
+		res.Output != string(want)+"lesson-ok\n" {
+		t.Errorf("the lesson directory in r3's guest: %q %v; want %q and an executable script", res.Output, err, want)
+	}
 	checkConsole(ctx, t, inst, "r3")
 	var logs bytes.Buffer
 	if err := inst.WriteLog(ctx, "r1", &logs, endpointkit.LogOptions{Source: endpointkit.LogLauncher}); err != nil || !strings.Contains(logs.String(), "ready") {

@@ -192,8 +192,8 @@ func TestKubernetesFaults(t *testing.T) {
 
 // Render prints the objects Up would apply, without a cluster: pods run
 // the placement's launch (image in the container, forwards listening on
-// the pod's loopback too), images by digest, the lesson content image
-// under the registry.
+// the pod's loopback too), images by digest, the lesson directory in a
+// ConfigMap.
 func TestRender(t *testing.T) {
 	im := imagetest.Tiny(t)
 	opts := endpointkit.Options{Instance: "tri", Stage: 1, Images: endpointkit.Catalog{Images: map[string]string{"tiny": im.Dir}}}
@@ -227,11 +227,35 @@ func TestRender(t *testing.T) {
 	if _, ok := env["ENDPOINT_STATE"]; ok {
 		t.Errorf("the container is told this machine's state directory: %v", env)
 	}
-	if len(pod.Spec.InitContainers) != 1 || !strings.HasPrefix(pod.Spec.InitContainers[0].Image, "127.0.0.1:5000/endpointkit/lesson-linux-triangle@sha256:") {
-		t.Errorf("init containers %+v", pod.Spec.InitContainers)
+	// The lesson directory is small: a ConfigMap, no init container.
+	if len(pod.Spec.InitContainers) != 0 || objs.Lesson == nil || len(objs.Lesson.Data) != 9 {
+		t.Errorf("init containers %+v, lesson ConfigMap %+v", pod.Spec.InitContainers, objs.Lesson)
 	}
 	var b strings.Builder
-	if err := objs.WriteYAML(&b); err != nil || !strings.Contains(b.String(), "kind: NetworkAttachmentDefinition") {
+	if err := objs.WriteYAML(&b); err != nil || !strings.Contains(b.String(), "kind: NetworkAttachmentDefinition") || !strings.Contains(b.String(), "kind: ConfigMap") {
 		t.Errorf("YAML (%v):\n%s", err, b.String())
+	}
+
+	// A lesson too large for a ConfigMap goes as a lesson-content image,
+	// copied by an init container; without a registry that is an error.
+	big := filepath.Join(t.TempDir(), "linux-triangle")
+	if err := os.CopyFS(big, os.DirFS(lessonPath(t, "linux-triangle"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(big, "stage0", "big.bin"), make([]byte, kubeplan.MaxLessonFiles), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = endpointkit.Plan(context.Background(), big, opts); err != nil {
+		t.Fatal(err)
+	}
+	objs, err = kuberun.Render(context.Background(), p, kuberun.Options{Registry: "127.0.0.1:5000/endpointkit", Images: map[string]string{"tiny": ref}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ic := objs.Pods[0].Spec.InitContainers; objs.Lesson != nil || len(ic) != 1 || !strings.HasPrefix(ic[0].Image, "127.0.0.1:5000/endpointkit/lesson-linux-triangle@sha256:") {
+		t.Errorf("large lesson: ConfigMap %v, init containers %+v", objs.Lesson != nil, ic)
+	}
+	if _, err := kuberun.Render(context.Background(), p, kuberun.Options{Images: map[string]string{"tiny": ref}}); !errors.Is(err, kuberun.ErrLessonTooLarge) {
+		t.Errorf("large lesson without a registry: err = %v, want ErrLessonTooLarge", err)
 	}
 }

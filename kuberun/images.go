@@ -1,18 +1,13 @@
 package kuberun
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"time"
 
 	"github.com/endpointkit/endpointkit"
 	"github.com/endpointkit/endpointkit/imagebuild"
@@ -20,11 +15,6 @@ import (
 	"github.com/endpointkit/endpointkit/vmimage"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // localRefHost is the registry part of the reference imagebuild records in
@@ -35,6 +25,9 @@ const localRefHost = "endpointkit.local/"
 type images struct {
 	bySlug map[string]kubeplan.Image
 	lesson string // the lesson-content image by digest; "" for none
+	// lessonFiles are the lesson directory's files when it goes in a
+	// ConfigMap (lesson is "" then).
+	lessonFiles []kubeplan.LessonFile
 }
 
 // resolveImages finds every endpoint image of p in a registry, by digest:
@@ -42,7 +35,8 @@ type images struct {
 // layout (built first when the image directory has none), else the
 // reference the layout was built with. With push, each image the registry
 // lacks is pushed and every reference is checked with the registry; the
-// lesson-content image is made and pushed too when there is a registry.
+// lesson directory goes in a ConfigMap (LessonFiles), or, when it is too
+// large for one, as a lesson-content image made and pushed to the registry.
 // Without push nothing is sent or asked (rendering).
 func (o *Options) resolveImages(ctx context.Context, p *endpointkit.Placement, push bool, report func(string)) (*images, error) {
 	out := &images{bySlug: map[string]kubeplan.Image{}}
@@ -61,12 +55,21 @@ func (o *Options) resolveImages(ctx context.Context, p *endpointkit.Placement, p
 		}
 		out.bySlug[slug] = kubeplan.Image{Ref: ref, Ports: ports, MemoryMiB: el.Image.Manifest.QEMU.MemoryMiB, CPUs: el.Image.Manifest.QEMU.CPUs}
 	}
-	if o.Registry != "" && p.LessonDir != "" && p.Model != nil {
-		ref, err := o.lessonImage(ctx, p.Model.Lesson, p.LessonDir, push, report)
-		if err != nil {
+	if p.LessonDir == "" || p.Model == nil {
+		return out, nil
+	}
+	files, err := LessonFiles(p.LessonDir)
+	switch {
+	case err == nil:
+		out.lessonFiles = files
+	case errors.Is(err, ErrLessonTooLarge) && o.Registry != "":
+		if out.lesson, err = o.lessonImage(ctx, p.Model.Lesson, p.LessonDir, push, report); err != nil {
 			return nil, err
 		}
-		out.lesson = ref
+	case errors.Is(err, ErrLessonTooLarge):
+		return nil, fmt.Errorf("lesson %s: %w: give a registry (Options.Registry, lesson --registry) to deliver it as a lesson-content image", p.Model.Lesson, err)
+	default:
+		return nil, fmt.Errorf("lesson %s: %w", p.Model.Lesson, err)
 	}
 	return out, nil
 }
@@ -146,162 +149,4 @@ func pinned(ref, digest string) string {
 		return r.Context().Name() + "@" + digest
 	}
 	return ref + "@" + digest
-}
-
-// lessonImage makes the lesson-content image of the lesson directory
-// (package kubeplan's init container copies it into each pod) and, with
-// push, pushes it as REGISTRY/PATH/lesson-SLUG unless the registry has
-// it. The image is reproducible: the same files give the same digest.
-func (o *Options) lessonImage(ctx context.Context, slug, dir string, push bool, report func(string)) (string, error) {
-	img, err := LessonImage(dir, o.Build.Busybox)
-	if err != nil {
-		return "", fmt.Errorf("lesson %s: content image: %w", slug, err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		return "", err
-	}
-	repo := strings.TrimSuffix(o.Registry, "/") + "/lesson-" + slug
-	ref := repo + "@" + d.String()
-	if !push {
-		return ref, nil
-	}
-	if _, err := imagebuild.Lookup(ctx, ref, o.Push); err == nil {
-		return ref, nil
-	} else if !errors.Is(err, imagebuild.ErrNotInRegistry) {
-		return "", fmt.Errorf("lesson %s: %w", slug, err)
-	}
-	report(fmt.Sprintf("pushing the lesson content to %s", repo))
-	// Through an OCI layout: imagebuild.Push's transport rules and
-	// credentials apply to it as to the endpoint images.
-	tmp, err := os.MkdirTemp("", "ek-lesson-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	lp, err := layout.Write(tmp, empty.Index)
-	if err != nil {
-		return "", err
-	}
-	if err := lp.AppendImage(img); err != nil {
-		return "", err
-	}
-	res, err := imagebuild.Push(ctx, tmp, repo+":latest", imagebuildPushNoState(o.Push))
-	if err != nil {
-		return "", fmt.Errorf("lesson %s: %w", slug, err)
-	}
-	if res.Digest != d.String() {
-		return "", fmt.Errorf("lesson %s: pushed %s, made %s", slug, res.Digest, d)
-	}
-	return ref, nil
-}
-
-// imagebuildPushNoState keeps the lesson images out of the push state
-// (their blobs are small and never shared).
-func imagebuildPushNoState(o imagebuild.PushOptions) imagebuild.PushOptions {
-	o.StateFile = "-"
-	return o
-}
-
-// lessonEpoch dates every file of a lesson-content image, so the same
-// files give the same digest.
-var lessonEpoch = time.Unix(0, 0).UTC()
-
-// LessonImage is the lesson-content image of a lesson directory: a static
-// busybox (Debian's busybox-static, for the init container's cp) and the
-// directory's files under kubeplan.LessonImageDir, reproducible (files
-// sorted, dated 1970, owned by root).
-func LessonImage(dir, busybox string) (v1.Image, error) {
-	if busybox == "" {
-		busybox = "/bin/busybox"
-	}
-	bb, err := os.ReadFile(busybox)
-	if err != nil {
-		return nil, fmt.Errorf("%w (the init container copies with a static busybox: install busybox-static)", err)
-	}
-	var tools bytes.Buffer
-	tw := tar.NewWriter(&tools)
-	put := func(h *tar.Header, data []byte) {
-		h.ModTime, h.Uid, h.Gid, h.Format = lessonEpoch, 0, 0, tar.FormatPAX
-		tw.WriteHeader(h)
-		tw.Write(data)
-	}
-	put(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
-	put(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))}, bb)
-	put(&tar.Header{Name: "bin/cp", Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
-	put(&tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	var content bytes.Buffer
-	tw = tar.NewWriter(&content)
-	root := strings.TrimPrefix(kubeplan.LessonImageDir, "/")
-	put(&tar.Header{Name: root + "/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
-	var paths []string
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != dir {
-			paths = append(paths, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		rel, _ := filepath.Rel(dir, p)
-		st, err := os.Lstat(p)
-		if err != nil {
-			return nil, err
-		}
-		h := &tar.Header{Name: root + "/" + filepath.ToSlash(rel), Mode: int64(st.Mode().Perm())}
-		switch {
-		case st.IsDir():
-			h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
-			put(h, nil)
-		case st.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return nil, err
-			}
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(data))
-			put(h, data)
-		case st.Mode()&fs.ModeSymlink != 0:
-			// The lesson loader refuses links that leave the lesson;
-			// inside it they keep their meaning.
-			target, err := os.Readlink(p)
-			if err != nil {
-				return nil, err
-			}
-			h.Typeflag, h.Linkname = tar.TypeSymlink, target
-			put(h, nil)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	for _, raw := range [][]byte{tools.Bytes(), content.Bytes()} {
-		layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil },
-			tarball.WithMediaType(types.OCILayer))
-		if err != nil {
-			return nil, err
-		}
-		if img, err = mutate.Append(img, mutate.Addendum{Layer: layer, MediaType: types.OCILayer,
-			History: v1.History{Created: v1.Time{Time: lessonEpoch}, CreatedBy: "endpointkit: lesson content"}}); err != nil {
-			return nil, err
-		}
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Created = "linux", "amd64", v1.Time{Time: lessonEpoch}
-	cf.Config.Env = []string{"PATH=/bin"}
-	cf.Config.Entrypoint = []string{"/bin/cp"}
-	return mutate.ConfigFile(img, cf)
 }

@@ -50,6 +50,7 @@ func (o *Options) render(p *endpointkit.Placement, ims *images) (*kubeplan.Objec
 		Stage:       stage,
 		Images:      ims.bySlug,
 		LessonImage: ims.lesson,
+		LessonFiles: ims.lessonFiles,
 		Node:        o.Node,
 		Security:    o.Security,
 		KVMResource: o.KVMResource,

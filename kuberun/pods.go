@@ -1,27 +1,22 @@
 package kuberun
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/endpointkit/endpointkit"
+	"github.com/endpointkit/endpointkit/kubeplan"
 	"github.com/endpointkit/endpointkit/qemulaunch"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
 )
@@ -47,202 +42,6 @@ func forbidden(err error) error {
 		return fmt.Errorf("%w: %w", ErrForbidden, err)
 	}
 	return err
-}
-
-// Ready waits until the endpoint's pod is Ready — its readiness probe,
-// `endpoint health`, says the guest answers on its management port — and
-// then until the guest's SSH server answers through a port forward from
-// this machine. A pod that fails, a launcher that exits, an image that
-// cannot be pulled or a sandbox that cannot be made is an error saying so.
-func (r *Runtime) Ready(ctx context.Context, ep endpointkit.RunningEndpoint) error {
-	ns, name := splitPod(ep.Pod)
-	if name == "" {
-		return fmt.Errorf("endpoint %s has no pod (not placed)", ep.Name)
-	}
-	pods := r.cs.CoreV1().Pods(ns)
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	for {
-		list, err := pods.List(ctx, metav1.ListOptions{FieldSelector: sel})
-		if err != nil {
-			return forbidden(err)
-		}
-		if len(list.Items) == 0 {
-			return fmt.Errorf("pod %s is gone", ep.Pod)
-		}
-		ready, err := r.podReady(ctx, &list.Items[0])
-		if err != nil || ready {
-			if err == nil {
-				err = r.sshAnswers(ctx, ep)
-			}
-			return err
-		}
-		w, err := pods.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: list.ResourceVersion})
-		if err != nil {
-			return forbidden(err)
-		}
-		// Sandbox failures show only as events: look at them now and then.
-		tick := time.NewTicker(3 * time.Second)
-		done, err := r.watchReady(ctx, w, tick.C, &list.Items[0])
-		tick.Stop()
-		w.Stop()
-		if done || err != nil {
-			if err == nil {
-				err = r.sshAnswers(ctx, ep)
-			}
-			return err
-		}
-	}
-}
-
-// watchReady follows pod events until the pod is ready, fails, or the
-// watch ends (done false, nil: list again).
-func (r *Runtime) watchReady(ctx context.Context, w watch.Interface, tick <-chan time.Time, last *corev1.Pod) (bool, error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-tick:
-			if _, err := r.podReady(ctx, last); err != nil {
-				return false, err
-			}
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return false, nil
-			}
-			switch ev.Type {
-			case watch.Deleted:
-				return false, fmt.Errorf("pod %s/%s was deleted", last.Namespace, last.Name)
-			case watch.Error:
-				return false, nil
-			}
-			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok {
-				continue
-			}
-			last = pod
-			ready, err := r.podReady(ctx, pod)
-			if err != nil || ready {
-				return ready, err
-			}
-		}
-	}
-}
-
-// podReady says whether the pod is ready, or why it never will be.
-func (r *Runtime) podReady(ctx context.Context, pod *corev1.Pod) (bool, error) {
-	switch pod.Status.Phase {
-	case corev1.PodFailed, corev1.PodSucceeded:
-		return false, fmt.Errorf("pod %s/%s ended (%s): %s %s", pod.Namespace, pod.Name, pod.Status.Phase, pod.Status.Reason, pod.Status.Message)
-	}
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			return true, nil
-		}
-	}
-	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
-	for _, cs := range statuses {
-		if w := cs.State.Waiting; w != nil {
-			switch w.Reason {
-			case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerError", "CreateContainerConfigError", "RunContainerError":
-				return false, fmt.Errorf("container %s: %s: %s", cs.Name, w.Reason, w.Message)
-			}
-		}
-		if t := cs.State.Terminated; t != nil && (cs.Name == container || t.ExitCode != 0) {
-			return false, fmt.Errorf("container %s exited with status %d (%s) before the guest was ready", cs.Name, t.ExitCode, t.Reason)
-		}
-		if cs.RestartCount > 0 {
-			t := cs.LastTerminationState.Terminated
-			if t != nil {
-				return false, fmt.Errorf("container %s exited with status %d (%s) before the guest was ready", cs.Name, t.ExitCode, t.Reason)
-			}
-			return false, fmt.Errorf("container %s restarted before the guest was ready", cs.Name)
-		}
-	}
-	events, err := r.events(ctx, pod.Namespace, pod.Name)
-	if err != nil {
-		return false, nil // events are a hint; the watch goes on
-	}
-	n := 0
-	for _, e := range events {
-		if e.Reason == "FailedCreatePodSandBox" {
-			n += int(max(e.Count, 1))
-			if n >= sandboxFailures {
-				return false, fmt.Errorf("the pod's sandbox cannot be made: %s", e.Message)
-			}
-		}
-	}
-	return false, nil
-}
-
-// events are a pod's events, oldest first.
-func (r *Runtime) events(ctx context.Context, ns, pod string) ([]corev1.Event, error) {
-	list, err := r.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.name", pod),
-			fields.OneTermEqualSelector("involvedObject.kind", "Pod")).String()})
-	if err != nil {
-		return nil, err
-	}
-	evs := list.Items
-	sort.SliceStable(evs, func(i, j int) bool { return eventTime(evs[i]).Before(eventTime(evs[j])) })
-	return evs, nil
-}
-
-func eventTime(e corev1.Event) time.Time {
-	switch {
-	case !e.LastTimestamp.IsZero():
-		return e.LastTimestamp.Time
-	case !e.EventTime.IsZero():
-		return e.EventTime.Time
-	}
-	return e.CreationTimestamp.Time
-}
-
-// sshAnswers waits until the guest's SSH server sends its banner through
-// a port forward: the path configuration and `lesson ssh` take works.
-func (r *Runtime) sshAnswers(ctx context.Context, ep endpointkit.RunningEndpoint) error {
-	r.mu.Lock()
-	port, ok := r.sshPorts[ep.Pod]
-	r.mu.Unlock()
-	if !ok {
-		port = 22
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ap, err := r.Reach(fctx, ep, port)
-	if err != nil {
-		return err
-	}
-	var last error
-	for range 20 {
-		if last = banner(fctx, ap); last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("the pod is ready but SSH (guest port %d) does not answer through a port forward: %w", port, last)
-}
-
-// banner reads an SSH server's identification line at addr.
-func banner(ctx context.Context, addr netip.AddrPort) error {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr.String())
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("no SSH banner: %w", err)
-	}
-	if !strings.HasPrefix(line, "SSH-") {
-		return fmt.Errorf("not an SSH server: %q", line)
-	}
-	return nil
 }
 
 // exec runs argv in the endpoint container with the given streams (stdin
@@ -392,11 +191,13 @@ func (r *Runtime) Observe(ctx context.Context, ep endpointkit.RunningEndpoint) e
 		switch {
 		case cs.State.Running != nil && cs.Ready:
 			o.Running, o.Health = true, qemulaunch.HealthReady
+		case cs.State.Running != nil && pod.DeletionTimestamp != nil:
+			o.Running, o.Health = true, qemulaunch.HealthStopping
 		case cs.State.Running != nil:
-			o.Running, o.Health = true, qemulaunch.HealthStarting
-			if pod.DeletionTimestamp != nil {
-				o.Health = qemulaunch.HealthStopping
-			}
+			// The readiness probe runs every few seconds: between two runs
+			// (just after an Up, which returns once SSH answers) the
+			// launcher's own health says more than the pod's condition.
+			o.Running, o.Health = true, r.launcherHealth(ctx, ep)
 		case cs.State.Terminated != nil:
 			o.Health, o.Detail = qemulaunch.HealthFailed, fmt.Sprintf("launcher exited with status %d (%s)", cs.State.Terminated.ExitCode, cs.State.Terminated.Reason)
 		case cs.State.Waiting != nil:
@@ -407,6 +208,18 @@ func (r *Runtime) Observe(ctx context.Context, ep endpointkit.RunningEndpoint) e
 		o.Running, o.Health, o.Detail = true, qemulaunch.HealthStarting, "pod pending"
 	}
 	return o
+}
+
+// launcherHealth is the endpoint launcher's health (`endpoint health`
+// in its container): starting when it cannot be asked.
+func (r *Runtime) launcherHealth(ctx context.Context, ep endpointkit.RunningEndpoint) string {
+	var out bytes.Buffer
+	_ = r.exec(ctx, ep, []string{kubeplan.LauncherPath, "health"}, nil, &out, io.Discard) // not ready exits 1
+	switch state, _, _ := strings.Cut(strings.TrimSpace(out.String()), " "); state {
+	case qemulaunch.HealthReady, qemulaunch.HealthRestarting, qemulaunch.HealthStopping, qemulaunch.HealthFailed:
+		return state
+	}
+	return qemulaunch.HealthStarting
 }
 
 // lockedWriter lets client-go's goroutines write an error buffer safely.

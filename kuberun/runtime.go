@@ -269,6 +269,8 @@ var permissions = []permission{
 	{verb: "create", resource: "pods", subresource: "exec", namespaced: true},
 	{verb: "get", resource: "pods", subresource: "log", namespaced: true},
 	{verb: "list", resource: "events", namespaced: true},
+	{verb: "create", resource: "configmaps", namespaced: true},
+	{verb: "patch", resource: "configmaps", namespaced: true},
 	{verb: "create", resource: "services", namespaced: true},
 	{verb: "patch", resource: "services", namespaced: true},
 	{verb: "create", group: "networking.k8s.io", resource: "networkpolicies", namespaced: true},
