@@ -9,7 +9,6 @@ import (
 	"github.com/endpointkit/endpointkit/configure"
 	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/lessonmeta"
-	"github.com/endpointkit/endpointkit/qemulaunch"
 	"github.com/endpointkit/endpointkit/vmimage"
 )
 
@@ -27,13 +26,13 @@ type configTarget struct {
 
 // target is how package configure reaches the endpoint: where the runtime
 // reaches its SSH and NETCONF ports (both at the SSH port's address), the
-// guest's pinned host keys (its image's, or those its launcher learned from
-// its console). The address stays usable until ctx ends.
+// guest's pinned host keys (its image's, its instance identity's, or those
+// its launcher learned from its console: see HostKeyer). The address stays usable until ctx ends.
 func (i *Instance) target(ctx context.Context, c configTarget) (configure.Target, error) {
 	m := c.image.Manifest
-	keys, err := qemulaunch.InstanceHostKeys(c.rec.StateDir, c.rec.Name, m)
+	keys, err := i.hostKeys(ctx, c.rec, m)
 	if err != nil {
-		return configure.Target{}, fmt.Errorf("endpoint %s: %w", c.rec.Name, err)
+		return configure.Target{}, err
 	}
 	ssh, err := i.runtime().Reach(ctx, c.rec, sshGuestPort(m))
 	if err != nil {

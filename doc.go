@@ -87,11 +87,14 @@
 //
 // MACs derive from instance, endpoint and interface, so two instances of
 // one lesson never collide on one L2 segment. SSH host keys are never
-// taken on trust: an image lists its guest's (made at build time), or its
-// guest prints them on its serial console at boot and the launcher pins
-// them (qemulaunch.PinnedHostKeys); known_hosts, configuration, `lesson
-// ssh` and the python method's ANTIDOTE_TARGET_KNOWN_HOSTS use exactly
-// those, and refuse any other.
+// taken on trust: an image lists its guest's (made at build time), or it
+// takes a per-instance identity the launcher hands the guest over fw_cfg
+// (qemulaunch.InstanceHostKeys), or its guest prints them on its serial
+// console at boot and the launcher pins them (qemulaunch.PinnedHostKeys);
+// known_hosts, configuration, `lesson ssh` and the python method's
+// ANTIDOTE_TARGET_KNOWN_HOSTS use exactly those, and refuse any other. A
+// runtime whose launchers run elsewhere (a cluster) says which keys those
+// are through HostKeyer.
 //
 // # Three layers of an endpoint
 //

@@ -25,6 +25,13 @@ import (
 // manifest lists keys instead of its own.
 func imageWithKeys(t *testing.T, keys []vmimage.HostKey) (string, []vmimage.HostKey) {
 	t.Helper()
+	return tinyWith(t, func(m *vmimage.Manifest) { m.HostKeys = keys })
+}
+
+// tinyWith is a copy of the tiny image (its files linked) whose manifest
+// change changed, and the keys the tiny image lists.
+func tinyWith(t *testing.T, change func(*vmimage.Manifest)) (string, []vmimage.HostKey) {
+	t.Helper()
 	src := imagetest.Tiny(t)
 	dir := filepath.Join(t.TempDir(), "tiny")
 	os.MkdirAll(dir, 0o755)
@@ -37,7 +44,7 @@ func imageWithKeys(t *testing.T, keys []vmimage.HostKey) (string, []vmimage.Host
 		}
 	}
 	m := src.Manifest
-	m.HostKeys = keys
+	change(&m)
 	raw, _ := json.MarshalIndent(m, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), raw, 0o644); err != nil {
 		t.Fatal(err)

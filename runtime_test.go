@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/qemulaunch"
+	"github.com/endpointkit/endpointkit/vmimage"
 )
 
 // fakeRuntime places nothing: it records what the orchestration asks and
@@ -225,4 +227,83 @@ func TestRuntimeRecordReopened(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustNotExist(t, opts)
+}
+
+// hostKeyRuntime is a fakeRuntime whose launchers keep their state
+// elsewhere (StateDir a path in the "pod") and that says which host keys
+// to pin (HostKeyer).
+type hostKeyRuntime struct {
+	fakeRuntime
+	podState string
+	keys     []vmimage.HostKey
+	err      error
+	asked    []string // endpoint and manifest identity of each HostKeys call
+}
+
+func (h *hostKeyRuntime) Place(ctx context.Context, p *Placement) error {
+	if err := h.fakeRuntime.Place(ctx, p); err != nil {
+		return err
+	}
+	for _, el := range p.Endpoints {
+		if err := p.Record(el.Endpoint.Name, func(e *RunningEndpoint) { e.StateDir = filepath.Join(h.podState, e.Name) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *hostKeyRuntime) HostKeys(_ context.Context, ep RunningEndpoint, m vmimage.Manifest) ([]vmimage.HostKey, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.asked = append(h.asked, ep.Name+" "+m.Identity)
+	return h.keys, h.err
+}
+
+// A runtime that is a HostKeyer says which keys are pinned: known_hosts
+// has its keys for an image that takes a per-instance identity, and
+// nothing is made at the launcher's state directory (which is not on this
+// machine); its error fails configuration and DialSSH of that endpoint,
+// named, before anything is dialled.
+func TestHostKeysThroughRuntime(t *testing.T) {
+	ektest.RequireTool(t, "go")
+	dir, _ := tinyWith(t, func(m *vmimage.Manifest) { m.HostKeys, m.Identity = nil, vmimage.IdentityFWCfg })
+	opts := testOptions(t, map[string]string{"tiny": dir})
+	opts.Stage = -1
+	id, err := vmimage.NewIdentity("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &hostKeyRuntime{podState: filepath.Join(t.TempDir(), "in-pod"), keys: id.HostKeys()}
+	opts.Runtime = rt
+	ctx := context.Background()
+	inst, err := Up(ctx, pairLesson(t), opts)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	defer inst.Down(ctx)
+	kh, err := os.ReadFile(filepath.Join(inst.Dir, KnownHostsFile))
+	for _, k := range id.HostKeys() {
+		if err != nil || !strings.Contains(string(kh), "[127.0.0.1]:40022 "+k.PublicKey+"\n") {
+			t.Errorf("known_hosts %q (%v) lacks the runtime's key %s", kh, err, k.PublicKey)
+		}
+	}
+	if !slices.Contains(rt.asked, "a "+vmimage.IdentityFWCfg) || !slices.Contains(rt.asked, "b "+vmimage.IdentityFWCfg) {
+		t.Errorf("HostKeys asked for %q; want a and b with their image's manifest", rt.asked)
+	}
+	if _, err := os.Stat(rt.podState); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("something was made at the launchers' state directories on this machine: %v", err)
+	}
+
+	rt.err = errors.New("pod ns/a: exec refused")
+	reached := len(rt.reached)
+	var ce *ConfigureError
+	if err := inst.Configure(ctx, 0); !errors.As(err, &ce) || len(ce.Failed) != 2 || !strings.Contains(err.Error(), "endpoint a: host keys: pod ns/a: exec refused") {
+		t.Errorf("Configure: %v; want both endpoints failed on their host keys, named", err)
+	}
+	if _, err := inst.DialSSH(ctx, "b"); err == nil || !strings.Contains(err.Error(), "endpoint b: host keys") {
+		t.Errorf("DialSSH: %v; want the host-key error", err)
+	}
+	if len(rt.reached) != reached {
+		t.Errorf("reached %v after the host keys failed", rt.reached[reached:])
+	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/endpointkit/endpointkit/qemulaunch"
+	"github.com/endpointkit/endpointkit/vmimage"
 )
 
 // RuntimeRecord says, in an instance's record, which runtime placed it,
@@ -42,6 +45,34 @@ type Checker interface {
 // known_hosts for it.
 type Accessor interface {
 	Access(instance string, ep RunningEndpoint, p Presentation) string
+}
+
+// HostKeyer is implemented by a [Runtime] whose launchers keep their
+// state elsewhere than this machine (a pod): HostKeys returns the SSH host
+// keys to pin for the endpoint's guest of image manifest m — the
+// manifest's, the per-instance identity's (vmimage.IdentityFWCfg) that the
+// runtime made and handed to the launcher, or those the launcher learned
+// from the guest's console, read over an authenticated channel (none
+// before its first boot). Configuration, DialSSH and known_hosts pin what
+// it returns. Without it the keys are read from the launcher's state
+// directory on this machine (qemulaunch.InstanceHostKeys).
+type HostKeyer interface {
+	HostKeys(ctx context.Context, ep RunningEndpoint, m vmimage.Manifest) ([]vmimage.HostKey, error)
+}
+
+// hostKeys are the SSH host keys to pin for the endpoint (see HostKeyer).
+func (i *Instance) hostKeys(ctx context.Context, rec RunningEndpoint, m vmimage.Manifest) ([]vmimage.HostKey, error) {
+	var keys []vmimage.HostKey
+	var err error
+	if hk, ok := i.runtime().(HostKeyer); ok {
+		keys, err = hk.HostKeys(ctx, rec, m)
+	} else {
+		keys, err = qemulaunch.InstanceHostKeys(rec.StateDir, rec.Name, m)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s: host keys: %w", rec.Name, err)
+	}
+	return keys, nil
 }
 
 // ErrRuntime: the instance was placed by a runtime this process was not

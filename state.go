@@ -107,7 +107,12 @@ type RunningEndpoint struct {
 	SSHUser       string         `json:"sshUser"`
 	// StateDir is the launcher's state directory (qemulaunch.StateDir):
 	// health, console.sock, console.log, qemu.pid, qmp.sock.
-	StateDir      string `json:"launcherState"`
+	StateDir string `json:"launcherState"`
+	// IdentityFile is the endpoint's per-instance identity
+	// (vmimage.Identity) on this machine, when a runtime whose launchers
+	// run elsewhere made it here and handed it to the launcher (a
+	// Kubernetes Secret); "" when the launcher keeps it in StateDir.
+	IdentityFile  string `json:"identityFile,omitempty"`
 	ConsoleSocket string `json:"consoleSocket"`
 	Log           string `json:"log"` // the launcher's output
 	PID           int    `json:"pid"` // the launcher's

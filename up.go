@@ -330,7 +330,8 @@ func (i *Instance) reachable(ctx context.Context, p *prepared) error {
 // writeKnownHosts writes every endpoint's pinned SSH host keys to the
 // instance's known_hosts, by the address and port the runtime reaches its
 // SSH at: its image's, or those its launcher learned from its console
-// (qemulaunch.PinnedHostKeys; rewritten once they are known). A runtime
+// (qemulaunch.PinnedHostKeys; rewritten once they are known; see
+// HostKeyer). A runtime
 // that reaches endpoints only for a while (an Accessor) has no address
 // that lasts beyond this process to pin keys by: the file stays empty.
 func (i *Instance) writeKnownHosts(ctx context.Context, images imageMetas) error {
@@ -347,9 +348,9 @@ func (i *Instance) writeKnownHosts(ctx context.Context, images imageMetas) error
 		}
 		// The image's keys, or this instance's own identity's (made in its
 		// state directory if the launcher has not made it yet).
-		keys, err := qemulaunch.InstanceHostKeys(rec.StateDir, rec.Name, im.Manifest)
+		keys, err := i.hostKeys(ctx, rec, im.Manifest)
 		if err != nil {
-			return fmt.Errorf("endpoint %s: %w", rec.Name, err)
+			return err
 		}
 		for _, key := range keys {
 			if key.PublicKey != "" {

@@ -26,7 +26,7 @@ import (
 func TestBakedDiskBoots(t *testing.T) {
 	ektest.RequireQEMU(t)
 	vendor, sum := imagetest.CloudInitDisk(t)
-	bakedDir, _ := cloudInitRecipe(t, "path: "+vendor, sum, "")
+	bakedDir, _ := imagetest.CloudInitRecipe(t, "path: "+vendor, sum, "")
 	start := time.Now()
 	baked := imagetest.Build(t, bakedDir)
 	t.Logf("baked image built (or from the cache) in %s", time.Since(start).Round(100*time.Millisecond))
@@ -35,7 +35,7 @@ func TestBakedDiskBoots(t *testing.T) {
 		t.Fatalf("baked manifest: seed %q, %d host keys, identity %q, readiness %q; want no seed, no keys, fw_cfg identity, the ready marker",
 			m.Seed, len(m.HostKeys), m.Identity, m.Readiness.SerialRegex)
 	}
-	unbakedDir, _ := cloudInitRecipe(t, "path: "+vendor, sum, "bake: false\n")
+	unbakedDir, _ := imagetest.CloudInitRecipe(t, "path: "+vendor, sum, "bake: false\n")
 	unbaked := imagetest.Build(t, unbakedDir)
 
 	before := imagetest.Boot(t, unbaked, imagetest.BootOptions{Timeout: 6 * time.Minute})

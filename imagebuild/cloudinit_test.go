@@ -2,8 +2,6 @@ package imagebuild_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -17,43 +15,6 @@ import (
 	"github.com/endpointkit/endpointkit/vmimage"
 	"golang.org/x/crypto/ssh"
 )
-
-// cloudInitRecipe is a disk recipe for the cloud-init vendor-disk
-// stand-in; source is the disk: line (path: or url:). The client key is
-// derived from a constant, so the recipe, and with it the cached image,
-// stays the same from run to run. extra is appended to the recipe.
-func cloudInitRecipe(t *testing.T, source, sum, extra string) (string, ssh.Signer) {
-	t.Helper()
-	seed := sha256.Sum256([]byte("endpointkit cloud-init test client key"))
-	signer, err := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed[:]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
-	dir := t.TempDir()
-	recipe := `slug: vendor-ci
-description: the cloud-init vendor-disk stand-in, customised by a seed
-kind: disk
-disk:
-  ` + source + `
-  sha256: ` + sum + `
-  format: qcow2
-  cloudInit: true
-users:
-  - name: antidote
-    password: antidotepassword
-    groups: [sudo, netops]
-    authorizedKeys: ['` + authorized + `']
-steps:
-  - echo "ran as $(id -un) on $(hostname)" > /var/lib/endpointkit-firstboot
-qemu:
-  memoryMiB: 1024
-` + extra
-	if err := os.WriteFile(filepath.Join(dir, imagebuild.RecipeFile), []byte(recipe), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir, signer
-}
 
 // TestDiskCloudInitBoots feeds a disk that runs cloud-init (Debian with
 // cloud-init, booting from its own GRUB: imagetest.CloudInitDisk) to the
@@ -69,7 +30,7 @@ qemu:
 func TestDiskCloudInitBoots(t *testing.T) {
 	ektest.RequireQEMU(t)
 	vendor, sum := imagetest.CloudInitDisk(t)
-	dir, signer := cloudInitRecipe(t, "path: "+vendor, sum, "bake: false\n")
+	dir, signer := imagetest.CloudInitRecipe(t, "path: "+vendor, sum, "bake: false\n")
 	im := imagetest.Build(t, dir)
 	m := im.Manifest
 	if m.Kind != vmimage.KindDisk || m.Kernel != "" || m.Seed != imagebuild.SeedFile || len(m.HostKeys) != 2 {
@@ -78,7 +39,7 @@ func TestDiskCloudInitBoots(t *testing.T) {
 	}
 
 	t.Run("file URL", func(t *testing.T) {
-		dir, _ := cloudInitRecipe(t, "url: file://"+vendor, sum, "bake: false\n")
+		dir, _ := imagetest.CloudInitRecipe(t, "url: file://"+vendor, sum, "bake: false\n")
 		r, err := imagebuild.LoadRecipe(dir)
 		if err != nil {
 			t.Fatal(err)

@@ -28,6 +28,7 @@ const DefaultWorkers = 32
 var resources = map[string]schema.GroupVersionResource{
 	"Namespace":      {Version: "v1", Resource: "namespaces"},
 	"ServiceAccount": {Version: "v1", Resource: "serviceaccounts"},
+	"Secret":         {Version: "v1", Resource: "secrets"},
 	"Service":        {Version: "v1", Resource: "services"},
 	"Pod":            {Version: "v1", Resource: "pods"},
 	"ConfigMap":      {Version: "v1", Resource: "configmaps"},
@@ -42,48 +43,51 @@ func Resource(kind string) (schema.GroupVersionResource, bool) {
 }
 
 // Waves returns the objects as unstructured data in the order they must
-// be created: the namespace; then the service account, networks, services,
-// policy and lesson ConfigMap; then the pods (the API server admits a pod
-// only once its service account exists, and the kubelet starts it only
-// once its volumes' sources do).
+// be created: the namespace; then the service account, identity secrets,
+// networks, services, policy and lesson ConfigMap; then the pods (the API
+// server admits a pod only once its service account exists, and the
+// kubelet starts it only once its volumes' secrets and ConfigMap do).
 func (o *Objects) Waves() ([][]*unstructured.Unstructured, error) {
-	first, err := toUnstructured(o.Namespace)
+	first, err := appendObjects(nil, o.Namespace)
 	if err != nil {
 		return nil, err
 	}
-	second, err := toUnstructured(o.ServiceAccount)
+	second, err := appendObjects(nil, o.ServiceAccount)
 	if err != nil {
+		return nil, err
+	}
+	if second, err = appendObjects(second, o.Secrets...); err != nil {
 		return nil, err
 	}
 	second = append(second, o.Networks...)
-	for _, s := range o.Services {
-		u, err := toUnstructured(s)
-		if err != nil {
+	if second, err = appendObjects(second, o.Services...); err != nil {
+		return nil, err
+	}
+	if second, err = appendObjects(second, o.Policy); err != nil {
+		return nil, err
+	}
+	if o.Lesson != nil {
+		if second, err = appendObjects(second, o.Lesson); err != nil {
 			return nil, err
 		}
-		second = append(second, u...)
 	}
-	pol, err := toUnstructured(o.Policy)
+	third, err := appendObjects(nil, o.Pods...)
 	if err != nil {
 		return nil, err
 	}
-	second = append(second, pol...)
-	if o.Lesson != nil {
-		cm, err := toUnstructured(o.Lesson)
-		if err != nil {
-			return nil, err
-		}
-		second = append(second, cm...)
-	}
-	var third []*unstructured.Unstructured
-	for _, p := range o.Pods {
-		u, err := toUnstructured(p)
-		if err != nil {
-			return nil, err
-		}
-		third = append(third, u...)
-	}
 	return [][]*unstructured.Unstructured{first, second, third}, nil
+}
+
+// appendObjects appends typed objects to dst as unstructured data.
+func appendObjects[T runtime.Object](dst []*unstructured.Unstructured, objs ...T) ([]*unstructured.Unstructured, error) {
+	for _, obj := range objs {
+		u, err := toUnstructured(obj)
+		if err != nil {
+			return nil, err
+		}
+		dst = append(dst, u...)
+	}
+	return dst, nil
 }
 
 // All returns every object in creation order.

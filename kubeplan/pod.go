@@ -7,6 +7,7 @@ import (
 
 	"github.com/endpointkit/endpointkit/endpoint"
 	"github.com/endpointkit/endpointkit/qemulaunch"
+	"github.com/endpointkit/endpointkit/vmimage"
 	"github.com/endpointkit/endpointkit/wiring"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -25,9 +26,14 @@ const (
 	// LessonDir is where the endpoint container sees the lesson directory.
 	LessonDir = "/lesson"
 
-	lessonVolume  = "lesson"
-	lessonStaging = "/mnt/lesson" // the init container's view of the volume
-	tunVolume     = "dev-net-tun"
+	// IdentityDir is where an endpoint container sees its identity
+	// Secret (the file vmimage.IdentityFile in it).
+	IdentityDir = "/run/endpointkit-identity"
+
+	lessonVolume   = "lesson"
+	identityVolume = "identity"
+	lessonStaging  = "/mnt/lesson" // the init container's view of the volume
+	tunVolume      = "dev-net-tun"
 
 	defaultMemoryMiB  = 512
 	overheadMemoryMiB = 128 // QEMU and the launcher beside the guest's memory
@@ -56,6 +62,10 @@ type LaunchInput struct {
 	// LessonDir is the lesson directory in the container; "" when the pod
 	// has none.
 	LessonDir string
+	// Identity is the instance identity file in the container (in
+	// IdentityDir), for an image that takes one (Image.Identity); "" when
+	// the image takes none.
+	Identity string
 }
 
 // Launcher renders the launcher invocation of one endpoint (DefaultLauncher
@@ -71,7 +81,7 @@ type Launcher func(LaunchInput) (Launch, error)
 // listens.
 func DefaultLauncher(in LaunchInput) (Launch, error) {
 	ep := in.Endpoint
-	l := qemulaunch.Launch{Name: ep.Name, Lesson: in.LessonDir, Interfaces: len(ep.Interfaces)}
+	l := qemulaunch.Launch{Name: ep.Name, Lesson: in.LessonDir, Identity: in.Identity, Interfaces: len(ep.Interfaces)}
 	for _, p := range in.Forward {
 		l.Forwards = append(l.Forwards, qemulaunch.Forward{Proto: "tcp", HostPort: p, GuestPort: p})
 	}
@@ -114,6 +124,9 @@ func (r *renderer) pod(ep *endpoint.Endpoint, pe *wiring.EndpointPlan) (*corev1.
 	in := LaunchInput{Endpoint: ep, Forward: forward}
 	if r.o.LessonImage != "" || r.lessonByConfigMap() {
 		in.LessonDir = LessonDir
+	}
+	if img.Identity {
+		in.Identity = IdentityDir + "/" + vmimage.IdentityFile
 	}
 	launcher := r.o.Launcher
 	if launcher == nil {
@@ -191,8 +204,32 @@ func (r *renderer) pod(ep *endpoint.Endpoint, pe *wiring.EndpointPlan) (*corev1.
 		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: lessonVolume, VolumeSource: r.lessonVolumeSource()})
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: lessonVolume, MountPath: LessonDir, ReadOnly: true})
 	}
+	if img.Identity {
+		readOnly := int32(0o400)
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: identityVolume,
+			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: IdentitySecret(ep.Name), DefaultMode: &readOnly}}})
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: identityVolume, MountPath: IdentityDir, ReadOnly: true})
+	}
 	pod.Spec.Containers = []corev1.Container{c}
 	return pod, nil
+}
+
+// IdentitySecret is the name of an endpoint's identity Secret.
+func IdentitySecret(endpoint string) string { return endpoint + "-identity" }
+
+// identitySecret renders the endpoint's identity Secret from
+// Options.Identities; nil when its image takes none or none is given.
+func (r *renderer) identitySecret(ep *endpoint.Endpoint) *corev1.Secret {
+	raw, ok := r.o.Identities[ep.Name]
+	if !ok || !r.o.Images[ep.Image].Identity {
+		return nil
+	}
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: r.meta(IdentitySecret(ep.Name), LabelEndpoint, ep.Name),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{vmimage.IdentityFile: raw},
+	}
 }
 
 func (r *renderer) securityContext() *corev1.SecurityContext {

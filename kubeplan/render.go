@@ -68,6 +68,11 @@ type Image struct {
 	// MemoryMiB and CPUs size the guest; the pod requests them plus the
 	// launcher's overhead. 0 means the defaults (512 MiB, 1 CPU).
 	MemoryMiB, CPUs int
+	// Identity: the image takes a per-instance identity
+	// (vmimage.IdentityFWCfg). Each pod of it mounts its endpoint's
+	// identity Secret (IdentitySecret) at IdentityDir and the launcher is
+	// given the file there (LaunchInput.Identity).
+	Identity bool
 }
 
 // Options say how an instance is rendered.
@@ -103,6 +108,12 @@ type Options struct {
 	// Launcher renders the endpoint container's command; nil means
 	// DefaultLauncher.
 	Launcher Launcher
+	// Identities are the instance identities (vmimage.LoadIdentity's
+	// JSON) of the endpoints whose image takes one, by endpoint name: each
+	// becomes the endpoint's identity Secret. They hold private keys:
+	// Render makes none up, and an endpoint left out gets no Secret (its
+	// pod waits for one made otherwise).
+	Identities map[string][]byte
 }
 
 // Objects are the Kubernetes objects of one lesson instance.
@@ -114,6 +125,9 @@ type Objects struct {
 	// in connection order.
 	Networks []*unstructured.Unstructured
 	Pods     []*corev1.Pod // in the lesson's endpoints order
+	// Secrets are the endpoints' identity Secrets (Options.Identities),
+	// in the lesson's endpoints order.
+	Secrets  []*corev1.Secret
 	Services []*corev1.Service
 	Policy   *networkingv1.NetworkPolicy
 	// Lesson holds the lesson directory (Options.LessonFiles); nil when
@@ -171,6 +185,9 @@ func Render(m *endpoint.Model, p *wiring.Plan, o Options) (*Objects, error) {
 			return nil, err
 		}
 		objs.Pods = append(objs.Pods, pod)
+		if sec := r.identitySecret(&m.Endpoints[i]); sec != nil {
+			objs.Secrets = append(objs.Secrets, sec)
+		}
 	}
 	if objs.Services, err = r.services(); err != nil {
 		return nil, err

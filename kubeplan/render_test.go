@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/endpointkit/endpointkit/endpoint"
+	"github.com/endpointkit/endpointkit/vmimage"
 	"github.com/endpointkit/endpointkit/wiring"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -272,6 +273,87 @@ func TestWriteYAML(t *testing.T) {
 	for _, bad := range []string{"status:", "creationTimestamp"} {
 		if strings.Contains(b.String(), bad) {
 			t.Errorf("YAML holds %q", bad)
+		}
+	}
+}
+
+// TestRenderIdentity: pods of an image that takes a per-instance identity
+// mount their endpoint's identity Secret read-only and tell the launcher
+// the file (ENDPOINT_IDENTITY); the Secret holds exactly the identity
+// given, is created before the pods, and is rendered only when given (no
+// private key is made up, so a bare render has no Secret). Pods of other
+// images get neither.
+func TestRenderIdentity(t *testing.T) {
+	m, _ := loadLesson(t, "linux-triangle", "tri1")
+	imgs := testImages(m)
+	for slug, im := range imgs {
+		im.Identity = true
+		imgs[slug] = im
+	}
+	given := map[string][]byte{"r1": []byte(`{"hostname":"r1"}`), "r2": []byte(`{"hostname":"r2"}`)}
+	_, objs := renderTriangle(t, Options{Images: imgs, Identities: given})
+	if len(objs.Secrets) != 2 {
+		t.Fatalf("%d secrets; want r1's and r2's (r3 has no identity given)", len(objs.Secrets))
+	}
+	for i, sec := range objs.Secrets {
+		ep := []string{"r1", "r2"}[i]
+		if sec.Name != IdentitySecret(ep) || sec.Namespace != "ek-tri1" || sec.Labels[LabelEndpoint] != ep || sec.Type != corev1.SecretTypeOpaque ||
+			len(sec.Data) != 1 || !bytes.Equal(sec.Data[vmimage.IdentityFile], given[ep]) {
+			t.Errorf("secret %d = %+v; want %s's identity as %s", i, sec, ep, vmimage.IdentityFile)
+		}
+	}
+	for _, pod := range objs.Pods {
+		c := pod.Spec.Containers[0]
+		env := map[string]string{}
+		for _, e := range c.Env {
+			env[e.Name] = e.Value
+		}
+		if env["ENDPOINT_IDENTITY"] != IdentityDir+"/"+vmimage.IdentityFile {
+			t.Errorf("%s: ENDPOINT_IDENTITY = %q", pod.Name, env["ENDPOINT_IDENTITY"])
+		}
+		var vol *corev1.Volume
+		for i := range pod.Spec.Volumes {
+			if pod.Spec.Volumes[i].Secret != nil {
+				vol = &pod.Spec.Volumes[i]
+			}
+		}
+		if vol == nil || vol.Secret.SecretName != IdentitySecret(pod.Name) || vol.Secret.DefaultMode == nil || *vol.Secret.DefaultMode != 0o400 {
+			t.Fatalf("%s: secret volume %+v; want %s, mode 0400", pod.Name, vol, IdentitySecret(pod.Name))
+		}
+		mounted := false
+		for _, vm := range c.VolumeMounts {
+			mounted = mounted || vm.Name == vol.Name && vm.MountPath == IdentityDir && vm.ReadOnly
+		}
+		if !mounted {
+			t.Errorf("%s: mounts %+v; want the identity read-only at %s", pod.Name, c.VolumeMounts, IdentityDir)
+		}
+	}
+	waves, err := objs.Waves()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := 0
+	for _, u := range waves[1] {
+		if u.GetKind() == "Secret" {
+			secrets++
+		}
+	}
+	if secrets != 2 {
+		t.Errorf("%d secrets in the wave before the pods; want 2", secrets)
+	}
+
+	var bare bytes.Buffer
+	_, objs = renderTriangle(t, Options{Images: imgs})
+	if err := objs.WriteYAML(&bare); err != nil {
+		t.Fatal(err)
+	}
+	if len(objs.Secrets) != 0 || strings.Contains(bare.String(), "kind: Secret") || !strings.Contains(bare.String(), "secretName: r3-identity") {
+		t.Errorf("render without identities: %d secrets; want none, the pods still mounting theirs:\n%s", len(objs.Secrets), bare.String())
+	}
+	_, objs = renderTriangle(t, Options{Identities: given})
+	for _, pod := range objs.Pods {
+		if len(objs.Secrets) != 0 || len(pod.Spec.Volumes) != 0 || strings.Contains(fmt.Sprint(pod.Spec.Containers[0].Env), "ENDPOINT_IDENTITY") {
+			t.Errorf("an image without identity: %d secrets, pod %s volumes %+v env %v", len(objs.Secrets), pod.Name, pod.Spec.Volumes, pod.Spec.Containers[0].Env)
 		}
 	}
 }

@@ -29,6 +29,23 @@
 //     and listening on the pod's loopback too, where port forwards land;
 //  3. applies them (server-side apply, one field manager).
 //
+// # Host keys
+//
+// SSH host keys are pinned as locally (HostKeys, the endpointkit.HostKeyer
+// seam), though the launchers' state directories are in the pods. An
+// image listing its keys is pinned by them. For an image that takes a
+// per-instance identity (vmimage.IdentityFWCfg), Place makes the identity
+// on this machine, in the instance directory (ENDPOINT/identity.json,
+// 0600; RunningEndpoint.IdentityFile), before anything is applied, and
+// hands it to the pod as a Secret ENDPOINT-identity mounted read-only at
+// kubeplan.IdentityDir; the launcher is told the file (`endpoint run
+// --identity`) and gives it to the guest over fw_cfg, so later commands
+// in any process pin the keys made here. Keys a guest prints on its
+// console (a vendor disk listing none) are read from the launcher's state
+// directory in the pod by `endpoint hostkeys` through the API server's
+// exec, an authenticated channel. Render prints no identity Secret: they
+// hold private keys and are made only for a placed instance.
+//
 // The instance record names the kubeconfig and context (RuntimeRecord);
 // ForRecord rebuilds the runtime from it, so later commands need no flags.
 //

@@ -53,7 +53,8 @@ func (o *Options) resolveImages(ctx context.Context, p *endpointkit.Placement, p
 		for _, f := range el.Launch.Forwards {
 			ports = append(ports, f.GuestPort)
 		}
-		out.bySlug[slug] = kubeplan.Image{Ref: ref, Ports: ports, MemoryMiB: el.Image.Manifest.QEMU.MemoryMiB, CPUs: el.Image.Manifest.QEMU.CPUs}
+		out.bySlug[slug] = kubeplan.Image{Ref: ref, Ports: ports, MemoryMiB: el.Image.Manifest.QEMU.MemoryMiB, CPUs: el.Image.Manifest.QEMU.CPUs,
+			Identity: el.Image.Manifest.Identity == vmimage.IdentityFWCfg}
 	}
 	if p.LessonDir == "" || p.Model == nil {
 		return out, nil

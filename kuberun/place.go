@@ -27,15 +27,18 @@ func Render(ctx context.Context, p *endpointkit.Placement, o Options) (*kubeplan
 	if err != nil {
 		return nil, err
 	}
-	return o.render(p, ims)
+	return o.render(p, ims, nil)
 }
 
 // render is kubeplan.Render of the placement: the pods run the launch the
 // placement gives each endpoint (the launcher contract), rewritten for the
 // container — the image at kubeplan.ImageDir, the lesson directory the
 // init container fills, the state directory the launcher's default — and
-// listening on the pod's loopback for port forwards.
-func (o *Options) render(p *endpointkit.Placement, ims *images) (*kubeplan.Objects, error) {
+// listening on the pod's loopback for port forwards. ids are the
+// endpoints' identities (identities); without them (Render, `lesson
+// render --kubernetes`) no identity Secret is rendered: they hold private
+// keys, made for an instance only when it is placed.
+func (o *Options) render(p *endpointkit.Placement, ims *images, ids map[string][]byte) (*kubeplan.Objects, error) {
 	if p.Model == nil {
 		return nil, fmt.Errorf("instance %s: the placement has no model (make it with endpointkit.Plan or Up)", p.Instance)
 	}
@@ -55,12 +58,13 @@ func (o *Options) render(p *endpointkit.Placement, ims *images) (*kubeplan.Objec
 		Security:    o.Security,
 		KVMResource: o.KVMResource,
 		CPURequest:  o.CPURequest,
+		Identities:  ids,
 		Launcher: func(in kubeplan.LaunchInput) (kubeplan.Launch, error) {
 			l, ok := launches[in.Endpoint.Name]
 			if !ok {
 				return kubeplan.Launch{}, fmt.Errorf("no launch for endpoint %s in the placement", in.Endpoint.Name)
 			}
-			l.Lesson = in.LessonDir
+			l.Lesson, l.Identity = in.LessonDir, in.Identity
 			var env []corev1.EnvVar
 			for _, kv := range l.Env() {
 				k, v, _ := strings.Cut(kv, "=")
@@ -99,7 +103,11 @@ func (r *Runtime) Place(ctx context.Context, p *endpointkit.Placement) error {
 	if err != nil {
 		return err
 	}
-	objs, err := r.opts.render(p, ims)
+	ids, idFiles, err := identities(p)
+	if err != nil {
+		return err
+	}
+	objs, err := r.opts.render(p, ims, ids)
 	if err != nil {
 		return err
 	}
@@ -113,6 +121,7 @@ func (r *Runtime) Place(ctx context.Context, p *endpointkit.Placement) error {
 			e.Namespace, e.Pod = ns, pod
 			e.Log = fmt.Sprintf("kubectl --context %s -n %s logs %s", r.context, ns, name)
 			e.StateDir = filepath.Join(qemulaunch.DefaultStateRoot, name) // in the container
+			e.IdentityFile = idFiles[name]                                // on this machine
 		})
 		if err != nil {
 			return err
@@ -122,8 +131,8 @@ func (r *Runtime) Place(ctx context.Context, p *endpointkit.Placement) error {
 	if err := r.applier.Apply(ctx, objs); err != nil {
 		return fmt.Errorf("instance %s: %w (%s)", p.Instance, forbidden(err), r.where())
 	}
-	p.Report(endpointkit.StepWire, "", fmt.Sprintf("namespace %s on %s: %d pods, %d networks, %d services applied in %.1fs",
-		ns, r.server, len(objs.Pods), len(objs.Networks), len(objs.Services), time.Since(t0).Seconds()))
+	p.Report(endpointkit.StepWire, "", fmt.Sprintf("namespace %s on %s: %d pods, %d networks, %d services, %d identity secrets applied in %.1fs",
+		ns, r.server, len(objs.Pods), len(objs.Networks), len(objs.Services), len(objs.Secrets), time.Since(t0).Seconds()))
 	for _, el := range p.Endpoints {
 		p.Report(endpointkit.StepBoot, el.Endpoint.Name, fmt.Sprintf("%s: pod %s/%s (%s)", el.Endpoint.Name, ns, el.Endpoint.Name, ims.bySlug[el.Endpoint.Image].Ref))
 	}

@@ -86,7 +86,8 @@ type Options struct {
 // Runtime places lesson instances on a Kubernetes cluster: a namespace per
 // instance, a pod per endpoint, a NetworkAttachmentDefinition per link
 // (package kubeplan), reached through the API server. It implements
-// endpointkit.Runtime, LogWriter, Recorded, Checker and Accessor; methods
+// endpointkit.Runtime, LogWriter, Recorded, Checker, Accessor and
+// HostKeyer; methods
 // may be called concurrently.
 type Runtime struct {
 	opts       Options
@@ -111,6 +112,7 @@ var (
 	_ endpointkit.Recorded  = (*Runtime)(nil)
 	_ endpointkit.Checker   = (*Runtime)(nil)
 	_ endpointkit.Accessor  = (*Runtime)(nil)
+	_ endpointkit.HostKeyer = (*Runtime)(nil)
 )
 
 // New returns the runtime of the cluster the kubeconfig names. It reads
@@ -259,6 +261,8 @@ var permissions = []permission{
 	{verb: "delete", resource: "namespaces"},
 	{verb: "create", resource: "serviceaccounts", namespaced: true},
 	{verb: "patch", resource: "serviceaccounts", namespaced: true},
+	{verb: "create", resource: "secrets", namespaced: true},
+	{verb: "patch", resource: "secrets", namespaced: true},
 	{verb: "create", resource: "pods", namespaced: true},
 	{verb: "patch", resource: "pods", namespaced: true},
 	{verb: "get", resource: "pods", namespaced: true},

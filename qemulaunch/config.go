@@ -171,6 +171,13 @@ type Config struct {
 	// StateDir is the instance's state directory (see [StateDir]);
 	// default DefaultStateRoot/Name.
 	StateDir string
+	// IdentityFile, for an image that takes a per-instance identity
+	// (vmimage.IdentityFWCfg), is an identity made elsewhere
+	// ([vmimage.LoadIdentity]'s JSON; a cluster runtime mounts it from a
+	// Secret): the guest gets it and its keys are pinned, and Start fails
+	// when it cannot be read. "" means the identity kept in StateDir,
+	// made on first use ([InstanceHostKeys] reads the same).
+	IdentityFile string
 	// Binary is the QEMU system emulator; default "qemu-system-x86_64".
 	Binary string
 	// Accel is the accelerator; default auto, overridden by $ENDPOINTKIT_ACCEL.

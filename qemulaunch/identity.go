@@ -33,16 +33,22 @@ func InstanceHostKeys(stateDir, name string, m vmimage.Manifest) ([]vmimage.Host
 }
 
 // withIdentity gives a VM of an image that takes a per-instance identity
-// its identity (kept in the state directory, so a restart keeps the
-// keys): the guest reads it through fw_cfg, a channel the network cannot
-// reach, and the identity's host keys replace the manifest's (none) for
-// readiness and everything that pins keys. Other images pass unchanged.
+// its identity (Config.IdentityFile, else the one kept in the state
+// directory, so a restart keeps the keys): the guest reads it through
+// fw_cfg, a channel the network cannot reach, and the identity's host
+// keys replace the manifest's (none) for readiness and everything that
+// pins keys. Other images pass unchanged.
 func withIdentity(cfg Config) (Config, error) {
 	if cfg.Image.Manifest.Identity != vmimage.IdentityFWCfg {
 		return cfg, nil
 	}
-	id, err := vmimage.LoadOrCreateIdentity(cfg.StateDir, cfg.Name)
-	if err != nil {
+	var id *vmimage.Identity
+	var err error
+	if cfg.IdentityFile != "" {
+		if id, err = vmimage.LoadIdentity(cfg.IdentityFile); err != nil {
+			return cfg, fmt.Errorf("%w: instance identity given (--identity): %v; whoever placed the endpoint makes it (a cluster runtime: its Secret)", ErrConfig, err)
+		}
+	} else if id, err = vmimage.LoadOrCreateIdentity(cfg.StateDir, cfg.Name); err != nil {
 		return cfg, fmt.Errorf("%w: instance identity: %v", ErrConfig, err)
 	}
 	file := filepath.Join(cfg.StateDir, identityFWCfgFile)

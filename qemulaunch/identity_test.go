@@ -1,6 +1,8 @@
 package qemulaunch
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,5 +49,47 @@ func TestWithIdentity(t *testing.T) {
 	same, err := withIdentity(Config{Name: "vqfx", Image: plain, StateDir: t.TempDir()})
 	if err != nil || same.Image != plain || len(same.ExtraArgs) != 0 {
 		t.Errorf("an image without identity changed: %+v, %v", same, err)
+	}
+}
+
+// TestWithGivenIdentity: an identity made elsewhere (--identity; a
+// cluster runtime's Secret) is what the guest gets and what is pinned,
+// and none is made in the state directory; one that cannot be read fails
+// the start (fail closed) instead of a fresh identity nobody pinned.
+func TestWithGivenIdentity(t *testing.T) {
+	im := diskImage()
+	im.Manifest.Identity = vmimage.IdentityFWCfg
+	im.Manifest.HostKeys = nil
+	made := t.TempDir()
+	id, err := vmimage.LoadOrCreateIdentity(made, "vqfx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	l := Launch{Image: im.Dir, Name: "vqfx", State: state, Identity: filepath.Join(made, vmimage.IdentityFile)}
+	back, err := ParseLaunch(nil, getenv(l.Env()), io.Discard)
+	if err != nil || back.Identity != l.Identity {
+		t.Fatalf("ENDPOINT_IDENTITY read back as %q (%v)", back.Identity, err)
+	}
+	cfg := l.config(im)
+	cfg.Accel = AccelTCG
+	cfg, err = withIdentity(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Image.Manifest.HostKeys, id.HostKeys()) {
+		t.Errorf("pinned %v; want the given identity's %v", cfg.Image.Manifest.HostKeys, id.HostKeys())
+	}
+	if _, err := os.Stat(filepath.Join(state, vmimage.IdentityFile)); err == nil {
+		t.Errorf("an identity was made in the state directory although one was given")
+	}
+	raw, err := os.ReadFile(filepath.Join(state, identityFWCfgFile))
+	if err != nil || string(raw) != string(id.FWCfg()) {
+		t.Errorf("fw_cfg file %q (%v); want the given identity's", raw, err)
+	}
+	cfg = l.config(im)
+	cfg.IdentityFile = filepath.Join(made, "missing.json")
+	if _, err := withIdentity(cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "missing.json") {
+		t.Errorf("a missing identity file: %v; want ErrConfig naming it", err)
 	}
 }

@@ -41,7 +41,10 @@ type Launch struct {
 	// name.
 	Name  string
 	State string // state directory; "" means DefaultStateRoot/Name
-	NetNS string // named network namespace to run in; "" the current one
+	// Identity is the instance identity made elsewhere, for an image that
+	// takes one (Config.IdentityFile); "" means made and kept in State.
+	Identity string
+	NetNS    string // named network namespace to run in; "" the current one
 	// Forwards are the guest ports forwarded from the management address;
 	// nil means the image's ([ExposedPorts] without lesson ports).
 	Forwards []Forward
@@ -96,6 +99,7 @@ func (l *Launch) strings() []struct {
 		{"lesson", "lesson directory shared read-only over 9p (tag antidote)", &l.Lesson},
 		{"name", "instance name and guest hostname (default: this host's name)", &l.Name},
 		{"state", "state directory (default /run/endpointkit/NAME)", &l.State},
+		{"identity", "instance identity file made elsewhere, for an image that takes one (default: made and kept in the state directory)", &l.Identity},
 		{"netns", "named network namespace to run in (default: the current one)", &l.NetNS},
 		{"accel", "accelerator: auto, kvm or tcg (default auto; $ENDPOINTKIT_ACCEL also works)", (*string)(&l.Accel)},
 		{"stitch", "how ethN joins tapN: mirred or bridge (default mirred)", (*string)(&l.Stitch)},
@@ -291,7 +295,7 @@ func (l Launch) config(im *vmimage.Image) Config {
 		fwd = ExposedPorts(nil, im.Manifest)
 	}
 	cfg := Config{
-		Name: l.Name, Image: im, LessonDir: l.Lesson, StateDir: l.State, NetNS: l.NetNS,
+		Name: l.Name, Image: im, LessonDir: l.Lesson, StateDir: l.State, IdentityFile: l.Identity, NetNS: l.NetNS,
 		Accel: l.Accel, Stitch: l.Stitch, Forwards: fwd, DataInterfaces: l.Interfaces,
 		KeepOverlay: l.KeepOverlay, Timeouts: Timeouts{StopGrace: l.Grace},
 	}

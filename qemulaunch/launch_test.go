@@ -83,7 +83,7 @@ func FuzzLaunchRoundTrip(f *testing.F) {
 	f.Add("-x", "a b", "", "", "", "", "bridge", "", "", 0, int64(0), false, "", 0, false)
 	f.Add("=", "--name", "\n", "é", "x=y", "kvm", "odd", "1", "e=02:00:00:00:00:03", 1, int64(1), false, "never", 1, false)
 	f.Fuzz(func(t *testing.T, image, lesson, name, state, netns, accel, stitch, fwd, macs string, ifs int, grace int64, keep bool, restart string, maxRestarts int, keepState bool) {
-		l := Launch{Image: image, Lesson: lesson, Name: name, State: state, NetNS: netns, Accel: Accel(accel),
+		l := Launch{Image: image, Lesson: lesson, Name: name, State: state, Identity: netns + state, NetNS: netns, Accel: Accel(accel),
 			Stitch: StitchMode(stitch), Interfaces: ifs, Grace: time.Duration(grace), KeepOverlay: keep,
 			Restart: RestartPolicy(restart), MaxRestarts: maxRestarts, KeepState: keepState}
 		if fs, err := ParsePorts(fwd); err == nil && len(fs) > 0 {

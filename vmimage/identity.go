@@ -125,6 +125,25 @@ func (id *Identity) FWCfg() []byte {
 	return []byte(b.String())
 }
 
+// LoadIdentity reads an identity saved as JSON (an instance's
+// IdentityFile, or one made elsewhere and handed to the launcher). An
+// identity without keys or a hostname is an error; a missing file is one
+// wrapping fs.ErrNotExist.
+func LoadIdentity(path string) (*Identity, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("vmimage: identity: %w", err)
+	}
+	var id Identity
+	if err := json.Unmarshal(raw, &id); err != nil {
+		return nil, fmt.Errorf("vmimage: identity %s: %w", path, err)
+	}
+	if id.Hostname == "" || len(id.Keys) == 0 {
+		return nil, fmt.Errorf("vmimage: identity %s: no hostname or no keys", path)
+	}
+	return &id, nil
+}
+
 // LoadOrCreateIdentity returns the identity kept in dir (an instance's
 // state directory, created if missing), making and saving one for
 // hostname the first time, so that a restarted instance keeps its keys
@@ -133,16 +152,12 @@ func (id *Identity) FWCfg() []byte {
 // replaced.
 func LoadOrCreateIdentity(dir, hostname string) (*Identity, error) {
 	path := filepath.Join(dir, IdentityFile)
-	if raw, err := os.ReadFile(path); err == nil {
-		var id Identity
-		if err := json.Unmarshal(raw, &id); err != nil {
-			return nil, fmt.Errorf("vmimage: %s: %w (remove it to make a new identity)", path, err)
-		}
-		if id.Hostname == hostname && len(id.Keys) > 0 {
-			return &id, nil
+	if id, err := LoadIdentity(path); err == nil {
+		if id.Hostname == hostname {
+			return id, nil
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("vmimage: identity: %w", err)
+		return nil, fmt.Errorf("%w (remove it to make a new identity)", err)
 	}
 	id, err := NewIdentity(hostname)
 	if err != nil {

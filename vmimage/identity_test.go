@@ -2,6 +2,8 @@ package vmimage
 
 import (
 	"encoding/base64"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,5 +56,34 @@ func TestIdentity(t *testing.T) {
 	}
 	if _, err := NewIdentity("bad_name"); err == nil {
 		t.Error("NewIdentity accepted a hostname that is not a DNS label")
+	}
+}
+
+// TestLoadIdentity: an identity saved elsewhere (handed to a launcher)
+// reads back whole; a missing file wraps fs.ErrNotExist; a file that is
+// not an identity, or one without keys, is refused, and
+// LoadOrCreateIdentity does not silently replace it.
+func TestLoadIdentity(t *testing.T) {
+	dir := t.TempDir()
+	id, err := LoadOrCreateIdentity(dir, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadIdentity(filepath.Join(dir, IdentityFile))
+	if err != nil || got.Hostname != "r1" || len(got.Keys) != 2 || got.Keys[1].PrivatePEM != id.Keys[1].PrivatePEM {
+		t.Fatalf("LoadIdentity = %+v, %v; want the saved identity", got, err)
+	}
+	if _, err := LoadIdentity(filepath.Join(dir, "none.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v; want fs.ErrNotExist", err)
+	}
+	for name, content := range map[string]string{"garbage": "not json", "no keys": `{"hostname":"r1","keys":[]}`} {
+		bad := t.TempDir()
+		os.WriteFile(filepath.Join(bad, IdentityFile), []byte(content), 0o600)
+		if _, err := LoadIdentity(filepath.Join(bad, IdentityFile)); err == nil {
+			t.Errorf("%s: LoadIdentity accepted it", name)
+		}
+		if _, err := LoadOrCreateIdentity(bad, "r1"); err == nil || !strings.Contains(err.Error(), "remove it") {
+			t.Errorf("%s: LoadOrCreateIdentity: %v; want an error saying to remove it", name, err)
+		}
 	}
 }

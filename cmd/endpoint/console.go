@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/endpointkit/endpointkit/internal/termio"
 	"github.com/endpointkit/endpointkit/qemulaunch"
+	"github.com/endpointkit/endpointkit/vmimage"
 )
 
 // stateDir parses --name/--state and resolves the state directory.
@@ -54,4 +56,19 @@ func runHealth(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return fmt.Errorf("not ready: %s", state)
 	}
 	return nil
+}
+
+// runHostKeys prints, as JSON, the SSH host keys the launcher learned from
+// the guest's console ([] when none were: an image that lists its keys, or
+// a guest not booted yet).
+func runHostKeys(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	d, err := stateDir("hostkeys", args, stderr)
+	if err != nil {
+		return err
+	}
+	keys := qemulaunch.PinnedHostKeys(d, vmimage.Manifest{})
+	if keys == nil {
+		keys = []vmimage.HostKey{}
+	}
+	return json.NewEncoder(stdout).Encode(keys)
 }

@@ -3,13 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/internal/nsutil"
+	"github.com/endpointkit/endpointkit/qemulaunch"
+	"github.com/endpointkit/endpointkit/vmimage"
 	"github.com/vishvananda/netlink"
 )
 
@@ -32,6 +36,27 @@ func TestLogs(t *testing.T) {
 	}
 	if err := Run(context.Background(), []string{"logs", "--state", t.TempDir()}, nil, &out, &errb); err == nil {
 		t.Error("logs of a state directory without a console log: no error")
+	}
+}
+
+// endpoint hostkeys prints the keys learned from the console as JSON, []
+// before any were.
+func TestHostKeys(t *testing.T) {
+	state := t.TempDir()
+	var out, errb bytes.Buffer
+	if err := Run(context.Background(), []string{"hostkeys", "--state", state}, nil, &out, &errb); err != nil || out.String() != "[]\n" {
+		t.Errorf("hostkeys before any were learned: %q %v %s", out.String(), err, errb.String())
+	}
+	learned := []vmimage.HostKey{{Type: "ssh-ed25519", Fingerprint: "SHA256:x", PublicKey: "ssh-ed25519 AAAA"}}
+	raw, _ := json.Marshal(learned)
+	os.WriteFile(qemulaunch.StateDir(state).HostKeys(), raw, 0o644)
+	out.Reset()
+	if err := Run(context.Background(), []string{"hostkeys", "--state", state}, nil, &out, &errb); err != nil {
+		t.Fatalf("hostkeys: %v\n%s", err, errb.String())
+	}
+	var got []vmimage.HostKey
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || !reflect.DeepEqual(got, learned) {
+		t.Errorf("hostkeys printed %q (%v); want %+v", out.String(), err, learned)
 	}
 }
 

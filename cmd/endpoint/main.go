@@ -7,8 +7,10 @@
 //	             [--interfaces N] [--macs eth0=MAC,eth1=MAC] [--grace 60s]
 //	             [--keep-overlay] [--keep-state] [--netns NAME]
 //	             [--restart on-failure|always|never] [--max-restarts N]
+//	             [--identity FILE]
 //	endpoint console [--name NAME | --state DIR]
 //	endpoint health  [--name NAME | --state DIR]
+//	endpoint hostkeys [--name NAME | --state DIR]
 //	endpoint logs    [--name NAME | --state DIR] [--lines N] [--follow]
 //	endpoint remove-bridges NAME...
 //	endpoint nic add --interface ethN --mac MAC [--mtu N] [--name NAME | --state DIR]
@@ -31,6 +33,13 @@
 // usage, 3 the guest ignored poweroff and QEMU was told to quit, 4 QEMU had
 // to be killed, 5 QEMU died unexpectedly. `endpoint nic` asks the running
 // launcher to hot-plug or unplug a data NIC (its control socket).
+//
+// --identity is an instance identity made elsewhere (a Kubernetes
+// Secret mounted into the container), for an image that takes one; by
+// default the launcher makes it in its state directory. hostkeys prints
+// the SSH host keys the launcher learned from the guest's console (JSON,
+// [] before any were learned): how a cluster runtime pins a vendor disk's
+// keys through the API server's exec.
 //
 // The command only reads flags: the launcher contract (qemulaunch.Launch,
 // qemulaunch.ParseLaunch) and the supervisor (qemulaunch.Supervise) are

@@ -18,13 +18,14 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		"run":            runRun,
 		"console":        runConsole,
 		"health":         runHealth,
+		"hostkeys":       runHostKeys,
 		"logs":           runLogs,
 		"remove-bridges": runRemoveBridges,
 		"heal":           runHeal,
 		"nic":            runNIC,
 	}
 	if len(args) == 0 || cmds[args[0]] == nil {
-		fmt.Fprintln(stderr, "usage: endpoint run|console|health|logs|remove-bridges|heal|nic [flags]  (endpoint COMMAND -h for flags)")
+		fmt.Fprintln(stderr, "usage: endpoint run|console|health|hostkeys|logs|remove-bridges|heal|nic [flags]  (endpoint COMMAND -h for flags)")
 		if len(args) == 0 {
 			return fmt.Errorf("%w: no command", qemulaunch.ErrUsage)
 		}

@@ -20,6 +20,7 @@ package imagetest
 
 import (
 	"context"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -161,20 +162,49 @@ func Copy(tb testing.TB, im *vmimage.Image) *vmimage.Image {
 	return out
 }
 
+// CopyWith is Copy with the copy's manifest changed by change (nil:
+// none).
+func CopyWith(tb testing.TB, src *vmimage.Image, change func(*vmimage.Manifest)) *vmimage.Image {
+	tb.Helper()
+	im := Copy(tb, src)
+	if change == nil {
+		return im
+	}
+	change(&im.Manifest)
+	raw, err := json.MarshalIndent(im.Manifest, "", "  ")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(im.Dir, vmimage.ManifestFile), raw, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if im, err = vmimage.Load(im.Dir); err != nil {
+		tb.Fatal(err)
+	}
+	return im
+}
+
 // OCI returns a copy (see Copy) of the image of recipe NAME with its OCI
 // layout built now (imagebuild.Builder.BuildOCI: cached layers, the
 // current endpoint launcher, boot-checked once per runtime and image
 // layer), ready to push.
 func OCI(tb testing.TB, name string) *vmimage.Image {
 	tb.Helper()
+	return OCIWith(tb, Build(tb, name), nil)
+}
+
+// OCIWith is OCI of a built image whose copy's manifest change changed
+// first (nil: none), for an image as a test needs it.
+func OCIWith(tb testing.TB, src *vmimage.Image, change func(*vmimage.Manifest)) *vmimage.Image {
+	tb.Helper()
 	ektest.RequireRoot(tb)
 	ektest.RequireQEMU(tb)
-	im := Copy(tb, Build(tb, name))
+	im := CopyWith(tb, src, change)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	b := imagebuild.New(imagebuild.Options{CacheDir: filepath.Join(ektest.CacheDir(tb), "imagebuild"), GoDir: ektest.RepoRoot(tb)})
 	if _, err := b.BuildOCI(ctx, im, imagebuild.OCIOptions{}); err != nil {
-		tb.Fatalf("imagetest: OCI image of %s: %v", name, err)
+		tb.Fatalf("imagetest: OCI image of %s: %v", src.Manifest.Slug, err)
 	}
 	return im
 }

@@ -2,6 +2,8 @@ package imagetest
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,11 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/endpointkit/endpointkit/imagebuild"
 	"github.com/endpointkit/endpointkit/internal/ektest"
 	"github.com/endpointkit/endpointkit/vmimage"
+	"golang.org/x/crypto/ssh"
 )
 
 func fileSHA256(tb testing.TB, path string) string {
@@ -23,6 +28,55 @@ func fileSHA256(tb testing.TB, path string) string {
 		tb.Fatal(err)
 	}
 	return sum
+}
+
+// CloudInitRecipe is a disk recipe for the cloud-init vendor-disk
+// stand-in; source is the disk: line (path: or url:). The client key is
+// derived from a constant, so the recipe, and with it the cached image,
+// stays the same from run to run. extra is appended to the recipe.
+func CloudInitRecipe(t testing.TB, source, sum, extra string) (string, ssh.Signer) {
+	t.Helper()
+	seed := sha256.Sum256([]byte("endpointkit cloud-init test client key"))
+	signer, err := ssh.NewSignerFromKey(ed25519.NewKeyFromSeed(seed[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
+	dir := t.TempDir()
+	recipe := `slug: vendor-ci
+description: the cloud-init vendor-disk stand-in, customised by a seed
+kind: disk
+disk:
+  ` + source + `
+  sha256: ` + sum + `
+  format: qcow2
+  cloudInit: true
+users:
+  - name: antidote
+    password: antidotepassword
+    groups: [sudo, netops]
+    authorizedKeys: ['` + authorized + `']
+steps:
+  - echo "ran as $(id -un) on $(hostname)" > /var/lib/endpointkit-firstboot
+qemu:
+  memoryMiB: 1024
+` + extra
+	if err := os.WriteFile(filepath.Join(dir, imagebuild.RecipeFile), []byte(recipe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, signer
+}
+
+// Baked returns the baked cloud-init vendor-disk image (CloudInitRecipe
+// of CloudInitDisk: its first boot saved into the disk at build time), an
+// image that takes a per-instance identity (vmimage.IdentityFWCfg) and
+// lists no host keys; imagebuild's tests build the same, so it is cached
+// once for both.
+func Baked(tb testing.TB) *vmimage.Image {
+	tb.Helper()
+	vendor, sum := CloudInitDisk(tb)
+	dir, _ := CloudInitRecipe(tb, "path: "+vendor, sum, "")
+	return Build(tb, dir)
 }
 
 // CloudInitDisk returns a stand-in for a vendor disk that runs cloud-init,

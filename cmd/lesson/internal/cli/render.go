@@ -21,6 +21,11 @@ a NetworkAttachmentDefinition per link, a pod per endpoint, a Service per
 presentation, the NetworkPolicy. Apply it with
 ` + "`kubectl apply --server-side -f -`" + `.
 
+An endpoint whose image takes a per-instance identity (SSH host keys made
+for each instance) mounts a Secret <endpoint>-identity that is not printed:
+it holds private keys, which ` + "`lesson up`" + ` makes for a placed instance only.
+Create it yourself (key identity.json, see docs/kubernetes.md) before applying.
+
 Images are referenced by digest: under --registry REPO (REPO/<slug>@sha256:…,
 with the lesson content as REPO/lesson-<slug>), else as their OCI images
 were built (imagebuild build --push REF). Nothing is pushed and no cluster
