@@ -82,9 +82,14 @@ func TestRenderIdentityImage(t *testing.T) {
 		for _, e := range pod.Spec.Containers[0].Env {
 			env[e.Name] = e.Value
 		}
-		if len(pod.Spec.Volumes) == 0 || pod.Spec.Volumes[0].Secret == nil || pod.Spec.Volumes[0].Secret.SecretName != kubeplan.IdentitySecret(pod.Name) ||
-			env["ENDPOINT_IDENTITY"] != kubeplan.IdentityDir+"/"+vmimage.IdentityFile {
-			t.Errorf("pod %s: volumes %+v, ENDPOINT_IDENTITY %q", pod.Name, pod.Spec.Volumes, env["ENDPOINT_IDENTITY"])
+		secret := ""
+		for _, v := range pod.Spec.Volumes {
+			if v.Secret != nil {
+				secret = v.Secret.SecretName
+			}
+		}
+		if secret != kubeplan.IdentitySecret(pod.Name) || env["ENDPOINT_IDENTITY"] != kubeplan.IdentityDir+"/"+vmimage.IdentityFile {
+			t.Errorf("pod %s: secret volume %q, ENDPOINT_IDENTITY %q", pod.Name, secret, env["ENDPOINT_IDENTITY"])
 		}
 	}
 }
