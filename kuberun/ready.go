@@ -18,17 +18,26 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 )
 
-// Probing the guest's SSH through a port forward: every sshRetry from the
-// moment the endpoint container runs, each attempt given bannerTimeout
-// (QEMU's user networking accepts and then holds a connection while the
-// guest does not answer yet). Once the pod is Ready (its readiness probe
-// saw the guest answer inside the pod) SSH must answer through the forward
-// within sshAfterReady.
+// Probing the guest's SSH through a port forward from the moment the
+// endpoint container runs: a new attempt every sshRetry, up to sshInFlight
+// at once. QEMU's user networking accepts a connection and then holds it
+// while its SYN to a booting guest goes unanswered (retried after seconds),
+// so one attempt at a time would notice the guest late; each attempt
+// waits bannerTimeout(n) — short while the guest boots, longer later, for
+// a guest slow to answer under load. Once the pod is Ready (its readiness
+// probe saw the guest answer inside the pod) SSH must answer through the
+// forward within sshAfterReady.
 const (
-	sshRetry      = 250 * time.Millisecond
-	bannerTimeout = 3 * time.Second
-	sshAfterReady = 5 * time.Second
+	sshRetry      = 500 * time.Millisecond
+	sshInFlight   = 4
+	sshAfterReady = 10 * time.Second
 )
+
+// bannerTimeout is how long the n-th attempt (from 0) waits for a banner:
+// 1 s, growing by 0.5 s an attempt, at most 15 s.
+func bannerTimeout(n int) time.Duration {
+	return min(time.Second+time.Duration(n)*500*time.Millisecond, 15*time.Second)
+}
 
 // Ready waits until the guest's SSH server answers through a port forward
 // from this machine — the path configuration and `lesson ssh` take. It
@@ -173,28 +182,46 @@ func (p *sshProbe) port() int {
 	return 22
 }
 
-// run reads the guest's SSH banner through a port forward, again every
-// sshRetry, until it answers (answered is closed) or ctx ends.
+// run reads the guest's SSH banner through a port forward, starting an
+// attempt every sshRetry (sshInFlight at most at once), until one answers
+// (answered is closed) or ctx ends.
 func (p *sshProbe) run(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	port := p.port()
-	for {
-		ap, err := p.r.Reach(ctx, p.ep, port)
-		if err == nil {
-			actx, cancel := context.WithTimeout(ctx, bannerTimeout)
-			err = banner(actx, ap)
-			cancel()
+	slots := make(chan struct{}, sshInFlight)
+	var once sync.Once
+	tick := time.NewTicker(sshRetry)
+	defer tick.Stop()
+	for n := 0; ; {
+		select {
+		case slots <- struct{}{}:
+			go func(n int) {
+				defer func() { <-slots }()
+				ap, err := p.r.Reach(ctx, p.ep, port)
+				if err == nil {
+					actx, acancel := context.WithTimeout(ctx, bannerTimeout(n))
+					err = banner(actx, ap)
+					acancel()
+				}
+				if err == nil {
+					once.Do(func() { close(p.answered) })
+					cancel()
+					return
+				}
+				if ctx.Err() == nil {
+					p.mu.Lock()
+					p.last = err
+					p.mu.Unlock()
+				}
+			}(n)
+			n++
+		default: // every slot waits on an attempt
 		}
-		if err == nil {
-			close(p.answered)
-			return
-		}
-		p.mu.Lock()
-		p.last = err
-		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(sshRetry):
+		case <-tick.C:
 		}
 	}
 }
