@@ -56,10 +56,13 @@
 // server; Console runs `endpoint console` in the container (exec); Logs
 // and WriteLog read the console log with `endpoint logs` (exec) and the
 // launcher's output as the container's log, with the pod's events. Ready
-// waits for the pod's readiness (the launcher's `endpoint health`) and
-// then for the guest's SSH banner through a forward; it fails at once on a
-// pod that ends, a launcher that exits, an image that cannot be pulled or
-// a sandbox the CNI plugins cannot make.
+// reads the guest's SSH banner through a forward from the moment the
+// endpoint container runs, not waiting for the pod's Ready condition (the
+// readiness probe, the launcher's `endpoint health`, runs every 2 s and
+// keeps Services and status right); it fails at once on a pod that ends,
+// a launcher that exits, an image that cannot be pulled or a sandbox the
+// CNI plugins cannot make, and when a Ready pod's SSH does not answer
+// through the forward.
 //
 // # Removing
 //
