@@ -107,6 +107,11 @@ func (r *Runtime) Place(ctx context.Context, p *endpointkit.Placement) error {
 	if err != nil {
 		return err
 	}
+	if len(ids) > 0 { // Check left the identity Secrets' rights out
+		if err := r.checkAccess(ctx, ns, func(p permission) bool { return p.identity }); err != nil {
+			return fmt.Errorf("instance %s: %w", p.Instance, err)
+		}
+	}
 	objs, err := r.opts.render(p, ims, ids)
 	if err != nil {
 		return err

@@ -214,7 +214,7 @@ func (r *Runtime) Check(ctx context.Context, instance string, replace bool) erro
 		return fmt.Errorf("%w: %s (%s): %v", ErrUnreachable, r.server, r.where(), err)
 	}
 	ns := kubeplan.Namespace(instance)
-	if err := r.checkAccess(cctx, ns); err != nil {
+	if err := r.checkAccess(cctx, ns, func(p permission) bool { return !p.identity }); err != nil {
 		return err
 	}
 	exists, err := r.namespaceExists(cctx, ns)
@@ -251,6 +251,9 @@ func (r *Runtime) namespaceExists(ctx context.Context, ns string) (bool, error) 
 type permission struct {
 	verb, group, resource, subresource string
 	namespaced                         bool
+	// identity: needed only by an instance with an endpoint whose image
+	// takes a per-instance identity (its Secret); asked by Place.
+	identity bool
 }
 
 // permissions are what Place, Ready, Reach, Console, Logs and Remove do.
@@ -261,8 +264,8 @@ var permissions = []permission{
 	{verb: "delete", resource: "namespaces"},
 	{verb: "create", resource: "serviceaccounts", namespaced: true},
 	{verb: "patch", resource: "serviceaccounts", namespaced: true},
-	{verb: "create", resource: "secrets", namespaced: true},
-	{verb: "patch", resource: "secrets", namespaced: true},
+	{verb: "create", resource: "secrets", namespaced: true, identity: true},
+	{verb: "patch", resource: "secrets", namespaced: true, identity: true},
 	{verb: "create", resource: "pods", namespaced: true},
 	{verb: "patch", resource: "pods", namespaced: true},
 	{verb: "get", resource: "pods", namespaced: true},
@@ -295,12 +298,15 @@ func (p permission) String() string {
 	return p.verb + " " + res
 }
 
-// checkAccess asks the API server about every permission at once and
-// lists those refused.
-func (r *Runtime) checkAccess(ctx context.Context, ns string) error {
+// checkAccess asks the API server about every permission ask selects, at
+// once, and lists those refused.
+func (r *Runtime) checkAccess(ctx context.Context, ns string, ask func(permission) bool) error {
 	refused := make([]string, len(permissions))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, p := range permissions {
+		if !ask(p) {
+			continue
+		}
 		g.Go(func() error {
 			ra := &authorizationv1.ResourceAttributes{Verb: p.verb, Group: p.group, Resource: p.resource, Subresource: p.subresource}
 			if p.namespaced {
