@@ -47,7 +47,10 @@ func bannerTimeout(n int) time.Duration {
 // still), while following the pod: a pod that fails, a launcher that
 // exits, an image that cannot be pulled or a sandbox that cannot be made
 // is an error saying so, as is a Ready pod whose SSH does not answer
-// through the forward.
+// through the forward. For a guest whose host keys the launcher learns
+// from its console, Ready also waits for the pod's Ready condition: the
+// launcher is ready only once it has them, and nothing may connect before
+// they can be pinned.
 func (r *Runtime) Ready(ctx context.Context, ep endpointkit.RunningEndpoint) error {
 	ns, name := splitPod(ep.Pod)
 	if name == "" {
@@ -55,7 +58,10 @@ func (r *Runtime) Ready(ctx context.Context, ep endpointkit.RunningEndpoint) err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the probe and its forward
-	p := &sshProbe{r: r, ep: ep, answered: make(chan struct{})}
+	r.mu.Lock()
+	learns := r.learnsKeys[ep.Pod]
+	r.mu.Unlock()
+	p := &sshProbe{r: r, ep: ep, answered: make(chan struct{}), learnsKeys: learns}
 	pods := r.cs.CoreV1().Pods(ns)
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
 	for {
@@ -93,6 +99,8 @@ type sshProbe struct {
 	started  bool
 	readyAt  time.Time     // when the pod was first seen Ready
 	answered chan struct{} // closed when SSH answered through a forward
+	// learnsKeys: done needs the pod Ready too (see Ready).
+	learnsKeys bool
 
 	mu   sync.Mutex
 	last error // the probe's last failure
@@ -101,12 +109,16 @@ type sshProbe struct {
 // watch follows pod events until SSH answers (done), the pod fails, or
 // the watch ends (false, nil: list again).
 func (p *sshProbe) watch(ctx context.Context, w watch.Interface, tick <-chan time.Time, last *corev1.Pod) (bool, error) {
+	answered := p.answered
 	for {
 		select {
 		case <-ctx.Done():
 			return false, ctx.Err()
-		case <-p.answered:
-			return true, nil
+		case <-answered:
+			answered = nil // closed: once is enough; the pod's events go on
+			if done, err := p.follow(ctx, last); done || err != nil {
+				return done, err
+			}
 		case <-tick:
 			if done, err := p.follow(ctx, last); done || err != nil {
 				return done, err
@@ -137,14 +149,16 @@ func (p *sshProbe) watch(ctx context.Context, w watch.Interface, tick <-chan tim
 // ready, the SSH probe started once its endpoint container runs, done once
 // SSH has answered.
 func (p *sshProbe) follow(ctx context.Context, pod *corev1.Pod) (bool, error) {
-	select {
-	case <-p.answered:
-		return true, nil
-	default:
-	}
 	ready, err := p.r.podReady(ctx, pod)
 	if err != nil {
 		return false, err
+	}
+	select {
+	case <-p.answered:
+		if ready || !p.learnsKeys {
+			return true, nil
+		}
+	default:
 	}
 	if !p.started && (ready || running(pod)) {
 		p.started = true

@@ -102,6 +102,10 @@ type Runtime struct {
 	// sshPorts are the guest SSH ports of the endpoints Place placed, by
 	// pod (Ready proves the forward to it).
 	sshPorts map[string]int
+	// learnsKeys are the pods Place placed whose guest's host keys the
+	// launcher learns from its console (the image lists none and takes no
+	// identity): Ready waits until the launcher has them.
+	learnsKeys map[string]bool
 	// forwards are the port forwards in use, by POD:PORT.
 	forwards map[string]*forward
 }
@@ -119,7 +123,7 @@ var (
 // the kubeconfig but does not contact the cluster (Check does). The error
 // wraps ErrKubeconfig.
 func New(o Options) (*Runtime, error) {
-	r := &Runtime{opts: o, sshPorts: map[string]int{}, forwards: map[string]*forward{}}
+	r := &Runtime{opts: o, sshPorts: map[string]int{}, learnsKeys: map[string]bool{}, forwards: map[string]*forward{}}
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if o.Kubeconfig != "" {
 		abs, err := filepath.Abs(o.Kubeconfig)
