@@ -73,8 +73,8 @@ func Getty(cfg *Config, tty string) error {
 		if name == "" {
 			continue
 		}
-		setEcho(fd, false) // before the prompt: a password typed at once is not echoed
 		fmt.Fprint(f, "Password: ")
+		setEcho(fd, false)
 		password, err := readLine(f)
 		setEcho(fd, true)
 		fmt.Fprint(f, "\r\n")
