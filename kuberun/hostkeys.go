@@ -39,6 +39,13 @@ func identities(p *endpointkit.Placement) (data map[string][]byte, files map[str
 	return data, files, nil
 }
 
+// learnsKeys reports whether the launcher learns the guest's host keys from
+// its console: the image lists none and takes no per-instance identity
+// (HostKeys' last case).
+func learnsKeys(m vmimage.Manifest) bool {
+	return m.Identity != vmimage.IdentityFWCfg && len(m.HostKeys) == 0
+}
+
 // HostKeys returns the SSH host keys to pin for the endpoint's guest: for
 // an image that takes a per-instance identity, the keys of the identity
 // Place made on this machine and handed to the pod (its Secret); else the

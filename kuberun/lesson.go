@@ -67,9 +67,9 @@ func LessonFiles(dir string) ([]kubeplan.LessonFile, error) {
 
 // lessonImage makes the lesson-content image of a lesson directory too
 // large for a ConfigMap (package kubeplan's init container copies it into
-// each pod) and, with
-// push, pushes it as REGISTRY/PATH/lesson-SLUG unless the registry has
-// it. The image is reproducible: the same files give the same digest.
+// each pod) and, with push, pushes it as REGISTRY/PATH/lesson-SLUG unless
+// the registry has it. The image is reproducible: the same files give the
+// same digest.
 func (o *Options) lessonImage(ctx context.Context, slug, dir string, push bool, report func(string)) (string, error) {
 	img, err := LessonImage(dir, o.Build.Busybox)
 	if err != nil {

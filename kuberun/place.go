@@ -10,7 +10,6 @@ import (
 	"github.com/endpointkit/endpointkit"
 	"github.com/endpointkit/endpointkit/kubeplan"
 	"github.com/endpointkit/endpointkit/qemulaunch"
-	"github.com/endpointkit/endpointkit/vmimage"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -122,7 +121,7 @@ func (r *Runtime) Place(ctx context.Context, p *endpointkit.Placement) error {
 		pod := ns + "/" + name
 		r.mu.Lock()
 		r.sshPorts[pod] = sshPort(el)
-		r.learnsKeys[pod] = len(el.Image.Manifest.HostKeys) == 0 && el.Image.Manifest.Identity != vmimage.IdentityFWCfg
+		r.learnsKeys[pod] = learnsKeys(el.Image.Manifest)
 		r.mu.Unlock()
 		err := p.Record(name, func(e *endpointkit.RunningEndpoint) {
 			e.Namespace, e.Pod = ns, pod
